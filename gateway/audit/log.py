@@ -1,0 +1,95 @@
+"""Append-only audit entries with gap-free indices.
+
+Each entry is a versioned UTF-8 JSON object, stored and later hashed byte-for-byte (a later
+change builds an RFC 9162 Merkle tree over exactly these bytes, so the encoding is canonical:
+sorted keys, no insignificant white space).  Indices come from one sequencer row locked with
+``UPDATE … RETURNING``: a rolled-back transaction releases its number, so the log never has
+gaps, and time is clamped so that it never goes backwards, on SQLite and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.store.tables import audit_entries, audit_head
+
+ENTRY_VERSION = 1
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened.  No document content and no personal data beyond what is named here."""
+
+    event: str
+    outcome: str  # "accepted" | "refused" | "ok"
+    actor: str | None = None
+    document: str | None = None  # the gateway's document id
+    document_id: str | None = None  # the edXML DocumentId
+    sender: str | None = None
+    recipient: str | None = None
+    sha256: str | None = None
+    signature: str | None = None  # signature result, e.g. "valid rsa-sha256 <fingerprint>"
+    reason: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class AppendedEntry:
+    index: int
+    time: datetime
+    body: bytes
+
+
+class AuditLog:
+    """The one small interface every other package uses to record what happened."""
+
+    def append(self, conn: Connection, event: AuditEvent, *, now: datetime | None = None) -> AppendedEntry:
+        wanted_us = _to_us(now or datetime.now(UTC))
+        row = conn.execute(
+            sa.update(audit_head)
+            .where(audit_head.c.id == 1)
+            .values(
+                size=audit_head.c.size + 1,
+                last_time_us=sa.case(
+                    (audit_head.c.last_time_us > wanted_us, audit_head.c.last_time_us), else_=wanted_us
+                ),
+            )
+            .returning(audit_head.c.size, audit_head.c.last_time_us)
+        ).one()
+        index, time_us = int(row.size) - 1, int(row.last_time_us)
+        time = datetime.fromtimestamp(time_us / 1_000_000, UTC)
+        body = encode_entry(index, time, event)
+        conn.execute(
+            sa.insert(audit_entries).values(
+                idx=index, time_us=time_us, event=event.event, document=event.document, body=body
+            )
+        )
+        return AppendedEntry(index=index, time=time, body=body)
+
+    def entries_for_document(self, conn: Connection, document: str) -> list[dict[str, Any]]:
+        rows = conn.execute(
+            sa.select(audit_entries.c.body).where(audit_entries.c.document == document).order_by(audit_entries.c.idx)
+        )
+        return [json.loads(r.body) for r in rows]
+
+    def size(self, conn: Connection) -> int:
+        return int(conn.execute(sa.select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one())
+
+
+def encode_entry(index: int, time: datetime, event: AuditEvent) -> bytes:
+    fields = {k: v for k, v in asdict(event).items() if v is not None}
+    if "reason" in fields:
+        fields["reason"] = fields["reason"][:MAX_REASON_CHARS]
+    fields.update(v=ENTRY_VERSION, index=index, time=time.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _to_us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)

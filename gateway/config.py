@@ -1,0 +1,167 @@
+"""Deployment configuration: environment variables first, then an optional TOML file, then defaults.
+
+Everything is validated once at start-up and every problem is reported together, so an operator
+fixes a broken deployment in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot run a gateway; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid gateway configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one deployment.  Paths are resolved relative to the working directory."""
+
+    database_url: str = "sqlite:///var/gateway.db"
+    redis_url: str | None = None
+    keys_dir: Path = Path("keys")
+    seal_key: Path | None = None
+    seal_cert: Path | None = None
+    token_key: Path | None = None
+    trust_anchors: tuple[Path, ...] = ()
+    public_url: str = "http://127.0.0.1:8080"
+    max_document_bytes: int = 10 * 1024 * 1024
+    access_token_ttl: int = 300
+    client_assertion_max_lifetime: int = 300
+    allow_rsa_sha1: bool = False
+    demo: bool = False
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # Paths default to files inside keys_dir; these properties are what the rest of the code reads.
+    @property
+    def seal_key_path(self) -> Path:
+        return self.seal_key or self.keys_dir / "gateway-seal.key"
+
+    @property
+    def seal_cert_path(self) -> Path:
+        return self.seal_cert or self.keys_dir / "gateway-seal.crt"
+
+    @property
+    def token_key_path(self) -> Path:
+        return self.token_key or self.keys_dir / "gateway-token.key"
+
+    @property
+    def trust_anchor_paths(self) -> tuple[Path, ...]:
+        return self.trust_anchors or (self.keys_dir / "ca.crt",)
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.public_url.rstrip("/") + "/oauth/token"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Config:
+        """Build and validate a configuration; raises :class:`ConfigError` listing every problem."""
+        env = dict(os.environ if environ is None else environ)
+        raw: dict[str, Any] = {}
+        path = toml_path or (Path(env["GATEWAY_CONFIG"]) if env.get("GATEWAY_CONFIG") else None)
+        problems: list[str] = []
+        if path is not None:
+            try:
+                raw.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                problems.append(f"GATEWAY_CONFIG: file {path} does not exist")
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                problems.append(f"GATEWAY_CONFIG: {path} is not valid TOML ({exc})")
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            value = env.get(ENV_PREFIX + f.name.upper())
+            if value is not None and value != "":
+                raw[f.name] = value
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            problems.append(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in raw and f.name != "extra":
+                try:
+                    values[f.name] = _coerce(f.name, raw[f.name])
+                except ValueError as exc:
+                    problems.append(f"{ENV_PREFIX}{f.name.upper()}: {exc}")
+        config = cls(**values) if not problems else cls()
+        problems.extend(config._problems())
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        scheme = urlsplit(self.database_url).scheme
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            problems.append(
+                f"GATEWAY_DATABASE_URL: scheme {scheme!r} is not supported; use sqlite:///path.db "
+                "or postgresql+psycopg://user@host/db"
+            )
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            problems.append("GATEWAY_REDIS_URL: must start with redis://, rediss:// or unix://")
+        public = urlsplit(self.public_url)
+        if public.scheme not in ("http", "https") or not public.netloc:
+            problems.append("GATEWAY_PUBLIC_URL: must be an absolute http(s) URL such as https://gateway.example")
+        if not 1024 <= self.max_document_bytes <= 512 * 1024 * 1024:
+            problems.append("GATEWAY_MAX_DOCUMENT_BYTES: must be between 1024 and 536870912")
+        if not 30 <= self.access_token_ttl <= 3600:
+            problems.append("GATEWAY_ACCESS_TOKEN_TTL: must be between 30 and 3600 seconds")
+        if not 10 <= self.client_assertion_max_lifetime <= 3600:
+            problems.append("GATEWAY_CLIENT_ASSERTION_MAX_LIFETIME: must be between 10 and 3600 seconds")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append("GATEWAY_LOG_LEVEL: one of DEBUG, INFO, WARNING, ERROR")
+        return problems
+
+    def missing_key_files(self) -> list[str]:
+        """Key files the server needs and cannot find, phrased with the command that makes them."""
+        wanted = [self.seal_key_path, self.seal_cert_path, self.token_key_path, *self.trust_anchor_paths]
+        return [
+            f"{p} is missing: run `gateway keys init` (development) or point the setting at your key file"
+            for p in wanted
+            if not p.is_file()
+        ]
+
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's type."""
+    if name in ("keys_dir", "seal_key", "seal_cert", "token_key"):
+        return Path(str(value))
+    if name == "trust_anchors":
+        items = value if isinstance(value, list) else str(value).split(os.pathsep)
+        return tuple(Path(str(p)) for p in items if str(p))
+    if name in ("max_document_bytes", "access_token_ttl", "client_assertion_max_lifetime"):
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number, got {value!r}") from None
+    if name in ("allow_rsa_sha1", "demo"):
+        if isinstance(value, bool):
+            return value
+        try:
+            return _BOOL[str(value).strip().lower()]
+        except KeyError:
+            raise ValueError(f"must be true or false, got {value!r}") from None
+    return str(value)

@@ -1,0 +1,105 @@
+"""The parts of an edXML document the gateway acts on, read from a tree.
+
+Callers pass the tree the signature verifier returned (what was actually signed), never the raw
+parse, so a wrapped or injected element cannot steer routing (DESIGN.md guarantee 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.policy import Refusal
+
+NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+_P = {"e": NS}
+
+STATE_SECRET_LEVELS = frozenset({"Mật", "Tối mật", "Tuyệt mật"})
+STATUS_CODES = {
+    "01": "arrived",
+    "02": "refused",
+    "03": "accepted",
+    "04": "assigned",
+    "05": "processing",
+    "06": "done",
+    "13": "recall requested",
+    "15": "recall/update accepted",
+    "16": "recall/update refused",
+}
+
+
+def q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def _text(root: etree._Element, path: str) -> str:
+    found = root.find(path, _P)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _header(root: etree._Element) -> etree._Element:
+    if root.tag != q("edXML"):
+        raise Refusal("schema-invalid", "the root element must be edXML:edXML")
+    header = root.find("e:edXMLEnvelope/e:edXMLHeader/e:MessageHeader", _P)
+    if header is None:
+        raise Refusal("schema-invalid", "edXMLEnvelope/edXMLHeader/MessageHeader is missing")
+    return header
+
+
+@dataclass(frozen=True)
+class DocumentHeader:
+    sender: str
+    recipients: tuple[str, ...]
+    document_id: str
+    subject: str
+    due_date: str | None
+    security_classification: str | None
+
+    @property
+    def is_state_secret(self) -> bool:
+        return self.security_classification in STATE_SECRET_LEVELS
+
+
+@dataclass(frozen=True)
+class StatusHeader:
+    sender: str
+    response_for_organ: str
+    response_for_document_id: str
+    status_code: str
+    description: str
+    timestamp: str
+
+
+def read_document_header(root: etree._Element) -> DocumentHeader:
+    header = _header(root)
+    recipients = tuple((el.text or "").strip() for el in header.findall("e:To/e:OrganId", _P))
+    if len(set(recipients)) != len(recipients):
+        raise Refusal("schema-invalid", "the same OrganId appears twice in To")
+    classification = _text(header, "e:OtherInfo/e:SecurityClassification") or None
+    return DocumentHeader(
+        sender=_text(header, "e:From/e:OrganId"),
+        recipients=recipients,
+        document_id=_text(header, "e:DocumentId"),
+        subject=_text(header, "e:Subject"),
+        due_date=_text(header, "e:DueDate") or None,
+        security_classification=classification,
+    )
+
+
+def read_status_header(root: etree._Element) -> StatusHeader:
+    header = _header(root)
+    return StatusHeader(
+        sender=_text(header, "e:From/e:OrganId"),
+        response_for_organ=_text(header, "e:ResponseFor/e:OrganId"),
+        response_for_document_id=_text(header, "e:ResponseFor/e:DocumentId"),
+        status_code=_text(header, "e:StatusCode"),
+        description=_text(header, "e:Description"),
+        timestamp=_text(header, "e:Timestamp"),
+    )
+
+
+def claimed_sender(root: etree._Element) -> str:
+    """``From/OrganId`` of an unverified tree: only for refusing early a caller who is not the sender."""
+    return _text(_header(root), "e:From/e:OrganId")

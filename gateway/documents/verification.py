@@ -1,0 +1,226 @@
+"""Verifying an enveloped XML signature against the gateway's profile.
+
+The profile (DESIGN.md §3, Circular 15/2025/TT-BKHCN) is checked on the signature's structure
+*before* any cryptography, each rule a small check with its own reason: exactly one signature,
+at the pinned place, one ``Reference URI=""`` (the whole document: no Id lookups, hence no
+signature wrapping through ambiguous or misplaced references), enveloped + exclusive C14N
+transforms only, allowed algorithms only.  Then the signer is pinned to the sender's registered
+certificates, its chain decided by the :class:`TrustStore`, and signxml checks the digest and
+signature value.  Callers receive only what signxml reports as signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from lxml import etree
+from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
+
+from gateway.documents.edxml import DS_NS
+from gateway.documents.truststore import TrustStore
+from gateway.pki import fingerprint
+from gateway.policy import AllOf, Refusal
+
+_DS = {"ds": DS_NS}
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+
+_STRONG_SIGNATURES = frozenset(
+    {
+        SignatureMethod.RSA_SHA256, SignatureMethod.RSA_SHA384, SignatureMethod.RSA_SHA512,
+        SignatureMethod.SHA256_RSA_MGF1, SignatureMethod.SHA384_RSA_MGF1, SignatureMethod.SHA512_RSA_MGF1,
+        SignatureMethod.ECDSA_SHA256, SignatureMethod.ECDSA_SHA384, SignatureMethod.ECDSA_SHA512,
+    }
+)
+_STRONG_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512})
+MAX_PINNED_CANDIDATES = 8
+
+
+@dataclass(frozen=True)
+class SignatureProfile:
+    """Allowed algorithms.  rsa-sha1 only when the operator enables legacy senders; it is then flagged."""
+
+    signature_methods: frozenset[SignatureMethod] = _STRONG_SIGNATURES
+    digest_methods: frozenset[DigestAlgorithm] = _STRONG_DIGESTS
+
+    @classmethod
+    def for_deployment(cls, allow_rsa_sha1: bool) -> SignatureProfile:
+        if not allow_rsa_sha1:
+            return cls()
+        return cls(_STRONG_SIGNATURES | {SignatureMethod.RSA_SHA1}, _STRONG_DIGESTS | {DigestAlgorithm.SHA1})
+
+    @property
+    def method_uris(self) -> frozenset[str]:
+        return frozenset(m.value for m in self.signature_methods)
+
+    @property
+    def digest_uris(self) -> frozenset[str]:
+        return frozenset(d.value for d in self.digest_methods)
+
+
+@dataclass(frozen=True)
+class SignedContent:
+    """What the verifier says was signed, and by whom."""
+
+    root: etree._Element
+    signer: x509.Certificate
+    signer_fingerprint: str
+    signature_method: str
+    legacy_algorithm: bool
+
+    @property
+    def summary(self) -> str:
+        flag = " LEGACY-SHA1" if self.legacy_algorithm else ""
+        return f"valid {self.signature_method}{flag} signer={self.signer_fingerprint}"
+
+
+def _short(uri: str) -> str:
+    return uri.rsplit("#", 1)[-1] or uri
+
+
+# --- structural checks on the one ds:Signature element ------------------------------------------
+
+
+class SingleWholeDocumentReference:
+    def verify(self, signature: etree._Element) -> None:
+        references = signature.findall("ds:SignedInfo/ds:Reference", _DS)
+        if len(references) != 1:
+            raise Refusal("signature-profile", f"expected exactly one Reference, found {len(references)}")
+        if references[0].get("URI") != "":
+            raise Refusal(
+                "signature-profile",
+                f'Reference URI must be "" (the whole document), not {references[0].get("URI")!r}',
+            )
+
+
+class EnvelopedExclusiveTransforms:
+    def verify(self, signature: etree._Element) -> None:
+        transforms = [t.get("Algorithm") for t in signature.findall("ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform", _DS)]
+        if transforms != [ENVELOPED, EXC_C14N]:
+            raise Refusal(
+                "signature-profile",
+                "transforms must be enveloped-signature then exclusive C14N, found "
+                + (", ".join(_short(t or "?") for t in transforms) or "none"),
+            )
+        c14n = signature.find("ds:SignedInfo/ds:CanonicalizationMethod", _DS)
+        if c14n is None or c14n.get("Algorithm") != EXC_C14N:
+            found = _short(c14n.get("Algorithm") or "?") if c14n is not None else "none"
+            raise Refusal("signature-profile", f"SignedInfo canonicalization must be exclusive C14N, found {found}")
+
+
+class AllowedAlgorithms:
+    def __init__(self, profile: SignatureProfile) -> None:
+        self._profile = profile
+
+    def verify(self, signature: etree._Element) -> None:
+        method = signature.find("ds:SignedInfo/ds:SignatureMethod", _DS)
+        uri = method.get("Algorithm", "") if method is not None else ""
+        if uri not in self._profile.method_uris:
+            raise Refusal("signature-algorithm", f"signature algorithm {_short(uri) or 'none'} is not allowed")
+        for digest in signature.findall("ds:SignedInfo/ds:Reference/ds:DigestMethod", _DS):
+            if digest.get("Algorithm", "") not in self._profile.digest_uris:
+                raise Refusal("signature-algorithm", f"digest algorithm {_short(digest.get('Algorithm', ''))} is not allowed")
+
+
+# --- the verifier ------------------------------------------------------------------------------
+
+
+class EnvelopedSignatureVerifier:
+    """Verifies documents whose signature must sit as the last child of the element at ``parent_path``.
+
+    ``parent_path`` is an ElementPath from the root (``""`` for the root itself), e.g.
+    ``{ns}edXMLEnvelope/{ns}edXMLHeader`` for edXML.
+    """
+
+    def __init__(self, trust: TrustStore, profile: SignatureProfile, parent_path: str) -> None:
+        self._trust = trust
+        self._profile = profile
+        self._parent_path = parent_path
+        self._structure: AllOf[etree._Element] = AllOf(
+            [SingleWholeDocumentReference(), EnvelopedExclusiveTransforms(), AllowedAlgorithms(profile)]
+        )
+        self._config = SignatureConfiguration(
+            require_x509=True,
+            location=f"./{parent_path}/" if parent_path else "./",
+            expect_references=1,
+            signature_methods=profile.signature_methods,
+            digest_algorithms=profile.digest_methods,
+        )
+
+    def verify(self, data: bytes, root: etree._Element, candidates: Sequence[x509.Certificate]) -> SignedContent:
+        signature = self._locate(root)
+        self._structure.verify(signature)
+        if not candidates:
+            raise Refusal("certificate-not-registered", "the sender has no registered signing certificate")
+        signer, intermediates = self._pin(signature, candidates)
+        self._trust.verify(signer, intermediates)
+        signed_root = self._verify_crypto(data, signer)
+        method = signature.find("ds:SignedInfo/ds:SignatureMethod", _DS)
+        uri = method.get("Algorithm", "") if method is not None else ""
+        return SignedContent(
+            root=signed_root,
+            signer=signer,
+            signer_fingerprint=fingerprint(signer),
+            signature_method=_short(uri),
+            legacy_algorithm=uri == SignatureMethod.RSA_SHA1.value,
+        )
+
+    def _locate(self, root: etree._Element) -> etree._Element:
+        signatures = root.findall(f".//{{{DS_NS}}}Signature")
+        if root.tag == f"{{{DS_NS}}}Signature":
+            signatures.insert(0, root)
+        if not signatures:
+            raise Refusal("signature-missing", "the document carries no XML signature")
+        if len(signatures) > 1:
+            raise Refusal("signature-ambiguous", f"the document carries {len(signatures)} signatures; exactly one is allowed")
+        signature = signatures[0]
+        parent = root.find(self._parent_path) if self._parent_path else root
+        elements = [c for c in parent if isinstance(c.tag, str)] if parent is not None else []
+        if parent is None or signature.getparent() is not parent or elements[-1] is not signature:
+            where = self._parent_path.replace("{", "").split("}")[-1] or "the root element"
+            raise Refusal("signature-misplaced", f"the signature must be the last child of {where}")
+        return signature
+
+    def _pin(
+        self, signature: etree._Element, candidates: Sequence[x509.Certificate]
+    ) -> tuple[x509.Certificate, list[x509.Certificate]]:
+        embedded: list[x509.Certificate] = []
+        for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _DS):
+            try:
+                embedded.append(x509.load_der_x509_certificate(base64.b64decode("".join((node.text or "").split()))))
+            except (ValueError, binascii.Error):
+                raise Refusal("signature-invalid", "KeyInfo holds an X509Certificate that cannot be decoded") from None
+        registered = {fingerprint(c): c for c in candidates[:MAX_PINNED_CANDIDATES]}
+        if embedded:
+            for cert in embedded:
+                if fingerprint(cert) in registered:
+                    return registered[fingerprint(cert)], [c for c in embedded if c is not cert]
+            raise Refusal(
+                "certificate-not-registered",
+                "the signing certificate is not registered to the sending agency "
+                f"(sha256 {fingerprint(embedded[0])})",
+            )
+        if len(registered) == 1:
+            return next(iter(registered.values())), []
+        raise Refusal("signature-profile", "KeyInfo must carry the signing X509Certificate")
+
+    def _verify_crypto(self, data: bytes, signer: x509.Certificate) -> etree._Element:
+        try:
+            result = XMLVerifier().verify(data, x509_cert=signer, expect_config=self._config)
+        except InvalidDigest:
+            raise Refusal("signature-invalid", "digest mismatch: the signed content was changed after signing") from None
+        except InvalidCertificate as exc:
+            raise Refusal("certificate-untrusted", str(exc)[:300]) from None
+        except (InvalidSignature, InvalidInput) as exc:
+            raise Refusal("signature-invalid", str(exc)[:300] or "signature value does not verify") from None
+        except (etree.XMLSyntaxError, ValueError, TypeError, binascii.Error) as exc:
+            raise Refusal("signature-invalid", f"signature cannot be processed: {str(exc)[:200]}") from None
+        signed = result.signed_xml if not isinstance(result, list) else None
+        if signed is None:
+            raise Refusal("signature-invalid", "the signed content is not XML")
+        return signed

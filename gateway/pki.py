@@ -1,0 +1,173 @@
+"""Key and certificate plumbing: generate, save, load, fingerprint.
+
+Private keys are written 0600 and loaded once (DESIGN.md §8: parsing an RSA PEM costs ~30 ms).
+Nothing here logs or returns private key material.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def generate_key(kind: str = "rsa") -> SigningKey:
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown key kind {kind!r}: use rsa or ec")
+
+
+def save_private_key(key: PrivateKey, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+def load_private_key(path: Path) -> SigningKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: only RSA and EC private keys are supported")
+    return key
+
+
+def public_pem(key: PrivateKey | PublicKey) -> str:
+    public = key.public_key() if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public_key(pem: str | bytes) -> PublicKey:
+    data = pem.encode() if isinstance(pem, str) else pem
+    if b"BEGIN CERTIFICATE" in data:
+        key = x509.load_pem_x509_certificate(data).public_key()
+    else:
+        key = serialization.load_pem_public_key(data)
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("only RSA and EC public keys are supported")
+    return key
+
+
+def save_certificate(cert: x509.Certificate, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lower-case hex SHA-256 of the DER certificate: the id we pin certificates by."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def key_id(key: PrivateKey | PublicKey) -> str:
+    """A stable short id for a public key (JWKS ``kid``): SHA-256 of its SubjectPublicKeyInfo."""
+    public = key.public_key() if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else key
+    spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Issued:
+    key: SigningKey
+    cert: x509.Certificate
+
+
+def _name(common_name: str, organization: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def make_ca(common_name: str = "Interconnect Gateway Development CA", days: int = 3650) -> Issued:
+    key = generate_key("ec")
+    now = datetime.now(UTC)
+    name = _name(common_name, "Development only - not for production")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(key, cert)
+
+
+def issue_signing_certificate(
+    ca: Issued,
+    common_name: str,
+    organization: str,
+    *,
+    key: SigningKey | None = None,
+    days: int = 825,
+    not_before: datetime | None = None,
+    key_usage_signing: bool = True,
+) -> Issued:
+    """A document-signing certificate (digitalSignature + nonRepudiation) issued by ``ca``."""
+    key = key or generate_key("rsa")
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organization))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=key_usage_signing, content_commitment=key_usage_signing,
+                key_encipherment=not key_usage_signing, data_encipherment=False, key_agreement=False,
+                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key, cert)

@@ -1,0 +1,127 @@
+"""The tables.  Alembic migrations in ``migrations/versions`` create and change them.
+
+Documents' bytes live in ``blobs`` keyed by SHA-256 so identical content is stored once; every
+other table refers to a document by the gateway's own ``documents.id`` (a UUID string), which is
+the stable id receivers deduplicate on.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UTC_DATETIME = sa.DateTime(timezone=True)
+
+agencies = sa.Table(
+    "agencies",
+    metadata,
+    sa.Column("code", sa.String(35), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("organization_in_charge", sa.String(255), nullable=False, server_default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("client_public_key", sa.Text, nullable=False),
+    sa.Column("adapter", sa.String(40), nullable=False, server_default="inbox"),
+    sa.Column("adapter_settings", sa.JSON, nullable=False),
+    sa.Column("may_send_to", sa.JSON, nullable=False),
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+    sa.Column("updated_at", UTC_DATETIME, nullable=False),
+)
+
+agency_certificates = sa.Table(
+    "agency_certificates",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("agency_code", sa.String(35), sa.ForeignKey("agencies.code"), nullable=False, index=True),
+    sa.Column("pem", sa.Text, nullable=False),
+    sa.Column("subject", sa.String(1024), nullable=False),
+    sa.Column("not_before", UTC_DATETIME, nullable=False),
+    sa.Column("not_after", UTC_DATETIME, nullable=False),
+    sa.Column("added_at", UTC_DATETIME, nullable=False),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # "document" | "status"
+    sa.Column("sender", sa.String(35), sa.ForeignKey("agencies.code"), nullable=False),
+    sa.Column("document_id", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+    sa.Column("subject", sa.String(500), nullable=False, server_default=""),
+    sa.Column("due_date", sa.String(10), nullable=True),
+    sa.Column("signature_algorithm", sa.String(100), nullable=False),
+    sa.Column("signer_fingerprint", sa.String(64), nullable=False),
+    sa.Column("received_at", UTC_DATETIME, nullable=False),
+    sa.Column("audit_index", sa.BigInteger, nullable=False),
+    sa.Column("seal", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("sender", "kind", "document_id", name="uq_documents_sender_kind_document_id"),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("document", sa.String(36), sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("recipient", sa.String(35), sa.ForeignKey("agencies.code"), nullable=False),
+    sa.Column("adapter", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # "pending" | "acknowledged"
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+    sa.Column("acknowledged_at", UTC_DATETIME, nullable=True),
+    sa.UniqueConstraint("document", "recipient", name="uq_routes_document_recipient"),
+    sa.Index("ix_routes_recipient_state_id", "recipient", "state", "id"),
+)
+
+statuses = sa.Table(
+    "statuses",
+    metadata,
+    sa.Column("message", sa.String(36), sa.ForeignKey("documents.id"), primary_key=True),
+    sa.Column("document", sa.String(36), sa.ForeignKey("documents.id"), nullable=False, index=True),
+    sa.Column("from_agency", sa.String(35), nullable=False),
+    sa.Column("status_code", sa.String(2), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False, server_default=""),
+    sa.Column("timestamp", sa.String(19), nullable=False, server_default=""),
+    sa.Column("received_at", UTC_DATETIME, nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("last_time_us", sa.BigInteger, nullable=False),
+)
+
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time_us", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("document", sa.String(36), nullable=True, index=True),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+)
+
+replay_cache = sa.Table(
+    "replay_cache",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+)
