@@ -32,9 +32,7 @@ def generate_key(kind: str = "rsa") -> SigningKey:
 
 def save_private_key(key: PrivateKey, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
@@ -49,13 +47,12 @@ def load_private_key(path: Path) -> SigningKey:
 
 def public_pem(key: PrivateKey | PublicKey) -> str:
     public = key.public_key() if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else key
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def load_public_key(pem: str | bytes) -> PublicKey:
     data = pem.encode() if isinstance(pem, str) else pem
+    key: object
     if b"BEGIN CERTIFICATE" in data:
         key = x509.load_pem_x509_certificate(data).public_key()
     else:
@@ -121,9 +118,15 @@ def make_ca(common_name: str = "Interconnect Gateway Development CA", days: int 
         .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -157,15 +160,21 @@ def issue_signing_certificate(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=key_usage_signing, content_commitment=key_usage_signing,
-                key_encipherment=not key_usage_signing, data_encipherment=False, key_agreement=False,
-                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=key_usage_signing,
+                content_commitment=key_usage_signing,
+                key_encipherment=not key_usage_signing,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
         .sign(ca.key, hashes.SHA256())

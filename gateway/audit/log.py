@@ -36,6 +36,8 @@ class AuditEvent:
     recipient: str | None = None
     sha256: str | None = None
     signature: str | None = None  # signature result, e.g. "valid rsa-sha256 <fingerprint>"
+    message: str | None = None  # the gateway id of a status message about ``document``
+    status_code: str | None = None
     reason: str | None = None
     code: str | None = None
 

@@ -17,6 +17,7 @@ DECISION_20_FORM = re.compile(r"[A-Y]\d{2}(?:\.[0-9A-Z]+)*")
 MAX_AGENCY_CODE = 35
 _DATE = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
 
+
 def agency_code_form(code: str) -> str | None:
     """``"qcvn102"`` or ``"decision20"`` for a well-formed agency code, else ``None``."""
     if len(code) > MAX_AGENCY_CODE:
@@ -27,8 +28,10 @@ def agency_code_form(code: str) -> str | None:
         return "decision20"
     return None
 
+
 def is_agency_code(code: str) -> bool:
     return agency_code_form(code) is not None
+
 
 def is_edxml_date(value: str) -> bool:
     """``yyyy/MM/dd`` naming a real calendar day."""
@@ -41,11 +44,13 @@ def is_edxml_date(value: str) -> bool:
 
     return day <= calendar.monthrange(year, month)[1]
 
+
 @dataclass(frozen=True)
 class DocumentIdParts:
     organ_id: str
     date: str
     number_notation: str
+
 
 def parse_document_id(value: str) -> DocumentIdParts | None:
     """Split ``{OrganId},{yyyy/MM/dd},{number}/{notation}``; ``None`` when it is not of that form."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 
@@ -42,7 +42,8 @@ def validate(root: etree._Element, kind: Kind) -> None:
     """Raise :class:`Refusal` ``schema-invalid`` naming the first problem and its line."""
     schema = _schema(kind)
     if not schema.validate(root):
-        error = schema.error_log.last_error
+        errors: list[Any] = list(schema.error_log)  # type: ignore[call-overload]
+        error = errors[0] if errors else None
         where = f"line {error.line}: " if error and error.line else ""
         message = error.message if error else "does not match the schema"
         raise Refusal("schema-invalid", f"{where}{message}")

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
+from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents.edxml import DS_NS
 from gateway.documents.truststore import TrustStore
@@ -32,9 +33,15 @@ EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 
 _STRONG_SIGNATURES = frozenset(
     {
-        SignatureMethod.RSA_SHA256, SignatureMethod.RSA_SHA384, SignatureMethod.RSA_SHA512,
-        SignatureMethod.SHA256_RSA_MGF1, SignatureMethod.SHA384_RSA_MGF1, SignatureMethod.SHA512_RSA_MGF1,
-        SignatureMethod.ECDSA_SHA256, SignatureMethod.ECDSA_SHA384, SignatureMethod.ECDSA_SHA512,
+        SignatureMethod.RSA_SHA256,
+        SignatureMethod.RSA_SHA384,
+        SignatureMethod.RSA_SHA512,
+        SignatureMethod.SHA256_RSA_MGF1,
+        SignatureMethod.SHA384_RSA_MGF1,
+        SignatureMethod.SHA512_RSA_MGF1,
+        SignatureMethod.ECDSA_SHA256,
+        SignatureMethod.ECDSA_SHA384,
+        SignatureMethod.ECDSA_SHA512,
     }
 )
 _STRONG_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512})
@@ -100,7 +107,9 @@ class SingleWholeDocumentReference:
 
 class EnvelopedExclusiveTransforms:
     def verify(self, signature: etree._Element) -> None:
-        transforms = [t.get("Algorithm") for t in signature.findall("ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform", _DS)]
+        transforms = [
+            t.get("Algorithm") for t in signature.findall("ds:SignedInfo/ds:Reference/ds:Transforms/ds:Transform", _DS)
+        ]
         if transforms != [ENVELOPED, EXC_C14N]:
             raise Refusal(
                 "signature-profile",
@@ -124,7 +133,24 @@ class AllowedAlgorithms:
             raise Refusal("signature-algorithm", f"signature algorithm {_short(uri) or 'none'} is not allowed")
         for digest in signature.findall("ds:SignedInfo/ds:Reference/ds:DigestMethod", _DS):
             if digest.get("Algorithm", "") not in self._profile.digest_uris:
-                raise Refusal("signature-algorithm", f"digest algorithm {_short(digest.get('Algorithm', ''))} is not allowed")
+                raise Refusal(
+                    "signature-algorithm", f"digest algorithm {_short(digest.get('Algorithm', ''))} is not allowed"
+                )
+
+
+def embedded_certificates(signature: etree._Element) -> list[x509.Certificate]:
+    """The certificates a signature carries in KeyInfo/X509Data (untrusted until pinned or chained)."""
+    found: list[x509.Certificate] = []
+    for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _DS):
+        try:
+            found.append(x509.load_der_x509_certificate(base64.b64decode("".join((node.text or "").split()))))
+        except (ValueError, binascii.Error):
+            raise Refusal("signature-invalid", "KeyInfo holds an X509Certificate that cannot be decoded") from None
+    return found
+
+
+def find_signature(root: etree._Element) -> etree._Element | None:
+    return root if root.tag == f"{{{DS_NS}}}Signature" else root.find(f".//{{{DS_NS}}}Signature")
 
 
 # --- the verifier ------------------------------------------------------------------------------
@@ -177,7 +203,9 @@ class EnvelopedSignatureVerifier:
         if not signatures:
             raise Refusal("signature-missing", "the document carries no XML signature")
         if len(signatures) > 1:
-            raise Refusal("signature-ambiguous", f"the document carries {len(signatures)} signatures; exactly one is allowed")
+            raise Refusal(
+                "signature-ambiguous", f"the document carries {len(signatures)} signatures; exactly one is allowed"
+            )
         signature = signatures[0]
         parent = root.find(self._parent_path) if self._parent_path else root
         elements = [c for c in parent if isinstance(c.tag, str)] if parent is not None else []
@@ -189,12 +217,7 @@ class EnvelopedSignatureVerifier:
     def _pin(
         self, signature: etree._Element, candidates: Sequence[x509.Certificate]
     ) -> tuple[x509.Certificate, list[x509.Certificate]]:
-        embedded: list[x509.Certificate] = []
-        for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _DS):
-            try:
-                embedded.append(x509.load_der_x509_certificate(base64.b64decode("".join((node.text or "").split()))))
-            except (ValueError, binascii.Error):
-                raise Refusal("signature-invalid", "KeyInfo holds an X509Certificate that cannot be decoded") from None
+        embedded = embedded_certificates(signature)
         registered = {fingerprint(c): c for c in candidates[:MAX_PINNED_CANDIDATES]}
         if embedded:
             for cert in embedded:
@@ -202,8 +225,7 @@ class EnvelopedSignatureVerifier:
                     return registered[fingerprint(cert)], [c for c in embedded if c is not cert]
             raise Refusal(
                 "certificate-not-registered",
-                "the signing certificate is not registered to the sending agency "
-                f"(sha256 {fingerprint(embedded[0])})",
+                f"the signing certificate is not registered to the sending agency (sha256 {fingerprint(embedded[0])})",
             )
         if len(registered) == 1:
             return next(iter(registered.values())), []
@@ -213,7 +235,9 @@ class EnvelopedSignatureVerifier:
         try:
             result = XMLVerifier().verify(data, x509_cert=signer, expect_config=self._config)
         except InvalidDigest:
-            raise Refusal("signature-invalid", "digest mismatch: the signed content was changed after signing") from None
+            raise Refusal(
+                "signature-invalid", "digest mismatch: the signed content was changed after signing"
+            ) from None
         except InvalidCertificate as exc:
             raise Refusal("certificate-untrusted", str(exc)[:300]) from None
         except (InvalidSignature, InvalidInput) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -53,7 +54,7 @@ def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise Refusal("xml-malformed", f"not well-formed XML: {exc.msg}") from None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise Refusal("xml-forbidden", "documents must not carry a DTD")
     _check_shape(root, limits)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -106,9 +105,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "routes",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("document", sa.String(length=36), nullable=False),
         sa.Column("recipient", sa.String(length=35), nullable=False),
         sa.Column("adapter", sa.String(length=40), nullable=False),

@@ -1,0 +1,32 @@
+"""Interconnect gateway: the Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from gateway.config import Config
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
+    from gateway.api import documents, oauth, ops
+    from gateway.api.problems import register_error_handlers
+    from gateway.observability import Metrics, configure_logging, install_request_hooks
+    from gateway.services import Services
+
+    config = config or Config.load()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_document_bytes + 64 * 1024
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    configure_logging(app, config.log_level)
+    metrics = Metrics()
+    app.extensions["gateway"] = Services.build(config)
+    app.extensions["gateway.metrics"] = metrics
+    install_request_hooks(app, metrics)
+    register_error_handlers(app)
+    for blueprint in (oauth.bp, documents.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    return app

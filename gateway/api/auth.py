@@ -1,0 +1,52 @@
+"""Bearer access tokens on every API call: who is calling, audited when refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import g, request
+
+from gateway.audit import AuditEvent
+from gateway.policy import Refusal
+from gateway.services import services
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def audit_refusal(event: str, refusal: Refusal, *, actor: str | None = None) -> None:
+    svc = services()
+    with svc.db.write() as conn:
+        svc.audit.append(
+            conn, AuditEvent(event=event, outcome="refused", actor=actor, code=refusal.code, reason=refusal.reason)
+        )
+
+
+def authenticated_agency() -> str:
+    """The agency code of a valid, enabled caller; raises (and audits) :class:`Refusal` otherwise."""
+    svc = services()
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refusal("invalid-token", "send `Authorization: Bearer <access token>` from POST /oauth/token")
+        agency = svc.tokens.verify(token.strip())
+        with svc.db.read() as conn:
+            found = svc.registry.get(conn, agency)
+        if found is None or not found.enabled:
+            raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
+    except Refusal as refusal:
+        audit_refusal("auth.refused", refusal)
+        raise
+    return agency
+
+
+def require_agency(view: Callable[P, R]) -> Callable[P, R]:
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.agency = authenticated_agency()
+        return view(*args, **kwargs)
+
+    return wrapper

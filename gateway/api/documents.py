@@ -1,0 +1,126 @@
+"""Submitting documents and status messages, and reading what the caller sent or received."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from gateway.api.auth import require_agency
+from gateway.audit import AuditEvent
+from gateway.observability import count_document
+from gateway.policy import Refusal
+from gateway.routing import inbox
+from gateway.routing.submission import Accepted
+from gateway.services import services
+
+bp = Blueprint("documents", __name__)
+
+
+def _body_within_limit(event: str) -> bytes:
+    """The request body, refused (and audited) before reading when it is larger than the limit."""
+    svc = services()
+    limit = svc.config.max_document_bytes
+    if request.content_length is not None and request.content_length > limit:
+        refusal = Refusal("too-large", f"body is {request.content_length} bytes; the limit is {limit}")
+        with svc.db.write() as conn:
+            svc.audit.append(
+                conn,
+                AuditEvent(
+                    event=event,
+                    outcome="refused",
+                    actor=g.agency,
+                    sender=g.agency,
+                    code=refusal.code,
+                    reason=refusal.reason,
+                ),
+            )
+        raise refusal
+    return request.get_data(cache=False)
+
+
+def _submit(kind: str, submit: Callable[[str, bytes], Accepted]) -> Response:
+    try:
+        accepted = submit(g.agency, _body_within_limit(f"{kind}.refused"))
+    except Refusal as refusal:
+        count_document(kind, "refused", refusal.code)
+        raise
+    count_document(kind, "duplicate" if accepted.duplicate else "accepted", "")
+    response = jsonify(
+        {
+            "id": accepted.id,
+            "kind": accepted.kind,
+            "document_id": accepted.document_id,
+            "sha256": accepted.sha256,
+            "audit_index": accepted.audit_index,
+            "received_at": accepted.received_at.isoformat(),
+            "recipients": list(accepted.recipients),
+            "duplicate": accepted.duplicate,
+            "links": {"self": f"/v1/documents/{accepted.id}", "seal": f"/v1/documents/{accepted.id}/seal"},
+        }
+    )
+    response.status_code = 200 if accepted.duplicate else 202
+    response.headers["Location"] = f"/v1/documents/{accepted.id}"
+    return response
+
+
+@bp.post("/v1/documents")
+@require_agency
+def submit_document() -> Response:
+    return _submit("document", services().submissions.submit_document)
+
+
+@bp.post("/v1/status")
+@require_agency
+def submit_status() -> Response:
+    return _submit("status", services().submissions.submit_status)
+
+
+@bp.get("/v1/documents/<doc_id>")
+@require_agency
+def get_document(doc_id: str) -> Response:
+    with services().db.read() as conn:
+        return jsonify(inbox.document_view(conn, g.agency, doc_id))
+
+
+def _xml(body: bytes, filename: str) -> Response:
+    response = Response(body, mimetype="application/xml")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/v1/documents/<doc_id>/content")
+@require_agency
+def get_content(doc_id: str) -> Response:
+    with services().db.read() as conn:
+        return _xml(inbox.document_content(conn, g.agency, doc_id), f"{doc_id}.edxml")
+
+
+@bp.get("/v1/documents/<doc_id>/seal")
+@require_agency
+def get_seal(doc_id: str) -> Response:
+    with services().db.read() as conn:
+        return _xml(inbox.document_seal(conn, g.agency, doc_id), f"{doc_id}.seal.xml")
+
+
+@bp.get("/v1/inbox")
+@require_agency
+def list_inbox() -> Response:
+    try:
+        after = int(request.args.get("after", "0"))
+        limit = int(request.args.get("limit", "50"))
+    except ValueError:
+        raise Refusal("invalid-request", "after and limit must be whole numbers") from None
+    if after < 0 or limit < 1:
+        raise Refusal("invalid-request", "after must be ≥ 0 and limit ≥ 1")
+    with services().db.read() as conn:
+        return jsonify(inbox.list_pending(conn, g.agency, after, limit))
+
+
+@bp.post("/v1/inbox/<doc_id>/ack")
+@require_agency
+def acknowledge(doc_id: str) -> Response:
+    svc = services()
+    with svc.db.write() as conn:
+        return jsonify(inbox.acknowledge(conn, svc.audit, g.agency, doc_id))

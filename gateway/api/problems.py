@@ -1,0 +1,116 @@
+"""RFC 9457 problem details: every refusal gets a stable ``code``, a title, a human ``detail``.
+
+The table below is the only place a refusal code meets an HTTP status; domain code raises
+:class:`~gateway.policy.Refusal` and never thinks about HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.policy import Refusal
+from gateway.store.db import DatabaseUnavailable
+
+PROBLEM_TYPE = "urn:vn-gov:interconnect-gateway:problem:"
+
+# code -> (HTTP status, title)
+CODES: dict[str, tuple[int, str]] = {
+    "too-large": (413, "Request body too large"),
+    "xml-too-large": (413, "Document too large"),
+    "xml-malformed": (400, "Malformed XML"),
+    "xml-forbidden": (400, "Forbidden XML construct"),
+    "schema-invalid": (422, "Document does not match the edXML schema"),
+    "document-id-invalid": (422, "DocumentId is not in the sender's form"),
+    "sender-mismatch": (403, "Caller is not the sending agency"),
+    "signature-missing": (422, "Document is not signed"),
+    "signature-ambiguous": (422, "More than one signature"),
+    "signature-misplaced": (422, "Signature is not where the profile requires"),
+    "signature-profile": (422, "Signature does not follow the edXML signature profile"),
+    "signature-algorithm": (422, "Signature algorithm not allowed"),
+    "signature-invalid": (422, "Signature does not verify"),
+    "certificate-not-registered": (422, "Signing certificate is not registered to the sender"),
+    "certificate-untrusted": (422, "Signing certificate is not trusted"),
+    "certificate-expired": (422, "Signing certificate is outside its validity period"),
+    "certificate-weak-key": (422, "Signing key is too weak"),
+    "state-secret": (403, "State secrets may not be exchanged"),
+    "unknown-agency": (422, "Unknown agency"),
+    "agency-disabled": (422, "Agency is disabled"),
+    "not-permitted": (403, "Not permitted"),
+    "duplicate-document-id": (409, "DocumentId already used with different content"),
+    "original-not-found": (422, "The document answered is unknown"),
+    "document-not-found": (404, "Document not found"),
+    "invalid-request": (400, "Invalid request"),
+    "unsupported-grant-type": (400, "Unsupported grant type"),
+    "invalid-client": (401, "Client authentication failed"),
+    "invalid-token": (401, "Access token missing or invalid"),
+    "not-found": (404, "Not found"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "database-unavailable": (503, "Database unavailable"),
+    "internal-error": (500, "Internal error"),
+}
+
+# OAuth 2.0 (RFC 6749 §5.2) error names for the token endpoint, alongside our code.
+OAUTH_ERRORS = {
+    "invalid-client": "invalid_client",
+    "invalid-request": "invalid_request",
+    "unsupported-grant-type": "unsupported_grant_type",
+}
+
+
+def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    status, title = CODES.get(code, (400, code.replace("-", " ").capitalize()))
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.path,
+    }
+    if request.path.startswith("/oauth/") and code in OAUTH_ERRORS:
+        body["error"] = OAUTH_ERRORS[code]
+        body["error_description"] = detail
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers["Cache-Control"] = "no-store"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if code == "invalid-token" else "Bearer"
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Refusal)
+    def _refusal(exc: Refusal) -> Response:
+        return problem(exc.code, exc.reason)
+
+    @app.errorhandler(DatabaseUnavailable)
+    def _database(_exc: DatabaseUnavailable) -> Response:
+        app.logger.error("database unavailable")
+        return problem("database-unavailable", "the database cannot be reached; nothing was stored, retry later")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type"}.get(
+            exc.code or 400, "invalid-request"
+        )
+        response = problem(code, exc.description or exc.name)
+        response.status_code = exc.code or 400
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return problem("internal-error", "an unexpected error occurred; it has been logged with the request id")

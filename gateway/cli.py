@@ -1,0 +1,497 @@
+"""The ``gateway`` command: set up a deployment, register agencies, run the server, sign and verify.
+
+Output is a readable table by default and JSON with ``--json``; errors say what to do next and
+exit non-zero.  Private keys are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway import pki
+from gateway.config import Config, ConfigError
+from gateway.policy import Refusal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _config() -> Config:
+    try:
+        return Config.load()
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable; keeps type checkers calm
+
+
+@contextmanager
+def _services() -> Iterator[Any]:
+    from gateway.services import Services
+
+    config = _config()
+    try:
+        svc = Services.build(config)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    try:
+        yield svc
+    finally:
+        svc.db.dispose()
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else render(data))
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+@click.group()
+@click.version_option(package_name="interconnect-gateway")
+def main() -> None:
+    """Interconnect gateway for signed edXML e-documents between government agencies."""
+
+
+# --- deployment -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Also create development keys and register the demo agencies.")
+def init(demo: bool) -> None:
+    """Prepare a deployment: check the configuration, migrate the database, and (with --demo) add demo data."""
+    from gateway.keys import init_development_keys
+    from gateway.store import upgrade
+
+    config = _config()
+    if demo and config.missing_key_files():
+        written = init_development_keys(config.keys_dir)
+        click.echo(f"development keys written to {config.keys_dir}/ ({len(written)} files)")
+    missing = config.missing_key_files()
+    if missing:
+        _fail("\n".join(missing))
+    click.echo(f"migrating {_redact(config.database_url)} …")
+    upgrade(config.database_url)
+    if demo:
+        _register_demo(config)
+    click.echo("ready: start the server with `gateway serve`")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _register_demo(config: Config) -> None:
+    from gateway.demo import DEMO_AGENCIES, make_agency_keys
+    from gateway.routing.registry import NewAgency
+
+    with _services() as svc:
+        for code, name, parent in DEMO_AGENCIES:
+            files = make_agency_keys(config.keys_dir, code, name)
+            with svc.db.write() as conn:
+                if svc.registry.get(conn, code) is not None:
+                    continue
+                svc.registry.add(
+                    conn,
+                    NewAgency(
+                        code=code,
+                        name=name,
+                        organization_in_charge=parent,
+                        client_public_key_pem=files.client_public_key.read_text(),
+                        certificates=pki.load_certificates(files.signing_cert),
+                    ),
+                    svc.keys.trust,
+                    actor="gateway init --demo",
+                )
+            click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP server (gunicorn) with the configuration from the environment."""
+    config = _config()
+    missing = config.missing_key_files()
+    if missing:
+        _fail("\n".join(missing))
+    env = dict(os.environ)
+    if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "gateway.wsgi:app",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        "%(h)s %(r)s %(s)s %(b)s %(L)ss",
+        "--graceful-timeout",
+        "20",
+    ]
+    click.echo(f"serving on http://{host}:{port} with {workers} workers (Ctrl-C to stop)")
+    os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    from gateway.store import upgrade
+
+    config = _config()
+    upgrade(config.database_url)
+    click.echo("database is at the latest schema")
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Development keys (never for production)."""
+
+
+@keys.command("init")
+@click.option("--force", is_flag=True, help="Replace existing development keys.")
+def keys_init(force: bool) -> None:
+    """Create a development CA, the gateway's seal key and certificate, and its token key in keys/."""
+    from gateway.keys import init_development_keys
+
+    config = _config()
+    try:
+        written = init_development_keys(config.keys_dir, force=force)
+    except FileExistsError as exc:
+        _fail(str(exc))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@keys.command("agency")
+@click.argument("code")
+@click.option("--name", default="", help="Organisation name for the certificate subject.")
+def keys_agency(code: str, name: str) -> None:
+    """Issue development keys for an agency: signing key + certificate, client key (ES256)."""
+    from gateway.demo import make_agency_keys
+    from gateway.documents.identifiers import is_agency_code
+
+    if not is_agency_code(code):
+        _fail(f"{code!r} is not an agency code (000.00.00.H29 or H55.242 form)")
+    config = _config()
+    try:
+        files = make_agency_keys(config.keys_dir, code, name or code)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    for path in (files.signing_key, files.signing_cert, files.client_key, files.client_public_key):
+        click.echo(f"{path}")
+
+
+# --- agencies -------------------------------------------------------------------------------------
+
+
+@main.group()
+def agency() -> None:
+    """Register and manage agencies."""
+
+
+@agency.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="Official name, e.g. 'Ủy ban nhân dân Quận 4'.")
+@click.option(
+    "--cert",
+    "certs",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Signing certificate (PEM); repeat for several.",
+)
+@click.option(
+    "--client-key",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The agency's client public key (PEM) for private_key_jwt.",
+)
+@click.option("--organization-in-charge", default="", help="Parent organisation (OrganizationInCharge).")
+@click.option("--adapter", default="inbox", show_default=True, help="Delivery adapter.")
+@click.option("--adapter-setting", "adapter_settings", multiple=True, help="KEY=VALUE, repeatable.")
+@click.option(
+    "--may-send-to",
+    "may_send_to",
+    multiple=True,
+    default=("*",),
+    show_default=True,
+    help="Agency code or prefix ending in * the agency may send to; repeatable.",
+)
+@json_option
+def agency_add(
+    code: str,
+    name: str,
+    certs: tuple[Path, ...],
+    client_key: Path,
+    organization_in_charge: str,
+    adapter: str,
+    adapter_settings: tuple[str, ...],
+    may_send_to: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Register an agency: its code, names, signing certificates, client key, adapter and permissions."""
+    from gateway.routing.registry import NewAgency
+
+    settings: dict[str, str] = {}
+    for item in adapter_settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--adapter-setting {item!r}: write KEY=VALUE")
+        settings[key] = value
+    try:
+        certificates = [c for path in certs for c in pki.load_certificates(path)]
+    except ValueError as exc:
+        _fail(f"cannot read certificate: {exc}")
+    with _services() as svc:
+        try:
+            with svc.db.write() as conn:
+                added = svc.registry.add(
+                    conn,
+                    NewAgency(
+                        code=code,
+                        name=name,
+                        client_public_key_pem=client_key.read_text(),
+                        certificates=certificates,
+                        organization_in_charge=organization_in_charge,
+                        adapter=adapter,
+                        adapter_settings=settings,
+                        may_send_to=may_send_to,
+                    ),
+                    svc.keys.trust,
+                )
+        except Refusal as refusal:
+            _fail(refusal.reason)
+        _emit(added.public_view(), as_json, lambda v: f"registered {v['code']} ({v['name']})")
+
+
+@agency.command("list")
+@json_option
+def agency_list(as_json: bool) -> None:
+    """All registered agencies."""
+    with _services() as svc, svc.db.read() as conn:
+        rows = [
+            {
+                "code": a.code,
+                "name": a.name,
+                "enabled": a.enabled,
+                "adapter": a.adapter,
+                "may_send_to": ",".join(a.may_send_to),
+            }
+            for a in svc.registry.all(conn)
+        ]
+    _emit(rows, as_json, lambda r: _table(r, ["code", "name", "enabled", "adapter", "may_send_to"]))
+
+
+@agency.command("show")
+@click.argument("code")
+@json_option
+def agency_show(code: str, as_json: bool) -> None:
+    """One agency with its certificates."""
+    with _services() as svc, svc.db.read() as conn:
+        found = svc.registry.get(conn, code)
+    if found is None:
+        _fail(f"agency {code} is not registered; see `gateway agency list`")
+        return
+    view = found.public_view()
+
+    def render(v: dict[str, Any]) -> str:
+        lines = [
+            f"{k}: {v[k]}"
+            for k in (
+                "code",
+                "form",
+                "name",
+                "organization_in_charge",
+                "enabled",
+                "adapter",
+                "may_send_to",
+                "client_key_id",
+            )
+        ]
+        lines.append("certificates:")
+        lines += [f"  sha256={c['sha256']}  {c['subject']}  until {c['not_after']}" for c in v["certificates"]]
+        return "\n".join(lines)
+
+    _emit(view, as_json, render)
+
+
+def _set_enabled(code: str, enabled: bool) -> None:
+    with _services() as svc:
+        try:
+            with svc.db.write() as conn:
+                svc.registry.set_enabled(conn, code, enabled)
+        except Refusal as refusal:
+            _fail(refusal.reason)
+    click.echo(f"{code} {'enabled' if enabled else 'disabled'}")
+
+
+@agency.command("disable")
+@click.argument("code")
+def agency_disable(code: str) -> None:
+    """Stop an agency from authenticating, sending and receiving (its history stays)."""
+    _set_enabled(code, False)
+
+
+@agency.command("enable")
+@click.argument("code")
+def agency_enable(code: str) -> None:
+    """Re-enable a disabled agency."""
+    _set_enabled(code, True)
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", required=True, type=click.Path(exists=True, path_type=Path), help="Signing key (PEM).")
+@click.option("--cert", required=True, type=click.Path(exists=True, path_type=Path), help="Certificate (PEM).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--pss", is_flag=True, help="RSA-PSS instead of PKCS#1 v1.5 (RSA keys only).")
+def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None:
+    """Sign an unsigned edXML document with the edXML signature profile."""
+    from gateway.documents.signing import sign_edxml, signature_method_for
+
+    signing_key = pki.load_private_key(key)
+    try:
+        signed = sign_edxml(
+            file.read_bytes(),
+            signing_key,
+            pki.load_certificates(cert),
+            method=signature_method_for(signing_key, pss=pss),
+        )
+    except (Refusal, ValueError) as exc:
+        _fail(f"{file}: {exc}")
+    if out is None:
+        sys.stdout.buffer.write(signed)
+    else:
+        out.write_bytes(signed)
+        click.echo(f"signed {file} -> {out}", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--seal", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The gateway's seal for this document."
+)
+@click.option(
+    "--trust",
+    "trust_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Trust anchor certificate(s) (PEM); default: the configured anchors.",
+)
+@click.option(
+    "--sender-cert",
+    type=click.Path(exists=True, path_type=Path),
+    help="Pin the sender's certificate (default: the one in the signature, if it chains to an anchor).",
+)
+@click.option(
+    "--gateway-cert",
+    type=click.Path(exists=True, path_type=Path),
+    help="Pin the gateway's seal certificate (default: the one in the seal, if it chains to an anchor).",
+)
+@json_option
+def verify(
+    file: Path,
+    seal: Path | None,
+    trust_files: tuple[Path, ...],
+    sender_cert: Path | None,
+    gateway_cert: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify a signed edXML document (and its seal) offline: no database, no server."""
+    from gateway.documents.offline import verify_offline
+
+    if trust_files:
+        anchors = [c for p in trust_files for c in pki.load_certificates(p)]
+    else:
+        config = _config()
+        anchors = [c for p in config.trust_anchor_paths if p.is_file() for c in pki.load_certificates(p)]
+        if not anchors:
+            _fail("no trust anchors: pass --trust CA.pem or run `gateway keys init`")
+    report = verify_offline(
+        file.read_bytes(),
+        anchors,
+        seal=seal.read_bytes() if seal else None,
+        sender_certs=pki.load_certificates(sender_cert) if sender_cert else None,
+        gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else None,
+    )
+    _emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    if report["verdict"] != "valid":
+        sys.exit(1)
+
+
+# --- client helper --------------------------------------------------------------------------------
+
+
+@main.group()
+def client() -> None:
+    """Helpers for departmental systems (and the README walk-through)."""
+
+
+@client.command("assertion")
+@click.option("--agency", "code", required=True, help="Your agency code (iss and sub).")
+@click.option("--key", required=True, type=click.Path(exists=True, path_type=Path), help="Your client private key.")
+@click.option("--audience", help="Token endpoint URL (default: GATEWAY_PUBLIC_URL/oauth/token).")
+@click.option("--lifetime", default=60, show_default=True, type=int)
+def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) -> None:
+    """Print a private_key_jwt client assertion (RFC 7523) to post to /oauth/token."""
+    signing_key = pki.load_private_key(key)
+    alg = "ES256" if isinstance(signing_key, ec.EllipticCurvePrivateKey) else "RS256"
+    now = int(time.time())
+    claims = {
+        "iss": code,
+        "sub": code,
+        "aud": audience or _config().token_endpoint,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+    }
+    click.echo(jwt.encode(claims, signing_key, algorithm=alg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""edXML documents: hardened parsing, schema validation, signing, verification, trust and seals."""

@@ -1,0 +1,1 @@
+"""Who is calling: departmental systems (client assertions, gateway access tokens) and, later, citizens."""

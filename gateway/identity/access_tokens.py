@@ -1,0 +1,70 @@
+"""The gateway's own short-lived access tokens (JWT, ES256, RFC 9068 ``at+jwt``), and their JWKS."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.identity.claims import decode_verified, peek
+from gateway.policy import Refusal
+
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+CODE = "invalid-token"
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+    scope: str
+
+
+@dataclass(frozen=True)
+class TokenAuthority:
+    key: ec.EllipticCurvePrivateKey
+    kid: str
+    issuer: str
+    ttl: int
+
+    def issue(self, agency: str, scope: str = "documents") -> AccessToken:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": agency,
+            "aud": self.issuer,
+            "client_id": agency,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+            "scope": scope,
+        }
+        token = jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid, "typ": TOKEN_TYPE})
+        return AccessToken(token, self.ttl, scope)
+
+    def verify(self, token: str) -> str:
+        """Return the agency code the token was issued to, or raise :class:`Refusal` ``invalid-token``."""
+        header = peek(token, CODE).header
+        if header.get("typ") != TOKEN_TYPE or header.get("kid") != self.kid:
+            raise Refusal(CODE, "not an access token issued by this gateway")
+        claims = decode_verified(
+            token,
+            self.key.public_key(),
+            str(header.get("alg")),
+            code=CODE,
+            audience=self.issuer,
+            issuer=self.issuer,
+            required=("exp", "iat", "sub", "jti"),
+            leeway=5,
+        )
+        return str(claims["sub"])
+
+    def jwks(self) -> dict[str, Any]:
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk.update(kid=self.kid, use="sig", alg="ES256")
+        return {"keys": [jwk]}

@@ -1,0 +1,89 @@
+"""Reading a compact JWT safely before and after its signature is checked.
+
+PyJWT does the cryptography; these helpers add what a relying party must do around it: a size
+cap before any parsing, an algorithm allow-list tied to the key's type, and no trust in header
+keys (``jwk``, ``jku``, ``x5u``, ``x5c`` are ignored: keys only ever come from our registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gateway.pki import PublicKey
+from gateway.policy import Refusal
+
+MAX_TOKEN_BYTES = 8 * 1024
+RSA_ALGORITHMS = frozenset({"RS256", "PS256"})
+EC_ALGORITHMS = frozenset({"ES256"})
+
+
+@dataclass(frozen=True)
+class Unverified:
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+
+
+def peek(token: str, code: str) -> Unverified:
+    """Header and claims without verification: only to find which key to verify with."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Refusal(code, f"token is longer than {MAX_TOKEN_BYTES} bytes")
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise Refusal(code, f"not a well-formed JWT: {exc}") from None
+    if header.get("crit"):
+        raise Refusal(code, "critical header parameters are not supported")
+    return Unverified(header, claims)
+
+
+def algorithms_for(key: PublicKey) -> frozenset[str]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return RSA_ALGORITHMS
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return EC_ALGORITHMS
+    return frozenset()
+
+
+def decode_verified(
+    token: str,
+    key: PublicKey,
+    alg: str,
+    *,
+    code: str,
+    audience: str | list[str] | None = None,
+    issuer: str | None = None,
+    required: tuple[str, ...] = ("exp", "iat", "jti"),
+    leeway: int = 30,
+) -> dict[str, Any]:
+    if alg not in algorithms_for(key):
+        raise Refusal(code, f"algorithm {alg!r} is not allowed for this key")
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": list(required), "verify_aud": audience is not None},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Refusal(code, "token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Refusal(code, "token is not valid yet") from None
+    except jwt.InvalidAudienceError:
+        raise Refusal(code, "token audience is not this gateway") from None
+    except jwt.InvalidIssuerError:
+        raise Refusal(code, "token issuer is not accepted") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Refusal(code, f"token lacks the {exc.claim!r} claim") from None
+    except jwt.InvalidSignatureError:
+        raise Refusal(code, "token signature does not verify") from None
+    except jwt.PyJWTError as exc:
+        raise Refusal(code, f"token is not valid: {exc}") from None

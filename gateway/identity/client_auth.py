@@ -1,0 +1,98 @@
+"""OAuth 2.0 client credentials with ``private_key_jwt`` client assertions (RFC 7523 §3, RFC 7521 §4.2).
+
+A departmental system proves it holds the private key registered for its agency by signing a
+short-lived JWT: ``iss`` = ``sub`` = its agency code, ``aud`` = our token endpoint, a unique
+``jti`` (refused on reuse) and a short ``exp``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.identity.claims import decode_verified, peek
+from gateway.identity.replay import ReplayCache
+from gateway.pki import PublicKey
+from gateway.policy import AllOf, Refusal
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+CODE = "invalid-client"
+MAX_JTI = 255
+
+
+@dataclass(frozen=True)
+class Assertion:
+    client_id: str
+    claims: Mapping[str, Any]
+    now: int
+
+
+class SubjectIsIssuer:
+    def verify(self, a: Assertion) -> None:
+        if a.claims.get("sub") != a.client_id:
+            raise Refusal(CODE, "assertion sub must equal iss (the agency code)")
+
+
+class ShortLived:
+    def __init__(self, max_lifetime: int) -> None:
+        self._max = max_lifetime
+
+    def verify(self, a: Assertion) -> None:
+        exp, iat = a.claims.get("exp"), a.claims.get("iat", a.now)
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise Refusal(CODE, "assertion exp and iat must be numbers")
+        if exp - iat > self._max or exp - a.now > self._max:
+            raise Refusal(CODE, f"assertion lifetime exceeds {self._max} seconds")
+
+
+class UniqueJti:
+    def __init__(self, cache: ReplayCache) -> None:
+        self._cache = cache
+
+    def verify(self, a: Assertion) -> None:
+        jti = a.claims.get("jti")
+        if not isinstance(jti, str) or not 8 <= len(jti) <= MAX_JTI:
+            raise Refusal(CODE, f"assertion jti must be a string of 8 to {MAX_JTI} characters")
+        if not self._cache.first_use(f"client-assertion:{a.client_id}", jti, int(a.claims["exp"]) + 60):
+            raise Refusal(CODE, "assertion jti was already used (replay)")
+
+
+class ClientAssertionVerifier:
+    """Verifies an assertion against the client key registered for the agency it names."""
+
+    def __init__(
+        self,
+        *,
+        token_endpoint: str,
+        issuer_url: str,
+        client_key: Callable[[str], PublicKey | None],
+        replay: ReplayCache,
+        max_lifetime: int = 300,
+    ) -> None:
+        self._audiences = [token_endpoint, issuer_url]
+        self._client_key = client_key
+        self._policy: AllOf[Assertion] = AllOf([SubjectIsIssuer(), ShortLived(max_lifetime), UniqueJti(replay)])
+
+    def verify(self, assertion: str, client_id: str | None = None) -> str:
+        """Return the authenticated agency code or raise :class:`Refusal` ``invalid-client``."""
+        unverified = peek(assertion, CODE)
+        issuer = unverified.claims.get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise Refusal(CODE, "assertion lacks iss")
+        if client_id is not None and client_id != issuer:
+            raise Refusal(CODE, "client_id does not match the assertion's iss")
+        key = self._client_key(issuer)
+        if key is None:
+            raise Refusal(CODE, "no enabled agency is registered with this code")
+        claims = decode_verified(
+            assertion,
+            key,
+            str(unverified.header.get("alg")),
+            code=CODE,
+            audience=self._audiences,
+            required=("exp", "iss", "sub", "aud", "jti"),
+        )
+        self._policy.verify(Assertion(issuer, claims, int(time.time())))
+        return issuer

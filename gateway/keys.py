@@ -1,0 +1,76 @@
+"""The gateway's own key material, loaded once at start-up and never logged or served.
+
+``gateway keys init`` writes a development CA, the gateway's seal key and certificate and its
+access-token signing key into ``keys/`` (git-ignored).  Production deployments point the settings
+at keys issued by their own CA instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway import pki
+from gateway.config import Config
+from gateway.documents.truststore import TrustStore
+
+DEV_FILES = ("ca.key", "ca.crt", "gateway-seal.key", "gateway-seal.crt", "gateway-token.key")
+
+
+@dataclass(frozen=True)
+class GatewayKeys:
+    seal_key: pki.SigningKey
+    seal_chain: tuple[x509.Certificate, ...]
+    token_key: ec.EllipticCurvePrivateKey
+    token_kid: str
+    trust: TrustStore
+
+    @classmethod
+    def load(cls, config: Config) -> GatewayKeys:
+        missing = config.missing_key_files()
+        if missing:
+            raise FileNotFoundError("; ".join(missing))
+        token_key = pki.load_private_key(config.token_key_path)
+        if not isinstance(token_key, ec.EllipticCurvePrivateKey) or not isinstance(token_key.curve, ec.SECP256R1):
+            raise ValueError(f"{config.token_key_path}: the access-token key must be an EC P-256 key (ES256)")
+        anchors = [c for path in config.trust_anchor_paths for c in pki.load_certificates(path)]
+        return cls(
+            seal_key=pki.load_private_key(config.seal_key_path),
+            seal_chain=tuple(pki.load_certificates(config.seal_cert_path)),
+            token_key=token_key,
+            token_kid=pki.key_id(token_key),
+            trust=TrustStore(anchors),
+        )
+
+
+def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
+    """Create the development CA and gateway keys; refuses to overwrite unless ``force``."""
+    existing = [keys_dir / name for name in DEV_FILES if (keys_dir / name).exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{', '.join(str(p) for p in existing)} already exist: keep them, or pass --force to replace them "
+            "(documents signed with the old keys will no longer verify)"
+        )
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca()
+    seal = pki.issue_signing_certificate(
+        ca, "Interconnect Gateway seal (development)", "Interconnect Gateway", key=pki.generate_key("ec")
+    )
+    token_key = pki.generate_key("ec")
+    pki.save_private_key(ca.key, keys_dir / "ca.key")
+    pki.save_certificate(ca.cert, keys_dir / "ca.crt")
+    pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
+    pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
+    pki.save_private_key(token_key, keys_dir / "gateway-token.key")
+    return [keys_dir / name for name in DEV_FILES]
+
+
+def load_development_ca(keys_dir: Path) -> pki.Issued:
+    """The development CA, for issuing demo agencies' certificates."""
+    key_path, cert_path = keys_dir / "ca.key", keys_dir / "ca.crt"
+    if not key_path.is_file():
+        raise FileNotFoundError(f"{key_path} is missing: run `gateway keys init` first")
+    return pki.Issued(pki.load_private_key(key_path), pki.load_certificates(cert_path)[0])

@@ -1,0 +1,1 @@
+"""Who may send what to whom, and getting accepted documents to their recipients."""

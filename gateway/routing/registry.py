@@ -1,0 +1,187 @@
+"""The agency registry: codes, names, signing certificates, client keys, adapters and permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography import x509
+from sqlalchemy.engine import Connection
+
+from adapters import AdapterSettingsError, UnknownAdapter, get_adapter_class
+from gateway import pki
+from gateway.audit import AuditEvent, AuditLog
+from gateway.documents.identifiers import agency_code_form
+from gateway.documents.truststore import TrustStore
+from gateway.policy import Refusal
+from gateway.store.tables import agencies, agency_certificates
+
+
+@dataclass(frozen=True)
+class Agency:
+    code: str
+    name: str
+    organization_in_charge: str
+    enabled: bool
+    client_public_key: str
+    adapter: str
+    adapter_settings: dict[str, Any]
+    may_send_to: tuple[str, ...]
+    certificates: tuple[dict[str, Any], ...] = field(default=())
+
+    def public_view(self) -> dict[str, Any]:
+        """What operators see: no private material exists here, but keep the shape explicit."""
+        return {
+            "code": self.code,
+            "form": agency_code_form(self.code),
+            "name": self.name,
+            "organization_in_charge": self.organization_in_charge,
+            "enabled": self.enabled,
+            "adapter": self.adapter,
+            "adapter_settings": self.adapter_settings,
+            "may_send_to": list(self.may_send_to),
+            "client_key_id": pki.key_id(pki.load_public_key(self.client_public_key)),
+            "certificates": list(self.certificates),
+        }
+
+
+@dataclass(frozen=True)
+class NewAgency:
+    code: str
+    name: str
+    client_public_key_pem: str
+    certificates: Sequence[x509.Certificate]
+    organization_in_charge: str = ""
+    adapter: str = "inbox"
+    adapter_settings: dict[str, Any] = field(default_factory=dict)
+    may_send_to: tuple[str, ...] = ("*",)
+
+
+class AgencyRegistry:
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def add(self, conn: Connection, new: NewAgency, trust: TrustStore, *, actor: str = "operator") -> Agency:
+        if agency_code_form(new.code) is None:
+            raise Refusal(
+                "agency-code-invalid",
+                f"{new.code!r} is neither the QCVN 102:2016 form (000.00.00.H29) nor the "
+                "Decision 20/2020 form (H55.242)",
+            )
+        if self.get(conn, new.code) is not None:
+            raise Refusal("agency-exists", f"agency {new.code} is already registered; use `gateway agency show`")
+        if not new.certificates:
+            raise Refusal("certificate-missing", "register at least one signing certificate for the agency")
+        try:
+            pki.load_public_key(new.client_public_key_pem)
+        except ValueError as exc:
+            raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
+        try:
+            get_adapter_class(new.adapter).validate_settings(new.adapter_settings)
+        except (UnknownAdapter, AdapterSettingsError) as exc:
+            raise Refusal("adapter-invalid", str(exc)) from None
+        for cert in new.certificates:
+            trust.verify(cert)
+        now = datetime.now(UTC)
+        conn.execute(
+            sa.insert(agencies).values(
+                code=new.code,
+                name=new.name,
+                organization_in_charge=new.organization_in_charge,
+                enabled=True,
+                client_public_key=new.client_public_key_pem,
+                adapter=new.adapter,
+                adapter_settings=new.adapter_settings,
+                may_send_to=list(new.may_send_to),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for cert in new.certificates:
+            self._insert_certificate(conn, new.code, cert, now)
+        self._audit.append(conn, AuditEvent(event="agency.registered", outcome="ok", actor=actor, sender=new.code))
+        agency = self.get(conn, new.code)
+        assert agency is not None
+        return agency
+
+    def add_certificate(self, conn: Connection, code: str, cert: x509.Certificate, trust: TrustStore) -> None:
+        if self.get(conn, code) is None:
+            raise Refusal("unknown-agency", f"agency {code} is not registered")
+        trust.verify(cert)
+        self._insert_certificate(conn, code, cert, datetime.now(UTC))
+        self._audit.append(
+            conn, AuditEvent(event="agency.certificate-added", outcome="ok", actor="operator", sender=code)
+        )
+
+    def _insert_certificate(self, conn: Connection, code: str, cert: x509.Certificate, now: datetime) -> None:
+        conn.execute(
+            sa.insert(agency_certificates).values(
+                fingerprint=pki.fingerprint(cert),
+                agency_code=code,
+                pem=pki.cert_pem(cert),
+                subject=cert.subject.rfc4514_string(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                added_at=now,
+            )
+        )
+
+    def set_enabled(self, conn: Connection, code: str, enabled: bool, *, actor: str = "operator") -> Agency:
+        result = conn.execute(
+            sa.update(agencies).where(agencies.c.code == code).values(enabled=enabled, updated_at=datetime.now(UTC))
+        )
+        if result.rowcount == 0:
+            raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        event = "agency.enabled" if enabled else "agency.disabled"
+        self._audit.append(conn, AuditEvent(event=event, outcome="ok", actor=actor, sender=code))
+        agency = self.get(conn, code)
+        assert agency is not None
+        return agency
+
+    def get(self, conn: Connection, code: str) -> Agency | None:
+        row = conn.execute(sa.select(agencies).where(agencies.c.code == code)).one_or_none()
+        if row is None:
+            return None
+        certs = conn.execute(
+            sa.select(agency_certificates)
+            .where(agency_certificates.c.agency_code == code)
+            .order_by(agency_certificates.c.added_at)
+        ).all()
+        return _agency(row, certs)
+
+    def all(self, conn: Connection) -> list[Agency]:
+        rows = conn.execute(sa.select(agencies).order_by(agencies.c.code)).all()
+        return [_agency(row, ()) for row in rows]
+
+    def signing_certificates(self, conn: Connection, code: str) -> list[x509.Certificate]:
+        rows = conn.execute(sa.select(agency_certificates.c.pem).where(agency_certificates.c.agency_code == code)).all()
+        return [x509.load_pem_x509_certificate(r.pem.encode()) for r in rows]
+
+    def enabled_codes(self, conn: Connection, codes: Sequence[str]) -> dict[str, Agency]:
+        rows = conn.execute(sa.select(agencies).where(agencies.c.code.in_(list(codes)))).all()
+        return {row.code: _agency(row, ()) for row in rows}
+
+
+def _agency(row: Any, certs: Sequence[Any]) -> Agency:
+    return Agency(
+        code=row.code,
+        name=row.name,
+        organization_in_charge=row.organization_in_charge,
+        enabled=bool(row.enabled),
+        client_public_key=row.client_public_key,
+        adapter=row.adapter,
+        adapter_settings=dict(row.adapter_settings),
+        may_send_to=tuple(row.may_send_to),
+        certificates=tuple(
+            {
+                "sha256": c.fingerprint,
+                "subject": c.subject,
+                "not_before": c.not_before.isoformat(),
+                "not_after": c.not_after.isoformat(),
+            }
+            for c in certs
+        ),
+    )

@@ -1,0 +1,337 @@
+"""Accepting a signed edXML document or status message: every check, then one transaction.
+
+The checks run in the order the exchange rules give (size, hardened parse, schema, caller is the
+sender, signature, state secrets, routing permissions), each refusal audited with its reason in
+its own transaction while nothing else is written.  An accepted document's bytes, its routes, its
+seal and its audit entries commit together (DESIGN.md guarantee 1), so a 202 always means stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import sqlalchemy as sa
+from cryptography import x509
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from gateway.audit import AuditEvent, AuditLog
+from gateway.documents import edxml, schema, xmlsafe
+from gateway.documents.identifiers import parse_document_id
+from gateway.documents.seal import SealFacts, build_seal
+from gateway.documents.verification import EnvelopedSignatureVerifier, SignedContent
+from gateway.keys import GatewayKeys
+from gateway.policy import Refusal
+from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
+from gateway.routing.registry import AgencyRegistry
+from gateway.store.db import Database
+from gateway.store.helpers import as_utc, insert_ignoring_duplicates
+from gateway.store.tables import blobs, documents, routes, statuses
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    kind: str
+    document_id: str
+    sha256: str
+    audit_index: int
+    received_at: datetime
+    recipients: tuple[str, ...]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks established, taken only from the verified content."""
+
+    kind: str
+    caller: str
+    data: bytes
+    sha256: str
+    signed: SignedContent
+    document_id: str
+    subject: str
+    due_date: str | None
+    recipients: tuple[str, ...]
+    status: edxml.StatusHeader | None = None
+    original: str | None = None  # gateway id of the document a status message is about
+
+
+class SubmissionService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        audit: AuditLog,
+        registry: AgencyRegistry,
+        keys: GatewayKeys,
+        verifier: EnvelopedSignatureVerifier,
+        limits: xmlsafe.XmlLimits,
+        gateway_url: str,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self._registry = registry
+        self._keys = keys
+        self._verifier = verifier
+        self._limits = limits
+        self._gateway_url = gateway_url
+
+    # --- documents --------------------------------------------------------------------------
+
+    def submit_document(self, caller: str, data: bytes) -> Accepted:
+        sha = hashlib.sha256(data).hexdigest()
+        with self._refusals_audited("document.refused", caller, sha):
+            signed = self._parse_and_verify(caller, data, "document")
+            header = edxml.read_document_header(signed.root)
+            self._require_sender(caller, header.sender)
+            parts = parse_document_id(header.document_id)
+            if parts is None or parts.organ_id != caller:
+                raise Refusal(
+                    "document-id-invalid",
+                    f"DocumentId {header.document_id!r} must read '{caller},yyyy/MM/dd,number/notation'",
+                )
+            if header.is_state_secret:
+                raise Refusal(
+                    "state-secret",
+                    f"documents classified {header.security_classification} are state secrets and may not be "
+                    "exchanged electronically (Law 29/2018/QH14, Decision 28/2018/QĐ-TTg)",
+                )
+            self._check_routes(caller, header.recipients)
+            checked = _Checked(
+                kind="document",
+                caller=caller,
+                data=data,
+                sha256=sha,
+                signed=signed,
+                document_id=header.document_id,
+                subject=header.subject,
+                due_date=header.due_date,
+                recipients=header.recipients,
+            )
+            return self._store(checked)
+
+    # --- status messages --------------------------------------------------------------------
+
+    def submit_status(self, caller: str, data: bytes) -> Accepted:
+        sha = hashlib.sha256(data).hexdigest()
+        with self._refusals_audited("status.refused", caller, sha):
+            signed = self._parse_and_verify(caller, data, "status")
+            status = edxml.read_status_header(signed.root)
+            self._require_sender(caller, status.sender)
+            with self._db.read() as conn:
+                original = conn.execute(
+                    sa.select(documents.c.id, documents.c.sender).where(
+                        documents.c.kind == "document",
+                        documents.c.sender == status.response_for_organ,
+                        documents.c.document_id == status.response_for_document_id,
+                    )
+                ).one_or_none()
+                if original is None:
+                    raise Refusal(
+                        "original-not-found",
+                        f"no document {status.response_for_document_id!r} from {status.response_for_organ} "
+                        "passed through this gateway",
+                    )
+                recipients = tuple(
+                    r.recipient
+                    for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == original.id))
+                )
+            if status.status_code == "13":  # recall: the sender tells every recipient
+                if caller != original.sender:
+                    raise Refusal("not-permitted", "only the original sender may request a recall (status 13)")
+                targets = recipients
+            else:
+                if caller not in recipients:
+                    raise Refusal("not-permitted", f"{caller} is not a recipient of that document")
+                targets = (original.sender,)
+            self._check_routes(caller, targets, permission=False)
+            checked = _Checked(
+                kind="status",
+                caller=caller,
+                data=data,
+                sha256=sha,
+                signed=signed,
+                document_id=sha,
+                subject=f"{status.status_code} {edxml.STATUS_CODES[status.status_code]}: "
+                f"{status.response_for_document_id}"[:500],
+                due_date=None,
+                recipients=targets,
+                status=status,
+                original=original.id,
+            )
+            return self._store(checked)
+
+    # --- shared steps -----------------------------------------------------------------------
+
+    def _parse_and_verify(self, caller: str, data: bytes, kind: schema.Kind) -> SignedContent:
+        root = xmlsafe.parse(data, self._limits)
+        schema.validate(root, kind)
+        self._require_sender(caller, edxml.claimed_sender(root))
+        with self._db.read() as conn:
+            certificates: Sequence[x509.Certificate] = self._registry.signing_certificates(conn, caller)
+        return self._verifier.verify(data, root, certificates)
+
+    @staticmethod
+    def _require_sender(caller: str, sender: str) -> None:
+        if sender != caller:
+            raise Refusal("sender-mismatch", f"From/OrganId is {sender!r} but the caller is {caller!r}")
+
+    def _check_routes(self, caller: str, recipients: Sequence[str], *, permission: bool = True) -> None:
+        with self._db.read() as conn:
+            sender = self._registry.get(conn, caller)
+            known = self._registry.enabled_codes(conn, recipients)
+        assert sender is not None  # the caller authenticated as this agency
+        if not permission:  # answering a document needs no permission beyond having received it
+            sender = replace(sender, may_send_to=("*",))
+        ROUTING_POLICY.verify(RouteRequest(sender, recipients, known))
+
+    def _store(self, checked: _Checked) -> Accepted:
+        for attempt in (1, 2):
+            try:
+                with self._db.write() as conn:
+                    return self._store_in(conn, checked)
+            except IntegrityError:
+                # A concurrent identical submission won the unique constraint; the retry sees its row.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store_in(self, conn: Connection, c: _Checked) -> Accepted:
+        existing = conn.execute(
+            sa.select(documents).where(
+                documents.c.sender == c.caller, documents.c.kind == c.kind, documents.c.document_id == c.document_id
+            )
+        ).one_or_none()
+        if existing is not None:
+            if existing.sha256 != c.sha256:
+                raise Refusal(
+                    "duplicate-document-id",
+                    f"DocumentId {c.document_id!r} was already accepted as {existing.id} with different content",
+                )
+            self._audit.append(conn, self._event(c, "document.resubmitted", existing.id))
+            recipients = tuple(
+                r.recipient for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == existing.id))
+            )
+            return Accepted(
+                existing.id,
+                c.kind,
+                c.document_id,
+                c.sha256,
+                int(existing.audit_index),
+                as_utc(existing.received_at),
+                recipients,
+                duplicate=True,
+            )
+        doc_uuid = str(uuid.uuid4())
+        insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
+        accepted = self._audit.append(conn, self._event(c, f"{c.kind}.accepted", doc_uuid))
+        seal = build_seal(
+            SealFacts(
+                gateway=self._gateway_url,
+                document_uuid=doc_uuid,
+                kind=c.kind,
+                document_id=c.document_id,
+                sha256=c.sha256,
+                size=len(c.data),
+                sender=c.caller,
+                recipients=c.recipients,
+                signer_certificate_sha256=c.signed.signer_fingerprint,
+                received_at=accepted.time,
+                audit_index=accepted.index,
+            ),
+            self._keys.seal_key,
+            self._keys.seal_chain,
+        )
+        conn.execute(
+            sa.insert(documents).values(
+                id=doc_uuid,
+                kind=c.kind,
+                sender=c.caller,
+                document_id=c.document_id,
+                sha256=c.sha256,
+                subject=c.subject,
+                due_date=c.due_date,
+                signature_algorithm=c.signed.signature_method,
+                signer_fingerprint=c.signed.signer_fingerprint,
+                received_at=accepted.time,
+                audit_index=accepted.index,
+                seal=seal,
+            )
+        )
+        if c.status is not None and c.original is not None:
+            conn.execute(
+                sa.insert(statuses).values(
+                    message=doc_uuid,
+                    document=c.original,
+                    from_agency=c.caller,
+                    status_code=c.status.status_code,
+                    description=c.status.description,
+                    timestamp=c.status.timestamp,
+                    received_at=accepted.time,
+                )
+            )
+        for recipient in c.recipients:
+            conn.execute(
+                sa.insert(routes).values(
+                    document=doc_uuid, recipient=recipient, adapter="inbox", state="pending", created_at=accepted.time
+                )
+            )
+            self._audit.append(conn, self._event(c, f"{c.kind}.routed", doc_uuid, recipient=recipient))
+        return Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
+
+    def _event(self, c: _Checked, event: str, doc_uuid: str, recipient: str | None = None) -> AuditEvent:
+        if c.status is not None:
+            return AuditEvent(
+                event=event,
+                outcome="accepted",
+                actor=c.caller,
+                document=c.original,
+                message=doc_uuid,
+                document_id=c.status.response_for_document_id,
+                sender=c.caller,
+                recipient=recipient,
+                sha256=c.sha256,
+                signature=c.signed.summary,
+                status_code=c.status.status_code,
+            )
+        return AuditEvent(
+            event=event,
+            outcome="accepted",
+            actor=c.caller,
+            document=doc_uuid,
+            document_id=c.document_id,
+            sender=c.caller,
+            recipient=recipient,
+            sha256=c.sha256,
+            signature=c.signed.summary,
+        )
+
+    # --- refusals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _refusals_audited(self, event: str, caller: str, sha: str) -> Iterator[None]:
+        """A :class:`Refusal` escaping the block is audited in its own transaction, then re-raised."""
+        try:
+            yield
+        except Refusal as refusal:
+            with self._db.write() as conn:
+                self._audit.append(
+                    conn,
+                    AuditEvent(
+                        event=event,
+                        outcome="refused",
+                        actor=caller,
+                        sender=caller,
+                        sha256=sha,
+                        code=refusal.code,
+                        reason=refusal.reason,
+                    ),
+                )
+            raise

@@ -1,0 +1,92 @@
+"""The composition root: builds every service of one deployment from its configuration, once.
+
+The Flask app keeps one :class:`Services` in ``app.extensions``; blueprints and CLI commands get
+it through :func:`services`, never through module-level globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from gateway.audit import AuditLog
+from gateway.config import Config
+from gateway.documents import edxml
+from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
+from gateway.documents.xmlsafe import XmlLimits
+from gateway.identity.access_tokens import TokenAuthority
+from gateway.identity.client_auth import ClientAssertionVerifier
+from gateway.identity.replay import RedisReplayCache, ReplayCache, SqlReplayCache
+from gateway.keys import GatewayKeys
+from gateway.pki import PublicKey, load_public_key
+from gateway.routing.registry import AgencyRegistry
+from gateway.routing.submission import SubmissionService
+from gateway.store.db import Database
+
+EDXML_SIGNATURE_PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    audit: AuditLog
+    registry: AgencyRegistry
+    keys: GatewayKeys
+    tokens: TokenAuthority
+    replay: ReplayCache
+    client_auth: ClientAssertionVerifier
+    submissions: SubmissionService
+
+    @classmethod
+    def build(cls, config: Config) -> Services:
+        db = Database(config.database_url)
+        audit = AuditLog()
+        registry = AgencyRegistry(audit)
+        keys = GatewayKeys.load(config)
+        replay: ReplayCache = RedisReplayCache(config.redis_url) if config.redis_url else SqlReplayCache(db)
+
+        def client_key(code: str) -> PublicKey | None:
+            with db.read() as conn:
+                agency = registry.get(conn, code)
+            if agency is None or not agency.enabled:
+                return None
+            return load_public_key(agency.client_public_key)
+
+        verifier = EnvelopedSignatureVerifier(
+            keys.trust, SignatureProfile.for_deployment(config.allow_rsa_sha1), EDXML_SIGNATURE_PARENT
+        )
+        return cls(
+            config=config,
+            db=db,
+            audit=audit,
+            registry=registry,
+            keys=keys,
+            tokens=TokenAuthority(
+                keys.token_key, keys.token_kid, config.public_url.rstrip("/"), config.access_token_ttl
+            ),
+            replay=replay,
+            client_auth=ClientAssertionVerifier(
+                token_endpoint=config.token_endpoint,
+                issuer_url=config.public_url.rstrip("/"),
+                client_key=client_key,
+                replay=replay,
+                max_lifetime=config.client_assertion_max_lifetime,
+            ),
+            submissions=SubmissionService(
+                db=db,
+                audit=audit,
+                registry=registry,
+                keys=keys,
+                verifier=verifier,
+                limits=XmlLimits(max_bytes=config.max_document_bytes),
+                gateway_url=config.public_url,
+            ),
+        )
+
+
+def services() -> Services:
+    found = current_app.extensions["gateway"]
+    assert isinstance(found, Services)
+    return found
