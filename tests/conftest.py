@@ -1,0 +1,124 @@
+"""Fixtures: one development PKI per session; every storage and API test on SQLite *and* PostgreSQL.
+
+PostgreSQL is a real server (``GATEWAY_TEST_POSTGRES_URL``, default the local one).  When it is
+unreachable the PostgreSQL-parametrised tests fail loudly: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from gateway import create_app, pki
+from gateway.config import Config
+from gateway.demo import DEMO_AGENCIES
+from gateway.keys import init_development_keys, load_development_ca
+from gateway.routing.registry import NewAgency
+from gateway.services import Services
+from gateway.store import upgrade
+from gateway.store.db import Database
+from tests.support import PUBLIC_URL, AgencyKeys, GatewayClient, Pki, reset_database
+
+POSTGRES_ADMIN_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    keys_dir = tmp_path_factory.mktemp("keys")
+    init_development_keys(keys_dir)
+    ca = load_development_ca(keys_dir)
+    material = Pki(keys_dir=keys_dir, ca=ca)
+    for code, name, _parent in DEMO_AGENCIES:
+        signing = pki.issue_signing_certificate(ca, name, code)
+        material.agencies[code] = AgencyKeys(code, signing, pki.generate_key("ec"))
+    return material
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server for this test session, dropped at the end."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"gateway_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {POSTGRES_ADMIN_URL} and is unreachable: {exc.orig}", pytrace=False)
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+        upgrade(url)
+        return url
+    url: str = request.getfixturevalue("postgres_url")
+    db = Database(url)
+    reset_database(db)
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    return url
+
+
+def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
+    return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, public_url=PUBLIC_URL, **overrides)  # type: ignore[arg-type]
+
+
+def register_agencies(svc: Services, dev_pki: Pki) -> None:
+    for code, name, parent in DEMO_AGENCIES:
+        keys = dev_pki.agencies[code]
+        with svc.db.write() as conn:
+            svc.registry.add(
+                conn,
+                NewAgency(code=code, name=name, organization_in_charge=parent,
+                          client_public_key_pem=pki.public_pem(keys.client_key), certificates=[keys.signing.cert]),
+                svc.keys.trust,
+            )
+
+
+@pytest.fixture
+def app(database_url: str, dev_pki: Pki) -> Iterator[Flask]:
+    app = create_app(make_config(database_url, dev_pki))
+    app.testing = True
+    register_agencies(app.extensions["gateway"], dev_pki)
+    yield app
+    app.extensions["gateway"].db.dispose()
+
+
+@pytest.fixture
+def svc(app: Flask) -> Services:
+    found: Services = app.extensions["gateway"]
+    return found
+
+
+@pytest.fixture
+def agency(app: Flask, dev_pki: Pki):  # type: ignore[no-untyped-def]
+    """``agency(code)`` → a :class:`GatewayClient` authenticated as that agency."""
+    client = app.test_client()
+    clients: dict[str, GatewayClient] = {}
+
+    def get(code: str) -> GatewayClient:
+        if code not in clients:
+            clients[code] = GatewayClient(client, dev_pki.agencies[code])
+            clients[code].token()  # authenticate up front so tests measure only what they send
+        return clients[code]
+
+    return get

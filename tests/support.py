@@ -1,0 +1,108 @@
+"""Test helpers: development PKI for a few agencies, a client that speaks the gateway's protocol,
+and database snapshots for "nothing changed but the audit entry" assertions."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import sqlalchemy as sa
+
+from gateway import pki
+from gateway.documents.signing import sign_edxml
+from gateway.store.db import Database
+from gateway.store.tables import metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
+SAMPLES = SHARED / "edxml" / "samples"
+VECTORS = SHARED / "testvectors"
+PUBLIC_URL = "http://gateway.test"
+TOKEN_ENDPOINT = PUBLIC_URL + "/oauth/token"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+HCM = "000.00.00.H29"
+Q4 = "000.00.04.H29"
+NOIVU = "000.00.31.H29"
+Q11 = "000.00.11.H29"
+TAX = "000.11.18.G12"
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+@dataclass
+class AgencyKeys:
+    code: str
+    signing: pki.Issued
+    client_key: pki.SigningKey
+
+    def sign(self, data: bytes) -> bytes:
+        return sign_edxml(data, self.signing.key, [self.signing.cert])
+
+    def assertion(self, **overrides: Any) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.code, "sub": self.code, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(claims, self.client_key, algorithm="ES256")
+
+
+@dataclass
+class Pki:
+    keys_dir: Path
+    ca: pki.Issued
+    agencies: dict[str, AgencyKeys] = field(default_factory=dict)
+
+
+def snapshot(db: Database) -> dict[str, int]:
+    """Row counts of every table: what a refusal must leave unchanged (but for the audit log)."""
+    with db.read() as conn:
+        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables}
+
+
+def reset_database(db: Database) -> None:
+    with db.write() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(sa.delete(table))
+        conn.execute(sa.insert(metadata.tables["audit_head"]).values(id=1, size=0, last_time_us=0))
+
+
+class GatewayClient:
+    """An agency's departmental system talking to the gateway through Flask's test client."""
+
+    def __init__(self, client: Any, keys: AgencyKeys) -> None:
+        self.client = client
+        self.keys = keys
+        self._token: str | None = None
+
+    def token(self) -> str:
+        if self._token is None:
+            response = self.client.post("/oauth/token", data={
+                "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": self.keys.assertion(),
+            })
+            assert response.status_code == 200, response.get_json()
+            self._token = response.get_json()["access_token"]
+        return self._token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def submit(self, data: bytes, path: str = "/v1/documents") -> Any:
+        return self.client.post(path, data=data, headers={**self.headers(), "Content-Type": "application/xml"})
+
+    def get(self, path: str) -> Any:
+        return self.client.get(path, headers=self.headers())
+
+    def post(self, path: str) -> Any:
+        return self.client.post(path, headers=self.headers())

@@ -1,0 +1,198 @@
+"""Every refusal class: a stable problem code, an audit entry with the reason, and nothing else changed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import pki
+from gateway.documents.signing import sign_edxml
+from gateway.store.tables import audit_entries
+from tests.support import HCM, Q4, TAX, VECTORS, sample, snapshot
+
+
+def _last_audit(svc: Any) -> dict[str, Any]:
+    with svc.db.read() as conn:
+        body = conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx.desc()).limit(1)).scalar_one()
+    return dict(json.loads(body))
+
+
+def assert_refused(svc: Any, send: Callable[[], Any], status: int, code: str, event: str = "document.refused") -> None:
+    before = snapshot(svc.db)
+    response = send()
+    assert response.status_code == status, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["code"] == code and problem["detail"] and problem["status"] == status
+    after = snapshot(svc.db)
+    assert after.pop("audit_entries") == before.pop("audit_entries") + 1
+    assert after == before  # nothing else was stored
+    entry = _last_audit(svc)
+    assert (entry["event"], entry["outcome"], entry["code"]) == (event, "refused", code)
+    assert entry["reason"]
+
+
+def _with(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in data
+    return data.replace(old, new, 1)
+
+
+def test_malformed_xml_is_refused(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    assert_refused(svc, lambda: sender.submit(b"<edXML:edXML"), 400, "xml-malformed")
+
+
+@pytest.mark.parametrize("bomb", sorted(p.name for p in (VECTORS / "xml-bombs").glob("*.xml")))
+def test_every_xml_bomb_is_refused(agency, svc, bomb):
+    sender = agency(HCM)
+    sender.token()
+    data = (VECTORS / "xml-bombs" / bomb).read_bytes()
+    # simple*.xml are the benign controls of the set: well-formed, refused by the schema instead.
+    status, code = (422, "schema-invalid") if bomb.startswith("simple") else (400, "xml-forbidden")
+    assert_refused(svc, lambda: sender.submit(data), status, code)
+
+
+def test_schema_violation_is_refused(agency, svc):
+    sender = agency(HCM)
+    bad = sender.keys.sign(_with(sample("cong-van.edxml"), b"<edXML:Priority>0<", b"<edXML:Priority>9<"))
+    assert_refused(svc, lambda: sender.submit(bad), 422, "schema-invalid")
+
+
+def test_unsigned_document_is_refused(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    # The schema requires the signature slot, so an unsigned document fails there first.
+    assert_refused(svc, lambda: sender.submit(sample("cong-van.edxml")), 422, "schema-invalid")
+
+
+def test_caller_must_be_the_sender(agency, svc):
+    impostor = agency(Q4)
+    signed = agency(HCM).keys.sign(sample("cong-van.edxml"))
+    assert_refused(svc, lambda: impostor.submit(signed), 403, "sender-mismatch")
+
+
+def test_signature_by_an_unregistered_certificate_is_refused(agency, svc, dev_pki):
+    sender = agency(HCM)
+    other = dev_pki.agencies[Q4].signing  # valid CA chain, but registered to another agency
+    signed = sign_edxml(sample("cong-van.edxml"), other.key, [other.cert])
+    assert_refused(svc, lambda: sender.submit(signed), 422, "certificate-not-registered")
+
+
+def test_tampered_content_is_refused(agency, svc):
+    sender = agency(HCM)
+    signed = _with(sender.keys.sign(sample("cong-van.edxml")), "Quận 4".encode(), "Quận 5".encode())
+    assert_refused(svc, lambda: sender.submit(signed), 422, "signature-invalid")
+
+
+def test_state_secret_is_refused_at_the_door(agency, svc):
+    sender = agency(HCM)
+    signed = sender.keys.sign(sample("secret-mat.edxml"))
+    assert_refused(svc, lambda: sender.submit(signed), 403, "state-secret")
+
+
+@pytest.mark.parametrize("level", ["Tối mật", "Tuyệt mật"])
+def test_higher_secrecy_levels_are_refused_too(agency, svc, level):
+    sender = agency(HCM)
+    data = _with(sample("secret-mat.edxml"), "Mật</edXML:Security".encode(), f"{level}</edXML:Security".encode())
+    assert_refused(svc, lambda: sender.submit(sender.keys.sign(data)), 403, "state-secret")
+
+
+def test_unknown_recipient_is_refused(agency, svc):
+    sender = agency(HCM)
+    signed = sender.keys.sign(_with(sample("cong-van.edxml"), b"000.00.31.H29", b"000.00.99.H29"))
+    assert_refused(svc, lambda: sender.submit(signed), 422, "unknown-agency")
+
+
+def test_disabled_recipient_is_refused(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, Q4, False)
+    signed = sender.keys.sign(sample("cong-van.edxml"))
+    assert_refused(svc, lambda: sender.submit(signed), 422, "agency-disabled")
+
+
+def test_recipient_outside_the_senders_permissions_is_refused(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    with svc.db.write() as conn:
+        conn.execute(sa.text("UPDATE agencies SET may_send_to = :v WHERE code = :c"), {"v": '["000.00.04.*"]', "c": HCM})
+    signed = sender.keys.sign(sample("cong-van.edxml"))  # to Q4 (allowed) and Sở Nội vụ (not)
+    assert_refused(svc, lambda: sender.submit(signed), 403, "not-permitted")
+
+
+def test_document_id_of_another_agency_is_refused(agency, svc):
+    sender = agency(HCM)
+    data = _with(sample("cong-van.edxml"), b"<edXML:DocumentId>000.00.00.H29,", b"<edXML:DocumentId>000.00.04.H29,")
+    assert_refused(svc, lambda: sender.submit(sender.keys.sign(data)), 422, "document-id-invalid")
+
+
+def test_same_document_id_with_different_bytes_is_a_conflict(agency, svc):
+    sender = agency(HCM)
+    assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
+    changed = sender.keys.sign(_with(sample("cong-van.edxml"), "đẩy mạnh".encode(), "tăng cường".encode()))
+    assert_refused(svc, lambda: sender.submit(changed), 409, "duplicate-document-id")
+
+
+def test_oversized_body_is_refused_before_reading(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    huge = b"<a>" + b"x" * (svc.config.max_document_bytes + 1) + b"</a>"
+    assert_refused(svc, lambda: sender.submit(huge), 413, "too-large")
+
+
+def test_missing_or_forged_access_token_is_refused(agency, svc, app):
+    client = app.test_client()
+    assert_refused(svc, lambda: client.post("/v1/documents", data=b"<x/>"), 401, "invalid-token", "auth.refused")
+    forged = agency(HCM).token()[:-4] + "AAAA"
+    assert_refused(
+        svc, lambda: client.post("/v1/documents", data=b"<x/>", headers={"Authorization": f"Bearer {forged}"}),
+        401, "invalid-token", "auth.refused",
+    )
+
+
+def test_token_of_a_disabled_agency_stops_working(agency, svc):
+    sender = agency(HCM)
+    sender.token()
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, HCM, False)
+    assert_refused(svc, lambda: sender.get("/v1/inbox"), 401, "invalid-token", "auth.refused")
+
+
+def test_status_for_an_unknown_document_is_refused(agency, svc):
+    q4 = agency(Q4)
+    signed = q4.keys.sign(sample("status-03.edxml"))
+    assert_refused(svc, lambda: q4.submit(signed, "/v1/status"), 422, "original-not-found", "status.refused")
+
+
+def test_status_from_a_non_recipient_is_refused(agency, svc):
+    sender, tax = agency(HCM), agency(TAX)
+    assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
+    data = _with(sample("status-03.edxml"), b"<edXML:OrganId>000.00.04.H29</edXML:OrganId>",
+                 f"<edXML:OrganId>{TAX}</edXML:OrganId>".encode())
+    assert_refused(svc, lambda: tax.submit(tax.keys.sign(data), "/v1/status"), 403, "not-permitted", "status.refused")
+
+
+def test_expired_signing_certificate_is_refused(agency, svc, dev_pki):
+    from datetime import UTC, datetime, timedelta
+
+    sender = agency(HCM)
+    old = pki.issue_signing_certificate(dev_pki.ca, "old", HCM, days=30,
+                                        not_before=datetime.now(UTC) - timedelta(days=60))
+    with svc.db.write() as conn:
+        svc.registry._insert_certificate(conn, HCM, old.cert, datetime.now(UTC))
+    signed = sign_edxml(sample("cong-van.edxml"), old.key, [old.cert])
+    assert_refused(svc, lambda: sender.submit(signed), 422, "certificate-expired")
+
+
+def test_unknown_route_and_method_get_problem_json(app):
+    client = app.test_client()
+    missing = client.get("/v1/nothing")
+    assert (missing.status_code, missing.mimetype, missing.get_json()["code"]) == (404, "application/problem+json", "not-found")
+    wrong = client.delete("/v1/documents")
+    assert (wrong.status_code, wrong.get_json()["code"]) == (405, "method-not-allowed")
