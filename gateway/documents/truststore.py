@@ -25,8 +25,11 @@ ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
+    check_public_key_strength(cert.public_key())
+
+
+def check_public_key_strength(key: object) -> None:
     """RSA ≥ 2048 or ECDSA on P-256/384/521 (Circular 15/2025/TT-BKHCN)."""
-    key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise Refusal("certificate-weak-key", f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} required")
