@@ -88,8 +88,13 @@ def register_agencies(svc: Services, dev_pki: Pki) -> None:
         with svc.db.write() as conn:
             svc.registry.add(
                 conn,
-                NewAgency(code=code, name=name, organization_in_charge=parent,
-                          client_public_key_pem=pki.public_pem(keys.client_key), certificates=[keys.signing.cert]),
+                NewAgency(
+                    code=code,
+                    name=name,
+                    organization_in_charge=parent,
+                    client_public_key_pem=pki.public_pem(keys.client_key),
+                    certificates=[keys.signing.cert],
+                ),
                 svc.keys.trust,
             )
 

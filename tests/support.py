@@ -49,7 +49,11 @@ class AgencyKeys:
     def assertion(self, **overrides: Any) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": self.code, "sub": self.code, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
+            "iss": self.code,
+            "sub": self.code,
+            "aud": TOKEN_ENDPOINT,
+            "iat": now,
+            "exp": now + 60,
             "jti": uuid.uuid4().hex,
         }
         claims.update(overrides)
@@ -67,7 +71,9 @@ class Pki:
 def snapshot(db: Database) -> dict[str, int]:
     """Row counts of every table: what a refusal must leave unchanged (but for the audit log)."""
     with db.read() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables}
+        return {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables
+        }
 
 
 def reset_database(db: Database) -> None:
@@ -87,10 +93,14 @@ class GatewayClient:
 
     def token(self) -> str:
         if self._token is None:
-            response = self.client.post("/oauth/token", data={
-                "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": self.keys.assertion(),
-            })
+            response = self.client.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_assertion_type": ASSERTION_TYPE,
+                    "client_assertion": self.keys.assertion(),
+                },
+            )
             assert response.status_code == 200, response.get_json()
             self._token = response.get_json()["access_token"]
         return self._token

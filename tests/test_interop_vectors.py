@@ -32,9 +32,7 @@ from gateway.services import EDXML_SIGNATURE_PARENT
 from tests.support import VECTORS
 
 INTEROP = VECTORS / "xmldsig-interop"
-ALL_VECTORS = sorted(
-    p for p in [*INTEROP.rglob("*.xml"), *(VECTORS / "xsw-dss").glob("*.xml")]
-)
+ALL_VECTORS = sorted(p for p in [*INTEROP.rglob("*.xml"), *(VECTORS / "xsw-dss").glob("*.xml")])
 ANCHOR = x509.load_pem_x509_certificate((INTEROP / "aleksey-xmldsig-01-enveloped" / "cacert.pem").read_bytes())
 TR2012 = sorted((INTEROP / "TR2012").glob("*.xml"))
 _DS = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
@@ -54,11 +52,16 @@ def inside_our_algorithm_profile(path: Path) -> bool:
         rsa_bits = key.key_size if isinstance(key, rsa.RSAPublicKey) else None
     carries_key = any(
         root.find(path, _DS) is not None
-        for path in (".//ds:KeyValue", ".//ds:X509Certificate", ".//{http://www.w3.org/2009/xmldsig11#}DEREncodedKeyValue")
+        for path in (
+            ".//ds:KeyValue",
+            ".//ds:X509Certificate",
+            ".//{http://www.w3.org/2009/xmldsig11#}DEREncodedKeyValue",
+        )
     )
     return (
         carries_key  # keys referenced elsewhere (X509Digest, KeyInfoReference) are never fetched
-        and method is not None and method.get("Algorithm") in profile.method_uris
+        and method is not None
+        and method.get("Algorithm") in profile.method_uris
         and all(d in profile.digest_uris for d in digests)
         and (rsa_bits is None or rsa_bits >= 2048)
     )
@@ -86,8 +89,11 @@ def test_vector_outside_the_edxml_profile_is_refused_with_a_reason(vector: Path)
 def _verify_with_our_algorithms(path: Path) -> None:
     profile = SignatureProfile()
     config = SignatureConfiguration(
-        require_x509=False, location="./", expect_references=1,
-        signature_methods=profile.signature_methods, digest_algorithms=profile.digest_methods,
+        require_x509=False,
+        location="./",
+        expect_references=1,
+        signature_methods=profile.signature_methods,
+        digest_algorithms=profile.digest_methods,
     )
     result = XMLVerifier().verify(path.read_bytes(), expect_config=config)
     check_public_key_strength(load_pem_public_key(result.signature_key))
@@ -118,5 +124,10 @@ def test_wrapping_vectors_never_reach_the_signed_content_check():
                 data, root, embedded_certificates(find_signature(root))
             )
         codes[vector.name] = caught.value.code
-    assert set(codes.values()) <= {"signature-profile", "signature-misplaced", "signature-ambiguous", "signature-algorithm"}
+    assert set(codes.values()) <= {
+        "signature-profile",
+        "signature-misplaced",
+        "signature-ambiguous",
+        "signature-algorithm",
+    }
     assert etree  # lxml used to build trees in other tests

@@ -121,7 +121,9 @@ def test_recipient_outside_the_senders_permissions_is_refused(agency, svc):
     sender = agency(HCM)
     sender.token()
     with svc.db.write() as conn:
-        conn.execute(sa.text("UPDATE agencies SET may_send_to = :v WHERE code = :c"), {"v": '["000.00.04.*"]', "c": HCM})
+        conn.execute(
+            sa.text("UPDATE agencies SET may_send_to = :v WHERE code = :c"), {"v": '["000.00.04.*"]', "c": HCM}
+        )
     signed = sender.keys.sign(sample("cong-van.edxml"))  # to Q4 (allowed) and Sở Nội vụ (not)
     assert_refused(svc, lambda: sender.submit(signed), 403, "not-permitted")
 
@@ -151,8 +153,11 @@ def test_missing_or_forged_access_token_is_refused(agency, svc, app):
     assert_refused(svc, lambda: client.post("/v1/documents", data=b"<x/>"), 401, "invalid-token", "auth.refused")
     forged = agency(HCM).token()[:-4] + "AAAA"
     assert_refused(
-        svc, lambda: client.post("/v1/documents", data=b"<x/>", headers={"Authorization": f"Bearer {forged}"}),
-        401, "invalid-token", "auth.refused",
+        svc,
+        lambda: client.post("/v1/documents", data=b"<x/>", headers={"Authorization": f"Bearer {forged}"}),
+        401,
+        "invalid-token",
+        "auth.refused",
     )
 
 
@@ -173,8 +178,11 @@ def test_status_for_an_unknown_document_is_refused(agency, svc):
 def test_status_from_a_non_recipient_is_refused(agency, svc):
     sender, tax = agency(HCM), agency(TAX)
     assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
-    data = _with(sample("status-03.edxml"), b"<edXML:OrganId>000.00.04.H29</edXML:OrganId>",
-                 f"<edXML:OrganId>{TAX}</edXML:OrganId>".encode())
+    data = _with(
+        sample("status-03.edxml"),
+        b"<edXML:OrganId>000.00.04.H29</edXML:OrganId>",
+        f"<edXML:OrganId>{TAX}</edXML:OrganId>".encode(),
+    )
     assert_refused(svc, lambda: tax.submit(tax.keys.sign(data), "/v1/status"), 403, "not-permitted", "status.refused")
 
 
@@ -182,8 +190,9 @@ def test_expired_signing_certificate_is_refused(agency, svc, dev_pki):
     from datetime import UTC, datetime, timedelta
 
     sender = agency(HCM)
-    old = pki.issue_signing_certificate(dev_pki.ca, "old", HCM, days=30,
-                                        not_before=datetime.now(UTC) - timedelta(days=60))
+    old = pki.issue_signing_certificate(
+        dev_pki.ca, "old", HCM, days=30, not_before=datetime.now(UTC) - timedelta(days=60)
+    )
     with svc.db.write() as conn:
         svc.registry._insert_certificate(conn, HCM, old.cert, datetime.now(UTC))
     signed = sign_edxml(sample("cong-van.edxml"), old.key, [old.cert])
@@ -193,6 +202,10 @@ def test_expired_signing_certificate_is_refused(agency, svc, dev_pki):
 def test_unknown_route_and_method_get_problem_json(app):
     client = app.test_client()
     missing = client.get("/v1/nothing")
-    assert (missing.status_code, missing.mimetype, missing.get_json()["code"]) == (404, "application/problem+json", "not-found")
+    assert (missing.status_code, missing.mimetype, missing.get_json()["code"]) == (
+        404,
+        "application/problem+json",
+        "not-found",
+    )
     wrong = client.delete("/v1/documents")
     assert (wrong.status_code, wrong.get_json()["code"]) == (405, "method-not-allowed")

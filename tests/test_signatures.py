@@ -85,8 +85,10 @@ def _legacy_signed(signer: pki.Issued) -> bytes:
     placeholder = etree.SubElement(edxml_header(root), f"{{{edxml.DS_NS}}}Signature", nsmap={"ds": edxml.DS_NS})
     placeholder.set("Id", "placeholder")
     legacy = _LegacySha1Signer(
-        method=SignatureConstructionMethod.enveloped, signature_algorithm=SignatureMethod.RSA_SHA1,
-        digest_algorithm=DigestAlgorithm.SHA1, c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+        method=SignatureConstructionMethod.enveloped,
+        signature_algorithm=SignatureMethod.RSA_SHA1,
+        digest_algorithm=DigestAlgorithm.SHA1,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     )
     return etree.tostring(legacy.sign(root, key=signer.key, cert=[signer.cert]), xml_declaration=True, encoding="UTF-8")
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One command: install the gateway into .venv, create development keys and demo agencies on the
+# embedded SQLite database, and serve on http://127.0.0.1:8080.  Extra arguments go to `gateway serve`.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "run.sh: Python 3.11 or newer is required (found $(python3 --version 2>&1))" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+echo "installing the gateway into .venv …"
+mkdir -p var
+if ! .venv/bin/python -m pip install --disable-pip-version-check -e . >var/pip-install.log 2>&1; then
+  tail -30 var/pip-install.log >&2; echo "run.sh: installing dependencies failed (full log: var/pip-install.log)" >&2; exit 1
+fi
+.venv/bin/gateway init --demo
+exec .venv/bin/gateway serve "$@"

@@ -1,0 +1,153 @@
+"""The operator's command line: init, keys, agencies, sign and verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from tests.support import sample
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'gw.db'}")
+    monkeypatch.setenv("GATEWAY_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    return tmp_path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_init_demo_registers_agencies_and_lists_them_as_table_and_json(env):
+    code, out = run("init", "--demo")
+    assert code == 0 and "000.00.04.H29" in out
+    code, out = run("agency", "list")
+    assert code == 0 and out.splitlines()[0].split() == ["CODE", "NAME", "ENABLED", "ADAPTER", "MAY_SEND_TO"]
+    code, out = run("agency", "list", "--json")
+    assert [a["code"] for a in json.loads(out)][:2] == ["000.00.00.H29", "000.00.04.H29"]
+    code, out = run("init", "--demo")  # idempotent
+    assert code == 0
+
+
+def test_keys_init_refuses_to_overwrite_without_force(env):
+    assert run("keys", "init")[0] == 0
+    code, out = run("keys", "init")
+    assert code != 0 and "--force" in out
+    assert run("keys", "init", "--force")[0] == 0
+    assert not list((env / "keys").glob("*.key")) or all(
+        (p.stat().st_mode & 0o777) == 0o600 for p in (env / "keys").glob("*.key")
+    )
+
+
+def test_agency_add_show_disable(env):
+    run("init", "--demo")
+    code, out = run("keys", "agency", "H55.242", "--name", "Sở Tư pháp")
+    assert code == 0
+    keys = env / "keys" / "agencies" / "H55.242"
+    code, out = run(
+        "agency",
+        "add",
+        "H55.242",
+        "--name",
+        "Sở Tư pháp",
+        "--cert",
+        str(keys / "signing.crt"),
+        "--client-key",
+        str(keys / "client.pub"),
+        "--may-send-to",
+        "000.00.*",
+        "--json",
+    )
+    assert code == 0, out
+    assert json.loads(out)["form"] == "decision20"
+    code, out = run("agency", "show", "H55.242")
+    assert "may_send_to: ['000.00.*']" in out and "sha256=" in out
+    assert run("agency", "disable", "H55.242") == (0, "H55.242 disabled\n")
+    assert json.loads(run("agency", "show", "H55.242", "--json")[1])["enabled"] is False
+
+
+def test_agency_add_explains_bad_input(env):
+    run("init", "--demo")
+    keys = env / "keys" / "agencies" / "000.00.04.H29"
+    code, out = run(
+        "agency",
+        "add",
+        "not-a-code",
+        "--name",
+        "x",
+        "--cert",
+        str(keys / "signing.crt"),
+        "--client-key",
+        str(keys / "client.pub"),
+    )
+    assert code != 0 and "QCVN 102:2016" in out
+    code, out = run(
+        "agency",
+        "add",
+        "000.00.77.H29",
+        "--name",
+        "x",
+        "--cert",
+        str(keys / "signing.crt"),
+        "--client-key",
+        str(keys / "client.pub"),
+        "--adapter",
+        "inbx",
+    )
+    assert code != 0 and "Did you mean 'inbox'" in out
+    code, out = run("agency", "show", "000.00.78.H29")
+    assert code != 0 and "gateway agency list" in out
+
+
+def test_sign_then_verify_offline_and_tampering_is_caught(env):
+    run("init", "--demo")
+    keys = env / "keys" / "agencies" / "000.00.00.H29"
+    unsigned, signed = env / "doc.edxml", env / "doc.signed.edxml"
+    unsigned.write_bytes(sample("cong-van.edxml"))
+    code, _ = run(
+        "sign",
+        str(unsigned),
+        "--key",
+        str(keys / "signing.key"),
+        "--cert",
+        str(keys / "signing.crt"),
+        "--out",
+        str(signed),
+    )
+    assert code == 0
+    code, out = run("verify", str(signed), "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "valid"
+    signed.write_bytes(signed.read_bytes().replace("Quận 4".encode(), "Quận 9".encode()))
+    result = CliRunner().invoke(main, ["verify", str(signed)])
+    assert result.exit_code == 1 and "signature-invalid" in result.output
+
+
+def test_client_assertion_is_a_signed_jwt_for_the_token_endpoint(env, monkeypatch):
+    import jwt
+
+    monkeypatch.setenv("GATEWAY_PUBLIC_URL", "https://gw.example")
+    run("init", "--demo")
+    code, out = run(
+        "client",
+        "assertion",
+        "--agency",
+        "000.00.00.H29",
+        "--key",
+        str(env / "keys" / "agencies" / "000.00.00.H29" / "client.key"),
+    )
+    assert code == 0
+    claims = jwt.decode(out.strip(), options={"verify_signature": False})
+    assert claims["aud"] == "https://gw.example/oauth/token" and claims["iss"] == claims["sub"] == "000.00.00.H29"
+
+
+def test_bad_configuration_is_reported_not_crashed(env, monkeypatch):
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", "oracle://nope")
+    code, out = run("agency", "list")
+    assert code != 0 and "GATEWAY_DATABASE_URL" in out

@@ -1,0 +1,160 @@
+"""A real gunicorn server (``gateway serve``, 2 workers) on SQLite, driven over HTTP like a departmental system."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import ASSERTION_TYPE, sample
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": f"sqlite:///{home / 'gw.db'}",
+        "GATEWAY_KEYS_DIR": str(home / "keys"),
+        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    env.pop("GATEWAY_CONFIG", None)
+    gateway = [sys.executable, "-m", "gateway.cli"]
+    subprocess.run([*gateway, "init", "--demo"], env=env, check=True, capture_output=True)
+    process = subprocess.Popen(
+        [*gateway, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"gateway serve did not become ready: {process.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    yield base, home / "keys"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def _token(base: str, keys: Path, code: str) -> str:
+    assertion = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "client",
+            "assertion",
+            "--agency",
+            code,
+            "--key",
+            str(keys / "agencies" / code / "client.key"),
+            "--audience",
+            base + "/oauth/token",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    response = requests.post(
+        base + "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
+    from gateway import pki
+    from gateway.documents.signing import sign_edxml
+
+    base, keys = server
+    hcm, q4 = "000.00.00.H29", "000.00.04.H29"
+    t_hcm, t_q4 = _token(base, keys, hcm), _token(base, keys, q4)
+
+    def signed(code: str, name: str) -> bytes:
+        folder = keys / "agencies" / code
+        return sign_edxml(
+            sample(name), pki.load_private_key(folder / "signing.key"), pki.load_certificates(folder / "signing.crt")
+        )
+
+    document = signed(hcm, "cong-van.edxml")
+    accepted = requests.post(
+        base + "/v1/documents",
+        data=document,
+        timeout=10,
+        headers={"Authorization": f"Bearer {t_hcm}", "Content-Type": "application/xml"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    doc_id = accepted.json()["id"]
+    auth_q4 = {"Authorization": f"Bearer {t_q4}"}
+    assert [i["id"] for i in requests.get(base + "/v1/inbox", headers=auth_q4, timeout=10).json()["items"]] == [doc_id]
+    assert requests.get(f"{base}/v1/documents/{doc_id}/content", headers=auth_q4, timeout=10).content == document
+    seal = requests.get(f"{base}/v1/documents/{doc_id}/seal", headers=auth_q4, timeout=10).content
+    (tmp_path / "d.edxml").write_bytes(document)
+    (tmp_path / "d.seal").write_bytes(seal)
+    verdict = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "verify",
+            str(tmp_path / "d.edxml"),
+            "--seal",
+            str(tmp_path / "d.seal"),
+            "--trust",
+            str(keys / "ca.crt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.returncode == 0 and "verdict: valid" in verdict.stdout
+
+    reply = requests.post(
+        base + "/v1/status",
+        data=signed(q4, "status-03.edxml"),
+        timeout=10,
+        headers={**auth_q4, "Content-Type": "application/xml"},
+    )
+    assert reply.status_code == 202, reply.text
+    assert requests.post(f"{base}/v1/inbox/{doc_id}/ack", headers=auth_q4, timeout=10).status_code == 200
+    history = requests.get(f"{base}/v1/documents/{doc_id}", headers={"Authorization": f"Bearer {t_hcm}"}, timeout=10)
+    assert [s["status_code"] for s in history.json()["statuses"]] == ["03"]
+
+    bomb = requests.post(
+        base + "/v1/documents",
+        data=b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>",
+        timeout=10,
+        headers={"Authorization": f"Bearer {t_hcm}"},
+    )
+    assert bomb.status_code == 400 and bomb.headers["Content-Type"] == "application/problem+json"
+    metrics = requests.get(base + "/metrics", timeout=10).text
+    assert 'gateway_documents_total{code="",kind="document",outcome="accepted"}' in metrics

@@ -1,0 +1,100 @@
+"""Storage on both databases: the audit sequencer, the replay cache, content-addressed blobs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.audit import AuditEvent, AuditLog
+from gateway.identity.replay import RedisReplayCache, SqlReplayCache
+from gateway.store.db import Database
+from gateway.store.helpers import insert_ignoring_duplicates
+from gateway.store.tables import audit_entries, blobs
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def test_audit_indices_have_no_gaps_when_transactions_roll_back(database_url):
+    db, log = Database(database_url), AuditLog()
+    with db.write() as conn:
+        log.append(conn, AuditEvent("test.one", "ok"))
+    with pytest.raises(RuntimeError), db.write() as conn:
+        log.append(conn, AuditEvent("test.rolled-back", "ok"))
+        raise RuntimeError("abort")
+    with db.write() as conn:
+        second = log.append(conn, AuditEvent("test.two", "ok"))
+    assert second.index == 1
+    db.dispose()
+
+
+def test_concurrent_appenders_get_distinct_consecutive_indices_and_monotonic_time(database_url):
+    db, log = Database(database_url), AuditLog()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(15):
+                with db.write() as conn:
+                    log.append(conn, AuditEvent("test.concurrent", "ok"))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with db.read() as conn:
+        rows = conn.execute(sa.select(audit_entries.c.idx, audit_entries.c.body).order_by(audit_entries.c.idx)).all()
+    assert [r.idx for r in rows] == list(range(60))
+    times = [json.loads(r.body)["time"] for r in rows]
+    assert times == sorted(times)
+    db.dispose()
+
+
+def test_clock_going_backwards_does_not_make_audit_time_go_backwards(database_url):
+    from datetime import UTC, datetime, timedelta
+
+    db, log = Database(database_url), AuditLog()
+    now = datetime.now(UTC)
+    with db.write() as conn:
+        first = log.append(conn, AuditEvent("test.a", "ok"), now=now)
+        second = log.append(conn, AuditEvent("test.b", "ok"), now=now - timedelta(seconds=30))
+    assert second.time >= first.time
+    db.dispose()
+
+
+def test_identical_content_is_stored_once(database_url):
+    db = Database(database_url)
+    with db.write() as conn:
+        for _ in range(3):
+            insert_ignoring_duplicates(conn, blobs, {"sha256": "ab" * 32, "size": 3, "content": b"abc"})
+    with db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(blobs)).scalar() == 1
+    db.dispose()
+
+
+def test_sql_replay_cache_refuses_a_second_use_until_expiry(database_url):
+    cache = SqlReplayCache(Database(database_url))
+    key = uuid.uuid4().hex
+    assert cache.first_use("ns", key, int(time.time()) + 60)
+    assert not cache.first_use("ns", key, int(time.time()) + 60)
+    assert cache.first_use("other-ns", key, int(time.time()) + 60)
+    expired = uuid.uuid4().hex
+    assert cache.first_use("ns", expired, int(time.time()) - 1)
+    assert cache.first_use("ns", expired, int(time.time()) + 60)  # an expired record no longer blocks
+
+
+def test_redis_replay_cache_against_the_real_server():
+    cache = RedisReplayCache(REDIS_URL)
+    assert cache.ping(), "Redis is required at 127.0.0.1:6379"
+    key = uuid.uuid4().hex
+    assert cache.first_use("ns", key, int(time.time()) + 60)
+    assert not cache.first_use("ns", key, int(time.time()) + 60)
+    assert cache.first_use("other-ns", key, int(time.time()) + 60)
