@@ -34,7 +34,7 @@ def authenticated_agency() -> str:
             raise Refusal("invalid-token", "send `Authorization: Bearer <access token>` from POST /oauth/token")
         agency = svc.tokens.verify(token.strip())
         with svc.db.read() as conn:
-            found = svc.registry.get(conn, agency)
+            found = svc.registry.lookup(conn, [agency]).get(agency)
         if found is None or not found.enabled:
             raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
     except Refusal as refusal:

@@ -10,6 +10,7 @@ gaps, and time is clamped so that it never goes backwards, on SQLite and on Post
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,27 +54,37 @@ class AuditLog:
     """The one small interface every other package uses to record what happened."""
 
     def append(self, conn: Connection, event: AuditEvent, *, now: datetime | None = None) -> AppendedEntry:
+        return self.append_many(conn, [event], now=now)[0]
+
+    def append_many(
+        self, conn: Connection, events: Sequence[AuditEvent], *, now: datetime | None = None
+    ) -> list[AppendedEntry]:
+        """Append several entries with consecutive indices and one time, in two statements."""
+        if not events:
+            return []
         wanted_us = _to_us(now or datetime.now(UTC))
         row = conn.execute(
             sa.update(audit_head)
             .where(audit_head.c.id == 1)
             .values(
-                size=audit_head.c.size + 1,
+                size=audit_head.c.size + len(events),
                 last_time_us=sa.case(
                     (audit_head.c.last_time_us > wanted_us, audit_head.c.last_time_us), else_=wanted_us
                 ),
             )
             .returning(audit_head.c.size, audit_head.c.last_time_us)
         ).one()
-        index, time_us = int(row.size) - 1, int(row.last_time_us)
+        first, time_us = int(row.size) - len(events), int(row.last_time_us)
         time = datetime.fromtimestamp(time_us / 1_000_000, UTC)
-        body = encode_entry(index, time, event)
+        appended = [AppendedEntry(first + i, time, encode_entry(first + i, time, e)) for i, e in enumerate(events)]
         conn.execute(
-            sa.insert(audit_entries).values(
-                idx=index, time_us=time_us, event=event.event, document=event.document, body=body
-            )
+            sa.insert(audit_entries),
+            [
+                {"idx": a.index, "time_us": time_us, "event": e.event, "document": e.document, "body": a.body}
+                for a, e in zip(appended, events, strict=True)
+            ],
         )
-        return AppendedEntry(index=index, time=time, body=body)
+        return appended
 
     def entries_for_document(self, conn: Connection, document: str) -> list[dict[str, Any]]:
         rows = conn.execute(

@@ -63,6 +63,7 @@ class NewAgency:
 class AgencyRegistry:
     def __init__(self, audit: AuditLog) -> None:
         self._audit = audit
+        self._parsed: dict[str, x509.Certificate] = {}
 
     def add(self, conn: Connection, new: NewAgency, trust: TrustStore, *, actor: str = "operator") -> Agency:
         if agency_code_form(new.code) is None:
@@ -157,10 +158,21 @@ class AgencyRegistry:
         return [_agency(row, ()) for row in rows]
 
     def signing_certificates(self, conn: Connection, code: str) -> list[x509.Certificate]:
-        rows = conn.execute(sa.select(agency_certificates.c.pem).where(agency_certificates.c.agency_code == code)).all()
-        return [x509.load_pem_x509_certificate(r.pem.encode()) for r in rows]
+        rows = conn.execute(
+            sa.select(agency_certificates.c.fingerprint, agency_certificates.c.pem).where(
+                agency_certificates.c.agency_code == code
+            )
+        ).all()
+        found = []
+        for row in rows:  # parsed once per process; the database stays the authority on who owns which
+            cert = self._parsed.get(row.fingerprint)
+            if cert is None:
+                cert = self._parsed[row.fingerprint] = x509.load_pem_x509_certificate(row.pem.encode())
+            found.append(cert)
+        return found
 
-    def enabled_codes(self, conn: Connection, codes: Sequence[str]) -> dict[str, Agency]:
+    def lookup(self, conn: Connection, codes: Sequence[str]) -> dict[str, Agency]:
+        """The registered agencies among ``codes`` (enabled or not), without their certificates."""
         rows = conn.execute(sa.select(agencies).where(agencies.c.code.in_(list(codes)))).all()
         return {row.code: _agency(row, ()) for row in rows}
 

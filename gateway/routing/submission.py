@@ -185,9 +185,8 @@ class SubmissionService:
 
     def _check_routes(self, caller: str, recipients: Sequence[str], *, permission: bool = True) -> None:
         with self._db.read() as conn:
-            sender = self._registry.get(conn, caller)
-            known = self._registry.enabled_codes(conn, recipients)
-        assert sender is not None  # the caller authenticated as this agency
+            known = self._registry.lookup(conn, [caller, *recipients])
+        sender = known[caller]  # the caller authenticated as this agency
         if not permission:  # answering a document needs no permission beyond having received it
             sender = replace(sender, may_send_to=("*",))
         ROUTING_POLICY.verify(RouteRequest(sender, recipients, known))
@@ -231,7 +230,14 @@ class SubmissionService:
             )
         doc_uuid = str(uuid.uuid4())
         insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
-        accepted = self._audit.append(conn, self._event(c, f"{c.kind}.accepted", doc_uuid))
+        entries = self._audit.append_many(
+            conn,
+            [
+                self._event(c, f"{c.kind}.accepted", doc_uuid),
+                *(self._event(c, f"{c.kind}.routed", doc_uuid, recipient=r) for r in c.recipients),
+            ],
+        )
+        accepted = entries[0]
         seal = build_seal(
             SealFacts(
                 gateway=self._gateway_url,
@@ -277,13 +283,19 @@ class SubmissionService:
                     received_at=accepted.time,
                 )
             )
-        for recipient in c.recipients:
-            conn.execute(
-                sa.insert(routes).values(
-                    document=doc_uuid, recipient=recipient, adapter="inbox", state="pending", created_at=accepted.time
-                )
-            )
-            self._audit.append(conn, self._event(c, f"{c.kind}.routed", doc_uuid, recipient=recipient))
+        conn.execute(
+            sa.insert(routes),
+            [
+                {
+                    "document": doc_uuid,
+                    "recipient": r,
+                    "adapter": "inbox",
+                    "state": "pending",
+                    "created_at": accepted.time,
+                }
+                for r in c.recipients
+            ],
+        )
         return Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
 
     def _event(self, c: _Checked, event: str, doc_uuid: str, recipient: str | None = None) -> AuditEvent:
