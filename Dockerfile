@@ -19,5 +19,5 @@ USER gateway
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"
-CMD ["gunicorn", "gateway.wsgi:app", "--bind", "0.0.0.0:8080", "--workers", "2", "--graceful-timeout", "20", \
-     "--access-logfile", "-"]
+CMD ["gunicorn", "gateway.wsgi:app", "--config", "python:gateway.gunicorn_conf", "--bind", "0.0.0.0:8080", \
+     "--workers", "2"]

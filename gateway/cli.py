@@ -109,28 +109,14 @@ def _redact(url: str) -> str:
 
 
 def _register_demo(config: Config) -> None:
-    from gateway.demo import DEMO_AGENCIES, make_agency_keys
-    from gateway.routing.registry import NewAgency
+    from gateway.demo import DEMO_AGENCIES, make_agency_keys, register_demo_agency
 
     with _services() as svc:
         for code, name, parent in DEMO_AGENCIES:
             files = make_agency_keys(config.keys_dir, code, name)
-            with svc.db.write() as conn:
-                if svc.registry.get(conn, code) is not None:
-                    continue
-                svc.registry.add(
-                    conn,
-                    NewAgency(
-                        code=code,
-                        name=name,
-                        organization_in_charge=parent,
-                        client_public_key_pem=files.client_public_key.read_text(),
-                        certificates=pki.load_certificates(files.signing_cert),
-                    ),
-                    svc.keys.trust,
-                    actor="gateway init --demo",
-                )
-            click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
+            certificates = pki.load_certificates(files.signing_cert)
+            if register_demo_agency(svc, code, name, parent, files.client_public_key.read_text(), certificates):
+                click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
 
 
 @main.command()
@@ -151,16 +137,12 @@ def serve(host: str, port: int, workers: int) -> None:
         "-m",
         "gunicorn",
         "gateway.wsgi:app",
+        "--config",
+        "python:gateway.gunicorn_conf",
         "--bind",
         f"{host}:{port}",
         "--workers",
         str(workers),
-        "--access-logfile",
-        "-",
-        "--access-logformat",
-        "%(h)s %(r)s %(s)s %(b)s %(L)ss",
-        "--graceful-timeout",
-        "20",
     ]
     click.echo(f"serving on http://{host}:{port} with {workers} workers (Ctrl-C to stop)")
     os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn

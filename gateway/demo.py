@@ -6,11 +6,19 @@ and certificates are issued by the development CA made by ``gateway keys init``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from gateway import pki
 from gateway.keys import load_development_ca
+from gateway.routing.registry import NewAgency
+
+if TYPE_CHECKING:
+    from gateway.services import Services
 
 DEMO_AGENCIES: tuple[tuple[str, str, str], ...] = (
     ("000.00.00.H29", "Ủy ban nhân dân Thành phố Hồ Chí Minh", "Ủy ban nhân dân Thành phố"),
@@ -59,3 +67,32 @@ def make_agency_keys(keys_dir: Path, code: str, name: str) -> AgencyKeyFiles:
     pki.save_private_key(client, files.client_key)
     files.client_public_key.write_text(pki.public_pem(client))
     return files
+
+
+def register_demo_agency(
+    svc: Services,
+    code: str,
+    name: str,
+    parent: str,
+    client_public_key_pem: str,
+    certificates: Sequence[x509.Certificate],
+    *,
+    actor: str = "gateway init --demo",
+) -> bool:
+    """Register one demo agency unless it already exists; ``True`` when it was added."""
+    with svc.db.write() as conn:
+        if svc.registry.get(conn, code) is not None:
+            return False
+        svc.registry.add(
+            conn,
+            NewAgency(
+                code=code,
+                name=name,
+                organization_in_charge=parent,
+                client_public_key_pem=client_public_key_pem,
+                certificates=certificates,
+            ),
+            svc.keys.trust,
+            actor=actor,
+        )
+    return True

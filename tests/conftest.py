@@ -17,9 +17,8 @@ from flask import Flask
 
 from gateway import create_app, pki
 from gateway.config import Config
-from gateway.demo import DEMO_AGENCIES
+from gateway.demo import DEMO_AGENCIES, register_demo_agency
 from gateway.keys import init_development_keys, load_development_ca
-from gateway.routing.registry import NewAgency
 from gateway.services import Services
 from gateway.store import upgrade
 from gateway.store.db import Database
@@ -85,18 +84,7 @@ def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
 def register_agencies(svc: Services, dev_pki: Pki) -> None:
     for code, name, parent in DEMO_AGENCIES:
         keys = dev_pki.agencies[code]
-        with svc.db.write() as conn:
-            svc.registry.add(
-                conn,
-                NewAgency(
-                    code=code,
-                    name=name,
-                    organization_in_charge=parent,
-                    client_public_key_pem=pki.public_pem(keys.client_key),
-                    certificates=[keys.signing.cert],
-                ),
-                svc.keys.trust,
-            )
+        register_demo_agency(svc, code, name, parent, pki.public_pem(keys.client_key), [keys.signing.cert])
 
 
 @pytest.fixture

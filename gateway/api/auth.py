@@ -8,7 +8,6 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
-from gateway.audit import AuditEvent
 from gateway.policy import Refusal
 from gateway.services import services
 
@@ -18,10 +17,7 @@ R = TypeVar("R")
 
 def audit_refusal(event: str, refusal: Refusal, *, actor: str | None = None) -> None:
     svc = services()
-    with svc.db.write() as conn:
-        svc.audit.append(
-            conn, AuditEvent(event=event, outcome="refused", actor=actor, code=refusal.code, reason=refusal.reason)
-        )
+    svc.audit.refused(svc.db, event, refusal, actor=actor)
 
 
 def authenticated_agency() -> str:

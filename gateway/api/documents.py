@@ -7,7 +7,6 @@ from collections.abc import Callable
 from flask import Blueprint, Response, g, jsonify, request
 
 from gateway.api.auth import require_agency
-from gateway.audit import AuditEvent
 from gateway.observability import count_document
 from gateway.policy import Refusal
 from gateway.routing import inbox
@@ -23,18 +22,7 @@ def _body_within_limit(event: str) -> bytes:
     limit = svc.config.max_document_bytes
     if request.content_length is not None and request.content_length > limit:
         refusal = Refusal("too-large", f"body is {request.content_length} bytes; the limit is {limit}")
-        with svc.db.write() as conn:
-            svc.audit.append(
-                conn,
-                AuditEvent(
-                    event=event,
-                    outcome="refused",
-                    actor=g.agency,
-                    sender=g.agency,
-                    code=refusal.code,
-                    reason=refusal.reason,
-                ),
-            )
+        svc.audit.refused(svc.db, event, refusal, actor=g.agency, sender=g.agency)
         raise refusal
     return request.get_data(cache=False)
 
@@ -112,8 +100,8 @@ def list_inbox() -> Response:
         limit = int(request.args.get("limit", "50"))
     except ValueError:
         raise Refusal("invalid-request", "after and limit must be whole numbers") from None
-    if after < 0 or limit < 1:
-        raise Refusal("invalid-request", "after must be ≥ 0 and limit ≥ 1")
+    if not 0 <= after < 2**63 or limit < 1:
+        raise Refusal("invalid-request", "after must be a cursor from next_after (≥ 0) and limit ≥ 1")
     with services().db.read() as conn:
         return jsonify(inbox.list_pending(conn, g.agency, after, limit))
 

@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.policy import Refusal
+from gateway.store.db import Database
 from gateway.store.tables import audit_entries, audit_head
 
 ENTRY_VERSION = 1
@@ -85,6 +87,13 @@ class AuditLog:
             ],
         )
         return appended
+
+    def refused(self, db: Database, event: str, refusal: Refusal, **fields: str | None) -> None:
+        """Audit a refusal in its own transaction: nothing else of the refused request is written."""
+        with db.write() as conn:
+            self.append(
+                conn, AuditEvent(event=event, outcome="refused", code=refusal.code, reason=refusal.reason, **fields)
+            )
 
     def entries_for_document(self, conn: Connection, document: str) -> list[dict[str, Any]]:
         rows = conn.execute(

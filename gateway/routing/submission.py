@@ -333,17 +333,5 @@ class SubmissionService:
         try:
             yield
         except Refusal as refusal:
-            with self._db.write() as conn:
-                self._audit.append(
-                    conn,
-                    AuditEvent(
-                        event=event,
-                        outcome="refused",
-                        actor=caller,
-                        sender=caller,
-                        sha256=sha,
-                        code=refusal.code,
-                        reason=refusal.reason,
-                    ),
-                )
+            self._audit.refused(self._db, event, refusal, actor=caller, sender=caller, sha256=sha)
             raise
