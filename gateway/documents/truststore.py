@@ -14,30 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification as xv
 
+from gateway.keypolicy import check_public_key_strength
 from gateway.pki import fingerprint
 from gateway.policy import Refusal
-
-MIN_RSA_BITS = 2048
-ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
     check_public_key_strength(cert.public_key())
-
-
-def check_public_key_strength(key: object) -> None:
-    """RSA ≥ 2048 or ECDSA on P-256/384/521 (Circular 15/2025/TT-BKHCN)."""
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise Refusal("certificate-weak-key", f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} required")
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ALLOWED_CURVES):
-            raise Refusal("certificate-weak-key", f"EC curve {key.curve.name} is not allowed; use P-256 or stronger")
-    else:
-        raise Refusal("certificate-weak-key", f"{type(key).__name__} keys are not allowed; use RSA or ECDSA")
 
 
 def _require_signing_usage(_policy: object, _cert: x509.Certificate, usage: x509.KeyUsage | None) -> None:
