@@ -35,7 +35,7 @@ _CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
     "ES384": (ec.SECP384R1, 48),
     "ES512": (ec.SECP521R1, 66),
 }
-_CRV = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CRV: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
 UNDERSTOOD_CRIT: frozenset[str] = frozenset()
 
@@ -99,13 +99,10 @@ def parse_compact(token: str, code: str) -> CompactJws:
     payload = b64url_decode(parts[1], code, "payload")
     signature = b64url_decode(parts[2], code, "signature")
     crit = header.get("crit")
-    if crit is not None:
-        if (
-            not isinstance(crit, list)
-            or not crit
-            or any(not isinstance(c, str) or c not in UNDERSTOOD_CRIT for c in crit)
-        ):
-            raise Refusal(code, f"critical header parameter(s) not understood: {crit!r}")
+    if crit is not None and (
+        not isinstance(crit, list) or not crit or any(not isinstance(c, str) or c not in UNDERSTOOD_CRIT for c in crit)
+    ):
+        raise Refusal(code, f"critical header parameter(s) not understood: {crit!r}")
     return CompactJws(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
 
 
@@ -162,7 +159,7 @@ def load_jwk(data: Mapping[str, Any]) -> Jwk:
             if curve is None:
                 raise ValueError(f"curve {data.get('crv')!r} is not allowed; use P-256, P-384 or P-521")
             public = ec.EllipticCurvePublicNumbers(
-                _int(data.get("x"), "x"), _int(data.get("y"), "y"), curve()
+                _int(data.get("x"), "x"), _int(data.get("y"), "y"), curve
             ).public_key()
         else:
             raise ValueError(f"key type {kty!r} cannot verify asymmetric signatures")
