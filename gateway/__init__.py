@@ -11,8 +11,9 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
-    from gateway.api import documents, oauth, ops
+    from gateway.api import citizens, documents, oauth, ops
     from gateway.api.problems import register_error_handlers
+    from gateway.identity.dev_idp import dev_idp_blueprint
     from gateway.observability import Metrics, configure_logging, install_request_hooks
     from gateway.services import Services
 
@@ -27,6 +28,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["gateway.metrics"] = metrics
     install_request_hooks(app, metrics)
     register_error_handlers(app)
-    for blueprint in (oauth.bp, documents.bp, ops.bp):
+    for blueprint in (oauth.bp, documents.bp, citizens.bp, ops.bp):
         app.register_blueprint(blueprint)
+    services = app.extensions["gateway"]
+    if services.dev_idp is not None:  # demo mode only, never a production configuration
+        app.register_blueprint(dev_idp_blueprint(services.dev_idp))
     return app

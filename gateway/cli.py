@@ -109,7 +109,8 @@ def _redact(url: str) -> str:
 
 
 def _register_demo(config: Config) -> None:
-    from gateway.demo import DEMO_AGENCIES, make_agency_keys, register_demo_agency
+    from gateway.demo import DEMO_AGENCIES, make_agency_keys, register_demo_agency, register_demo_portal
+    from gateway.services import DEMO_PORTAL
 
     with _services() as svc:
         for code, name, parent in DEMO_AGENCIES:
@@ -117,6 +118,8 @@ def _register_demo(config: Config) -> None:
             certificates = pki.load_certificates(files.signing_cert)
             if register_demo_agency(svc, code, name, parent, files.client_public_key.read_text(), certificates):
                 click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
+        if register_demo_portal(svc, *DEMO_PORTAL):
+            click.echo(f"  citizen portal {DEMO_PORTAL[0]}  {DEMO_PORTAL[1]}  (dossiers are signed with the seal key)")
 
 
 @main.command()

@@ -43,6 +43,10 @@ class Config:
     allow_rsa_sha1: bool = False
     demo: bool = False
     log_level: str = "INFO"
+    citizen_audience: str = "interconnect-gateway"
+    portal_agency: str | None = None
+    procedures_file: Path | None = None
+    issuers: tuple[Mapping[str, Any], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # Paths default to files inside keys_dir; these properties are what the rest of the code reads.
@@ -61,6 +65,19 @@ class Config:
     @property
     def trust_anchor_paths(self) -> tuple[Path, ...]:
         return self.trust_anchors or (self.keys_dir / "ca.crt",)
+
+    @property
+    def pepper_path(self) -> Path:
+        """The per-deployment key that hashes citizens' personal IDs in the audit log."""
+        return self.keys_dir / "citizen-id-pepper.key"
+
+    @property
+    def dev_idp_key_path(self) -> Path:
+        return self.keys_dir / "dev-idp.key"
+
+    @property
+    def dev_idp_issuer(self) -> str:
+        return self.public_url.rstrip("/") + "/dev-idp"
 
     @property
     def token_endpoint(self) -> str:
@@ -85,7 +102,7 @@ class Config:
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 problems.append(f"GATEWAY_CONFIG: {path} is not valid TOML ({exc})")
         for f in fields(cls):
-            if f.name == "extra":
+            if f.name in ("extra", "issuers"):
                 continue
             value = env.get(ENV_PREFIX + f.name.upper())
             if value is not None and value != "":
@@ -132,7 +149,15 @@ class Config:
 
     def missing_key_files(self) -> list[str]:
         """Key files the server needs and cannot find, phrased with the command that makes them."""
-        wanted = [self.seal_key_path, self.seal_cert_path, self.token_key_path, *self.trust_anchor_paths]
+        wanted = [
+            self.seal_key_path,
+            self.seal_cert_path,
+            self.token_key_path,
+            self.pepper_path,
+            *self.trust_anchor_paths,
+        ]
+        if self.demo:
+            wanted.append(self.dev_idp_key_path)
         return [
             f"{p} is missing: run `gateway keys init` (development) or point the setting at your key file"
             for p in wanted
@@ -145,7 +170,11 @@ _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": 
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML value or an environment string into the field's type."""
-    if name in ("keys_dir", "seal_key", "seal_cert", "token_key"):
+    if name == "issuers":
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            raise ValueError("issuers must be [[issuers]] tables in the TOML file")
+        return tuple(value)
+    if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "procedures_file"):
         return Path(str(value))
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)

@@ -96,3 +96,18 @@ def register_demo_agency(
             actor=actor,
         )
     return True
+
+
+def register_demo_portal(svc: Services, code: str, name: str) -> bool:
+    """The city's citizen portal, the sender of dossiers the gateway builds and signs with its own key.
+
+    Its client key is thrown away at once: nobody authenticates as the portal over /oauth/token.
+    """
+    return register_demo_agency(
+        svc,
+        code,
+        name,
+        "Ủy ban nhân dân Thành phố Hồ Chí Minh",
+        pki.public_pem(pki.generate_key("ec")),
+        list(svc.keys.seal_chain[:1]),
+    )

@@ -7,6 +7,7 @@ at keys issued by their own CA instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from gateway import pki
 from gateway.config import Config
 from gateway.documents.truststore import TrustStore
 
-DEV_FILES = ("ca.key", "ca.crt", "gateway-seal.key", "gateway-seal.crt", "gateway-token.key")
+DEV_FILES = (
+    "ca.key",
+    "ca.crt",
+    "gateway-seal.key",
+    "gateway-seal.crt",
+    "gateway-token.key",
+    "citizen-id-pepper.key",
+    "dev-idp.key",
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class GatewayKeys:
     token_key: ec.EllipticCurvePrivateKey
     token_kid: str
     trust: TrustStore
+    pepper: bytes
 
     @classmethod
     def load(cls, config: Config) -> GatewayKeys:
@@ -43,6 +53,7 @@ class GatewayKeys:
             token_key=token_key,
             token_kid=pki.key_id(token_key),
             trust=TrustStore(anchors),
+            pepper=config.pepper_path.read_bytes(),
         )
 
 
@@ -65,6 +76,8 @@ def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
     pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
     pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
     pki.save_private_key(token_key, keys_dir / "gateway-token.key")
+    pki.write_private_file(keys_dir / "citizen-id-pepper.key", os.urandom(32))
+    pki.save_private_key(pki.generate_key("rsa"), keys_dir / "dev-idp.key")
     return [keys_dir / name for name in DEV_FILES]
 
 

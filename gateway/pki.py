@@ -31,11 +31,16 @@ def generate_key(kind: str = "rsa") -> SigningKey:
 
 
 def save_private_key(key: PrivateKey, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private_file(path, pem)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create or replace a file readable by its owner only (private keys, the pepper)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+        handle.write(data)
 
 
 def load_private_key(path: Path) -> SigningKey:

@@ -8,22 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 
 from gateway.audit import AuditLog
+from gateway.citizen.catalog import load_catalog
+from gateway.citizen.service import DossierService
 from gateway.config import Config
 from gateway.documents import edxml
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
 from gateway.documents.xmlsafe import XmlLimits
 from gateway.identity.access_tokens import TokenAuthority
 from gateway.identity.client_auth import ClientAssertionVerifier
+from gateway.identity.dev_idp import DevIdpSettings
+from gateway.identity.issuers import issuers_from_config
+from gateway.identity.jwks import StaticKeySource
+from gateway.identity.jws import JwkSet
+from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.replay import RedisReplayCache, ReplayCache, SqlReplayCache
 from gateway.keys import GatewayKeys
-from gateway.pki import PublicKey, load_public_key
+from gateway.pki import PublicKey, load_private_key, load_public_key
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import SubmissionService
 from gateway.store.db import Database
 
+DEMO_PORTAL = ("000.00.99.H29", "Cổng Dịch vụ công Thành phố Hồ Chí Minh (demo)")
 EDXML_SIGNATURE_PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
 
 
@@ -38,6 +47,9 @@ class Services:
     replay: ReplayCache
     client_auth: ClientAssertionVerifier
     submissions: SubmissionService
+    national_id: NationalIdVerifier
+    dossiers: DossierService
+    dev_idp: DevIdpSettings | None
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -57,6 +69,29 @@ class Services:
         verifier = EnvelopedSignatureVerifier(
             keys.trust, SignatureProfile.for_deployment(config.allow_rsa_sha1), EDXML_SIGNATURE_PARENT
         )
+        submissions = SubmissionService(
+            db=db,
+            audit=audit,
+            registry=registry,
+            keys=keys,
+            verifier=verifier,
+            limits=XmlLimits(max_bytes=config.max_document_bytes),
+            gateway_url=config.public_url,
+        )
+        dev_idp = None
+        issuers = issuers_from_config(config.issuers)
+        if config.demo:
+            idp_key = load_private_key(config.dev_idp_key_path)
+            if not isinstance(idp_key, rsa.RSAPrivateKey):
+                raise ValueError(f"{config.dev_idp_key_path}: the development identity provider signs with RSA")
+            dev_idp = DevIdpSettings(config.dev_idp_issuer, idp_key, config.citizen_audience, replay)
+            issuers.append(
+                (
+                    IssuerPolicy(issuer=config.dev_idp_issuer, audiences=(config.citizen_audience,)),
+                    StaticKeySource(JwkSet.from_json(dev_idp.jwks())),
+                )
+            )
+        portal = config.portal_agency or (DEMO_PORTAL[0] if config.demo else None)
         return cls(
             config=config,
             db=db,
@@ -74,15 +109,19 @@ class Services:
                 replay=replay,
                 max_lifetime=config.client_assertion_max_lifetime,
             ),
-            submissions=SubmissionService(
+            submissions=submissions,
+            national_id=NationalIdVerifier(issuers, replay, keys.pepper),
+            dossiers=DossierService(
                 db=db,
                 audit=audit,
                 registry=registry,
+                submissions=submissions,
                 keys=keys,
-                verifier=verifier,
-                limits=XmlLimits(max_bytes=config.max_document_bytes),
-                gateway_url=config.public_url,
+                catalog=load_catalog(config.procedures_file, config.demo),
+                portal=portal,
+                max_bytes=config.max_document_bytes,
             ),
+            dev_idp=dev_idp,
         )
 
 

@@ -17,9 +17,9 @@ from flask import Flask
 
 from gateway import create_app, pki
 from gateway.config import Config
-from gateway.demo import DEMO_AGENCIES, register_demo_agency
+from gateway.demo import DEMO_AGENCIES, register_demo_agency, register_demo_portal
 from gateway.keys import init_development_keys, load_development_ca
-from gateway.services import Services
+from gateway.services import DEMO_PORTAL, Services
 from gateway.store import upgrade
 from gateway.store.db import Database
 from tests.support import PUBLIC_URL, AgencyKeys, GatewayClient, Pki, reset_database
@@ -78,13 +78,15 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
-    return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, public_url=PUBLIC_URL, **overrides)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"demo": True, **overrides}
+    return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, public_url=PUBLIC_URL, **settings)  # type: ignore[arg-type]
 
 
 def register_agencies(svc: Services, dev_pki: Pki) -> None:
     for code, name, parent in DEMO_AGENCIES:
         keys = dev_pki.agencies[code]
         register_demo_agency(svc, code, name, parent, pki.public_pem(keys.client_key), [keys.signing.cert])
+    register_demo_portal(svc, *DEMO_PORTAL)
 
 
 @pytest.fixture

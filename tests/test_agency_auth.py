@@ -45,7 +45,7 @@ def test_valid_assertion_gets_a_short_lived_es256_access_token_listed_in_jwks(ap
         ({"exp": int(time.time()) + 3600}, "lifetime"),
         ({"jti": None}, "jti"),
         ({"jti": "short"}, "jti"),
-        ({"iss": "000.00.99.H29", "sub": "000.00.99.H29"}, "no enabled agency"),
+        ({"iss": "000.00.98.H29", "sub": "000.00.98.H29"}, "no enabled agency"),
     ],
 )
 def test_bad_assertions_are_refused_and_audited(app, svc, dev_pki, overrides, why):

@@ -104,7 +104,7 @@ def test_higher_secrecy_levels_are_refused_too(agency, svc, level):
 
 def test_unknown_recipient_is_refused(agency, svc):
     sender = agency(HCM)
-    signed = sender.keys.sign(_with(sample("cong-van.edxml"), b"000.00.31.H29", b"000.00.99.H29"))
+    signed = sender.keys.sign(_with(sample("cong-van.edxml"), b"000.00.31.H29", b"000.00.98.H29"))
     assert_refused(svc, lambda: sender.submit(signed), 422, "unknown-agency")
 
 

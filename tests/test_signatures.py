@@ -217,3 +217,9 @@ def test_whitespace_outside_the_root_does_not_matter_but_inside_does(verifier, s
 def test_header_is_required_to_sign():
     with pytest.raises(ValueError):
         edxml_header(etree.fromstring(b"<edXML/>"))
+
+
+def test_text_inside_signature_structure_is_refused_not_crashed(verifier, signer, signed):
+    """Found by the splicing property test: signxml's own XMLDSig schema check raised lxml's DocumentInvalid."""
+    data = signed.replace(b"<ds:Transforms>", b"<ds:Transforms>!", 1)
+    assert refusal_of(verifier, data, [signer.cert]).code == "signature-invalid"

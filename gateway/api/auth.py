@@ -20,15 +20,18 @@ def audit_refusal(event: str, refusal: Refusal, *, actor: str | None = None) -> 
     svc.audit.refused(svc.db, event, refusal, actor=actor)
 
 
+def bearer_token(code: str) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refusal(code, "send `Authorization: Bearer <token>`")
+    return token.strip()
+
+
 def authenticated_agency() -> str:
     """The agency code of a valid, enabled caller; raises (and audits) :class:`Refusal` otherwise."""
     svc = services()
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
     try:
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Refusal("invalid-token", "send `Authorization: Bearer <access token>` from POST /oauth/token")
-        agency = svc.tokens.verify(token.strip())
+        agency = svc.tokens.verify(bearer_token("invalid-token"))
         with svc.db.read() as conn:
             found = svc.registry.lookup(conn, [agency]).get(agency)
         if found is None or not found.enabled:

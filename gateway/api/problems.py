@@ -50,6 +50,25 @@ CODES: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "database-unavailable": (503, "Database unavailable"),
+    "token-malformed": (401, "National-ID token is malformed"),
+    "token-type": (401, "National-ID token type not accepted"),
+    "token-issuer": (401, "National-ID token issuer not trusted"),
+    "token-audience": (401, "National-ID token is not for this gateway"),
+    "token-expired": (401, "National-ID token expired"),
+    "token-not-yet-valid": (401, "National-ID token not yet valid"),
+    "token-nonce": (401, "National-ID token nonce mismatch"),
+    "token-replayed": (401, "National-ID token already used"),
+    "token-key": (401, "No acceptable key for the national-ID token"),
+    "token-signature": (401, "National-ID token signature does not verify"),
+    "token-claims": (401, "National-ID token claims malformed"),
+    "token-level": (401, "Unknown level of assurance"),
+    "personal-id-invalid": (401, "Personal ID number is not well-formed"),
+    "issuer-unavailable": (503, "National-ID issuer keys unavailable"),
+    "level-insufficient": (403, "Identity assurance level too low for this procedure"),
+    "unknown-procedure": (422, "Unknown administrative procedure"),
+    "dossier-invalid": (422, "Dossier request is invalid"),
+    "dossiers-unavailable": (503, "Dossiers are not enabled on this gateway"),
+    "dossier-not-found": (404, "Dossier not found"),
     "internal-error": (500, "Internal error"),
 }
 
@@ -83,7 +102,7 @@ def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **
     response.mimetype = "application/problem+json"
     response.headers["Cache-Control"] = "no-store"
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if code == "invalid-token" else "Bearer"
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if code != "invalid-client" else "Bearer"
     if status == 503:
         response.headers["Retry-After"] = "5"
     for name, value in (headers or {}).items():

@@ -41,6 +41,8 @@ class AuditEvent:
     signature: str | None = None  # signature result, e.g. "valid rsa-sha256 <fingerprint>"
     message: str | None = None  # the gateway id of a status message about ``document``
     status_code: str | None = None
+    issuer: str | None = None  # national-ID issuer, for citizen events
+    procedure: str | None = None  # administrative procedure code, for dossier events
     reason: str | None = None
     code: str | None = None
 

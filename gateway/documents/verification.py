@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
-from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
+from signxml.exceptions import (
+    InvalidCertificate,
+    InvalidDigest,
+    InvalidInput,
+    InvalidSignature,
+    SignXMLException,
+)
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents.edxml import DS_NS
@@ -240,9 +246,13 @@ class EnvelopedSignatureVerifier:
             ) from None
         except InvalidCertificate as exc:
             raise Refusal("certificate-untrusted", str(exc)[:300]) from None
-        except (InvalidSignature, InvalidInput) as exc:
+        except (InvalidSignature, InvalidInput, SignXMLException) as exc:
             raise Refusal("signature-invalid", str(exc)[:300] or "signature value does not verify") from None
-        except (etree.XMLSyntaxError, ValueError, TypeError, binascii.Error) as exc:
+        except etree.DocumentInvalid as exc:
+            raise Refusal(
+                "signature-invalid", f"the Signature element is not valid XMLDSig: {str(exc)[:200]}"
+            ) from None
+        except (etree.LxmlError, ValueError, TypeError, binascii.Error) as exc:
             raise Refusal("signature-invalid", f"signature cannot be processed: {str(exc)[:200]}") from None
         signed = result.signed_xml if not isinstance(result, list) else None
         if signed is None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -46,6 +46,10 @@ class Accepted:
     duplicate: bool = False
 
 
+StoredHook = Callable[[Connection, Accepted], None]
+"""Runs inside the transaction that stores a document, so what it writes commits with it."""
+
+
 @dataclass(frozen=True)
 class _Checked:
     """What the checks established, taken only from the verified content."""
@@ -61,6 +65,8 @@ class _Checked:
     recipients: tuple[str, ...]
     status: edxml.StatusHeader | None = None
     original: str | None = None  # gateway id of the document a status message is about
+    sequential: bool = False  # route to the first recipient now, each next one after the previous sends 06
+    on_stored: StoredHook | None = None
 
 
 class SubmissionService:
@@ -85,7 +91,9 @@ class SubmissionService:
 
     # --- documents --------------------------------------------------------------------------
 
-    def submit_document(self, caller: str, data: bytes) -> Accepted:
+    def submit_document(
+        self, caller: str, data: bytes, *, sequential: bool = False, on_stored: StoredHook | None = None
+    ) -> Accepted:
         sha = hashlib.sha256(data).hexdigest()
         with self._refusals_audited("document.refused", caller, sha):
             signed = self._parse_and_verify(caller, data, "document")
@@ -114,6 +122,8 @@ class SubmissionService:
                 subject=header.subject,
                 due_date=header.due_date,
                 recipients=header.recipients,
+                sequential=sequential,
+                on_stored=on_stored,
             )
             return self._store(checked)
 
@@ -229,12 +239,13 @@ class SubmissionService:
                 duplicate=True,
             )
         doc_uuid = str(uuid.uuid4())
+        route_now = c.recipients[:1] if c.sequential else c.recipients
         insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
         entries = self._audit.append_many(
             conn,
             [
                 self._event(c, f"{c.kind}.accepted", doc_uuid),
-                *(self._event(c, f"{c.kind}.routed", doc_uuid, recipient=r) for r in c.recipients),
+                *(self._event(c, f"{c.kind}.routed", doc_uuid, recipient=r) for r in route_now),
             ],
         )
         accepted = entries[0]
@@ -269,6 +280,7 @@ class SubmissionService:
                 received_at=accepted.time,
                 audit_index=accepted.index,
                 seal=seal,
+                pending_recipients=list(c.recipients[len(route_now) :]) or None,
             )
         )
         if c.status is not None and c.original is not None:
@@ -283,6 +295,8 @@ class SubmissionService:
                     received_at=accepted.time,
                 )
             )
+            if c.status.status_code == "06":
+                self._route_next_in_sequence(conn, c.original, c.caller)
         conn.execute(
             sa.insert(routes),
             [
@@ -293,10 +307,45 @@ class SubmissionService:
                     "state": "pending",
                     "created_at": accepted.time,
                 }
-                for r in c.recipients
+                for r in route_now
             ],
         )
-        return Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
+        stored = Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
+        if c.on_stored is not None:
+            c.on_stored(conn, stored)
+        return stored
+
+    def _route_next_in_sequence(self, conn: Connection, original: str, finished_by: str) -> None:
+        """A recipient finished (status 06): the next agency of a sequential procedure receives the document."""
+        doc = conn.execute(sa.select(documents).where(documents.c.id == original)).one()
+        pending = list(doc.pending_recipients or [])
+        if not pending:
+            return
+        routed = {r.recipient for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == original))}
+        if finished_by not in routed:
+            return
+        following, rest = pending[0], pending[1:]
+        now = datetime.now(UTC)
+        conn.execute(sa.update(documents).where(documents.c.id == original).values(pending_recipients=rest or None))
+        conn.execute(
+            sa.insert(routes).values(
+                document=original, recipient=following, adapter="inbox", state="pending", created_at=now
+            )
+        )
+        self._audit.append(
+            conn,
+            AuditEvent(
+                event="document.routed",
+                outcome="accepted",
+                actor=finished_by,
+                document=original,
+                document_id=doc.document_id,
+                sender=doc.sender,
+                recipient=following,
+                sha256=doc.sha256,
+                reason=f"sequential procedure: {finished_by} finished (06)",
+            ),
+        )
 
     def _event(self, c: _Checked, event: str, doc_uuid: str, recipient: str | None = None) -> AuditEvent:
         if c.status is not None:

@@ -71,6 +71,8 @@ documents = sa.Table(
     sa.Column("received_at", UTC_DATETIME, nullable=False),
     sa.Column("audit_index", sa.BigInteger, nullable=False),
     sa.Column("seal", sa.LargeBinary, nullable=False),
+    # Recipients still to be routed, in order, for procedures handled one agency after another.
+    sa.Column("pending_recipients", sa.JSON, nullable=True),
     sa.UniqueConstraint("sender", "kind", "document_id", name="uq_documents_sender_kind_document_id"),
 )
 
@@ -124,4 +126,17 @@ replay_cache = sa.Table(
     sa.Column("namespace", sa.String(255), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+)
+
+dossiers = sa.Table(
+    "dossiers",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("document", sa.String(36), sa.ForeignKey("documents.id"), nullable=False, unique=True),
+    sa.Column("citizen", sa.String(64), nullable=False, index=True),  # keyed hash of the personal ID
+    sa.Column("issuer", sa.String(255), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("procedure", sa.String(32), nullable=False),
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+    sa.Column("due_date", sa.String(10), nullable=False),
 )

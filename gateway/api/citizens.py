@@ -1,0 +1,96 @@
+"""The citizen API: who am I, which procedures exist, file a dossier, follow my dossiers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from gateway.api.auth import bearer_token
+from gateway.audit import AuditEvent
+from gateway.citizen.service import citizen_actor
+from gateway.identity.jws import parse_compact, strict_json_object
+from gateway.identity.national_id import CitizenIdentity
+from gateway.policy import Refusal
+from gateway.services import services
+
+bp = Blueprint("citizens", __name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _claimed_issuer(token: str) -> str | None:
+    """The unverified ``iss``, only to say in the audit log which issuer a refused token claimed."""
+    try:
+        value = strict_json_object(parse_compact(token, "x").payload, "x", "claims").get("iss")
+    except Refusal:
+        return None
+    return value[:255] if isinstance(value, str) else None
+
+
+def authenticated_citizen() -> CitizenIdentity:
+    svc = services()
+    token = ""
+    try:
+        token = bearer_token("token-malformed")
+        citizen = svc.national_id.verify(token)
+    except Refusal as refusal:
+        svc.audit.refused(svc.db, "citizen.token.refused", refusal, issuer=_claimed_issuer(token) if token else None)
+        raise
+    with svc.db.write() as conn:
+        svc.audit.append(
+            conn,
+            AuditEvent(
+                event="citizen.token.accepted",
+                outcome="ok",
+                actor=citizen_actor(citizen),
+                issuer=citizen.issuer,
+                reason=f"level {citizen.level}",
+            ),
+        )
+    return citizen
+
+
+def require_citizen(view: Callable[P, R]) -> Callable[P, R]:
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.citizen = authenticated_citizen()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/v1/me")
+@require_citizen
+def me() -> Response:
+    return jsonify(g.citizen.public_view())
+
+
+@bp.get("/v1/procedures")
+def procedures() -> Response:
+    return jsonify({"items": [p.public_view() for p in services().dossiers.catalog.values()]})
+
+
+@bp.post("/v1/dossiers")
+@require_citizen
+def submit_dossier() -> Response:
+    body = request.get_json(silent=True)
+    created = services().dossiers.submit(g.citizen, body)
+    response = jsonify(created)
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/dossiers/{created['id']}"
+    return response
+
+
+@bp.get("/v1/dossiers")
+@require_citizen
+def list_dossiers() -> Response:
+    return jsonify({"items": services().dossiers.list(g.citizen)})
+
+
+@bp.get("/v1/dossiers/<dossier_id>")
+@require_citizen
+def get_dossier(dossier_id: str) -> Response:
+    return jsonify(services().dossiers.view(g.citizen, dossier_id))

@@ -1,0 +1,1 @@
+"""Citizens acting with their national electronic identity: procedures, dossiers and their status."""

@@ -1,0 +1,245 @@
+"""Filing and following dossiers: what a citizen may do with a verified national-ID token."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.audit import AuditEvent, AuditLog
+from gateway.citizen.catalog import Procedure
+from gateway.citizen.dossier import LOCAL, Attachment, add_working_days, build_dossier
+from gateway.documents.edxml import STATUS_CODES
+from gateway.documents.signing import sign_edxml
+from gateway.identity.national_id import CitizenIdentity
+from gateway.keys import GatewayKeys
+from gateway.policy import Refusal
+from gateway.routing.registry import AgencyRegistry
+from gateway.routing.submission import Accepted, SubmissionService
+from gateway.store.db import Database
+from gateway.store.helpers import as_utc
+from gateway.store.tables import documents, dossiers, routes, statuses
+
+MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_FILE_NAME = re.compile(r"[^/\\\x00-\x1f]{1,200}")
+
+
+def citizen_actor(citizen: CitizenIdentity) -> str:
+    return f"citizen:{citizen.personal_id_hash}"
+
+
+class DossierService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        audit: AuditLog,
+        registry: AgencyRegistry,
+        submissions: SubmissionService,
+        keys: GatewayKeys,
+        catalog: Mapping[str, Procedure],
+        portal: str | None,
+        max_bytes: int,
+    ) -> None:
+        self._db, self._audit, self._registry, self._submissions = db, audit, registry, submissions
+        self._keys, self._catalog, self._portal, self._max_bytes = keys, catalog, portal, max_bytes
+
+    @property
+    def catalog(self) -> Mapping[str, Procedure]:
+        return self._catalog
+
+    @contextmanager
+    def _refusals_audited(self, citizen: CitizenIdentity, procedure: str | None) -> Iterator[None]:
+        try:
+            yield
+        except Refusal as refusal:
+            self._audit.refused(
+                self._db,
+                "dossier.refused",
+                refusal,
+                actor=citizen_actor(citizen),
+                issuer=citizen.issuer,
+                procedure=procedure,
+            )
+            raise
+
+    def submit(self, citizen: CitizenIdentity, request: Any) -> dict[str, Any]:
+        code = request.get("procedure") if isinstance(request, dict) else None
+        with self._refusals_audited(citizen, code if isinstance(code, str) else None):
+            if not isinstance(request, dict):
+                raise Refusal("dossier-invalid", "send a JSON object with procedure, fields and attachments")
+            if self._portal is None:
+                raise Refusal("dossiers-unavailable", "no citizen portal agency is configured (GATEWAY_PORTAL_AGENCY)")
+            procedure = self._catalog.get(str(code))
+            if procedure is None:
+                raise Refusal("unknown-procedure", f"procedure {code!r} is not in the catalog; see GET /v1/procedures")
+            if citizen.level < procedure.level:
+                raise Refusal(
+                    "level-insufficient",
+                    f"procedure {procedure.code} needs an identity of level {procedure.level}; "
+                    f"this login is level {citizen.level}: log in again with a level {procedure.level} account",
+                )
+            fields = _fields(request.get("fields", {}), procedure)
+            attachments = _attachments(request.get("attachments", []), self._max_bytes // 2)
+            with self._db.read() as conn:
+                known = self._registry.lookup(conn, [self._portal, *procedure.agencies])
+            portal_name = known[self._portal].name if self._portal in known else self._portal
+            agencies = [(a, known[a].name if a in known else a) for a in procedure.agencies]
+            now = datetime.now(UTC)
+            due = add_working_days(now.astimezone(LOCAL).date(), procedure.processing_days)
+            dossier_id = str(uuid.uuid4())
+            unsigned = build_dossier(
+                portal=(self._portal, portal_name),
+                agencies=agencies,
+                procedure=procedure,
+                citizen=citizen,
+                fields=fields,
+                attachments=attachments,
+                number=dossier_id[:8].upper(),
+                now=now,
+                due=due,
+            )
+            signed = sign_edxml(unsigned, self._keys.seal_key, self._keys.seal_chain)
+
+            def record(conn: Connection, accepted: Accepted) -> None:
+                conn.execute(
+                    sa.insert(dossiers).values(
+                        id=dossier_id,
+                        document=accepted.id,
+                        citizen=citizen.personal_id_hash,
+                        issuer=citizen.issuer,
+                        level=citizen.level,
+                        procedure=procedure.code,
+                        created_at=accepted.received_at,
+                        due_date=due.isoformat(),
+                    )
+                )
+                self._audit.append(
+                    conn,
+                    AuditEvent(
+                        event="dossier.submitted",
+                        outcome="accepted",
+                        actor=citizen_actor(citizen),
+                        issuer=citizen.issuer,
+                        procedure=procedure.code,
+                        document=accepted.id,
+                        document_id=accepted.document_id,
+                        sender=self._portal,
+                        sha256=accepted.sha256,
+                    ),
+                )
+
+            accepted = self._submissions.submit_document(
+                self._portal, signed, sequential=procedure.mode == "sequential", on_stored=record
+            )
+        return {
+            "id": dossier_id,
+            "procedure": procedure.code,
+            "document": accepted.id,
+            "document_id": accepted.document_id,
+            "agencies": list(procedure.agencies),
+            "mode": procedure.mode,
+            "due_date": due.isoformat(),
+            "audit_index": accepted.audit_index,
+            "received_at": accepted.received_at.isoformat(),
+        }
+
+    def list(self, citizen: CitizenIdentity) -> list[dict[str, Any]]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(dossiers)
+                .where(dossiers.c.citizen == citizen.personal_id_hash)
+                .order_by(dossiers.c.created_at)
+            ).all()
+            return [self._view(conn, row) for row in rows]
+
+    def view(self, citizen: CitizenIdentity, dossier_id: str) -> dict[str, Any]:
+        with self._db.read() as conn:
+            row = conn.execute(
+                sa.select(dossiers).where(dossiers.c.id == dossier_id, dossiers.c.citizen == citizen.personal_id_hash)
+            ).one_or_none()
+            if row is None:
+                raise Refusal("dossier-not-found", f"no dossier {dossier_id} belongs to this citizen")
+            return self._view(conn, row)
+
+    def _view(self, conn: Connection, row: Any) -> dict[str, Any]:
+        procedure = self._catalog.get(row.procedure)
+        doc = conn.execute(sa.select(documents).where(documents.c.id == row.document)).one()
+        history = [
+            {
+                "agency": s.from_agency,
+                "status_code": s.status_code,
+                "meaning": STATUS_CODES.get(s.status_code, ""),
+                "description": s.description,
+                "timestamp": s.timestamp,
+                "received_at": as_utc(s.received_at).isoformat(),
+            }
+            for s in conn.execute(
+                sa.select(statuses).where(statuses.c.document == row.document).order_by(statuses.c.received_at)
+            )
+        ]
+        routed = {
+            r.recipient: r.state for r in conn.execute(sa.select(routes).where(routes.c.document == row.document))
+        }
+        agencies = procedure.agencies if procedure else tuple(routed)
+        done = {h["agency"] for h in history if h["status_code"] == "06"}
+        today = datetime.now(UTC).astimezone(LOCAL).date().isoformat()
+        return {
+            "id": row.id,
+            "procedure": row.procedure,
+            "procedure_name": procedure.name if procedure else None,
+            "document_id": doc.document_id,
+            "submitted_at": as_utc(row.created_at).isoformat(),
+            "due_date": row.due_date,
+            "agencies": [
+                {"agency": a, "state": "done" if a in done else ("received" if a in routed else "waiting")}
+                for a in agencies
+            ],
+            "status": "done" if agencies and set(agencies) <= done else "processing",
+            "overdue": today > row.due_date and not (agencies and set(agencies) <= done),
+            "history": history,
+        }
+
+
+def _fields(value: Any, procedure: Procedure) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_FIELDS:
+        raise Refusal("dossier-invalid", f"fields must be an object of at most {MAX_FIELDS} text values")
+    for name, text in value.items():
+        if not _FIELD_NAME.fullmatch(str(name)) or not isinstance(text, str) or len(text) > MAX_FIELD_CHARS:
+            raise Refusal(
+                "dossier-invalid", f"field {str(name)[:64]!r} must be text of at most {MAX_FIELD_CHARS} characters"
+            )
+    missing = [f for f in procedure.fields if not str(value.get(f, "")).strip()]
+    if missing:
+        raise Refusal("dossier-invalid", f"procedure {procedure.code} needs the field(s): {', '.join(missing)}")
+    return dict(value)
+
+
+def _attachments(value: Any, max_total: int) -> list[Attachment]:
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        raise Refusal("dossier-invalid", f"attachments must be a list of at most {MAX_ATTACHMENTS}")
+    out, total = [], 0
+    for item in value:
+        if not isinstance(item, dict):
+            raise Refusal("dossier-invalid", "each attachment is an object with name, content_type, content (base64)")
+        name, content_type = str(item.get("name", "")), str(item.get("content_type", "application/octet-stream"))
+        if not _FILE_NAME.fullmatch(name) or len(content_type) > 100:
+            raise Refusal("dossier-invalid", "attachment names are 1-200 characters without path separators")
+        try:
+            content = base64.b64decode(str(item.get("content", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise Refusal("dossier-invalid", f"attachment {name!r} content is not base64") from None
+        total += len(content)
+        if total > max_total:
+            raise Refusal("dossier-invalid", f"attachments exceed {max_total} bytes in total")
+        out.append(Attachment(name, content_type, content))
+    return out
