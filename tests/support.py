@@ -116,3 +116,17 @@ class GatewayClient:
 
     def post(self, path: str) -> Any:
         return self.client.post(path, headers=self.headers())
+
+
+def status_message(original_document_id: str, original_sender: str, from_code: str, code: str) -> bytes:
+    """An unsigned status message (the shape of the status-03 sample) about any document."""
+    data = sample("status-03.edxml").decode()
+    data = data.replace(
+        "<edXML:OrganId>000.00.04.H29</edXML:OrganId>", f"<edXML:OrganId>{from_code}</edXML:OrganId>", 1
+    )
+    data = data.replace(
+        "<edXML:OrganId>000.00.00.H29</edXML:OrganId>", f"<edXML:OrganId>{original_sender}</edXML:OrganId>", 1
+    )
+    data = data.replace("000.00.00.H29,2020/03/05,1024/UBND-VX", original_document_id)
+    data = data.replace("<edXML:StatusCode>03</edXML:StatusCode>", f"<edXML:StatusCode>{code}</edXML:StatusCode>")
+    return data.encode()
