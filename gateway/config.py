@@ -44,6 +44,7 @@ class Config:
     demo: bool = False
     log_level: str = "INFO"
     citizen_audience: str = "interconnect-gateway"
+    citizen_dossiers_per_hour: int = 20
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
@@ -179,7 +180,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)
         return tuple(Path(str(p)) for p in items if str(p))
-    if name in ("max_document_bytes", "access_token_ttl", "client_assertion_max_lifetime"):
+    if name in ("max_document_bytes", "access_token_ttl", "client_assertion_max_lifetime", "citizen_dossiers_per_hour"):
         if isinstance(value, bool):
             raise ValueError("must be a whole number")
         try:

@@ -30,6 +30,14 @@ class Refusal(Exception):
         self.reason = reason
 
 
+class RateLimited(Refusal):
+    """Too many requests: the refusal says when to try again."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__("rate-limited", reason)
+        self.retry_after = retry_after
+
+
 class Check(Protocol[S]):
     """One rule: ``verify`` returns when the subject satisfies it and raises :class:`Refusal` otherwise."""
 

@@ -25,7 +25,7 @@ from gateway.identity.issuers import issuers_from_config
 from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
-from gateway.identity.replay import RedisReplayCache, ReplayCache, SqlReplayCache
+from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.keys import GatewayKeys
 from gateway.pki import PublicKey, load_private_key, load_public_key
 from gateway.routing.registry import AgencyRegistry
@@ -44,7 +44,7 @@ class Services:
     registry: AgencyRegistry
     keys: GatewayKeys
     tokens: TokenAuthority
-    replay: ReplayCache
+    state: StateStore
     client_auth: ClientAssertionVerifier
     submissions: SubmissionService
     national_id: NationalIdVerifier
@@ -57,7 +57,7 @@ class Services:
         audit = AuditLog()
         registry = AgencyRegistry(audit)
         keys = GatewayKeys.load(config)
-        replay: ReplayCache = RedisReplayCache(config.redis_url) if config.redis_url else SqlReplayCache(db)
+        state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
 
         def client_key(code: str) -> PublicKey | None:
             with db.read() as conn:
@@ -84,7 +84,7 @@ class Services:
             idp_key = load_private_key(config.dev_idp_key_path)
             if not isinstance(idp_key, rsa.RSAPrivateKey):
                 raise ValueError(f"{config.dev_idp_key_path}: the development identity provider signs with RSA")
-            dev_idp = DevIdpSettings(config.dev_idp_issuer, idp_key, config.citizen_audience, replay)
+            dev_idp = DevIdpSettings(config.dev_idp_issuer, idp_key, config.citizen_audience, state)
             issuers.append(
                 (
                     IssuerPolicy(issuer=config.dev_idp_issuer, audiences=(config.citizen_audience,)),
@@ -101,16 +101,16 @@ class Services:
             tokens=TokenAuthority(
                 keys.token_key, keys.token_kid, config.public_url.rstrip("/"), config.access_token_ttl
             ),
-            replay=replay,
+            state=state,
             client_auth=ClientAssertionVerifier(
                 token_endpoint=config.token_endpoint,
                 issuer_url=config.public_url.rstrip("/"),
                 client_key=client_key,
-                replay=replay,
+                replay=state,
                 max_lifetime=config.client_assertion_max_lifetime,
             ),
             submissions=submissions,
-            national_id=NationalIdVerifier(issuers, replay, keys.pepper),
+            national_id=NationalIdVerifier(issuers, state, keys.pepper),
             dossiers=DossierService(
                 db=db,
                 audit=audit,
@@ -120,6 +120,8 @@ class Services:
                 catalog=load_catalog(config.procedures_file, config.demo),
                 portal=portal,
                 max_bytes=config.max_document_bytes,
+                limiter=state,
+                per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
         )

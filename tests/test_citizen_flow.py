@@ -222,3 +222,19 @@ def test_token_decisions_are_audited_with_a_hashed_id_never_the_number(app, svc)
     assert accepted and accepted[0]["actor"].startswith("citizen:") and accepted[0]["issuer"].endswith("/dev-idp")
     assert refused and refused[0]["code"] == "token-signature" and refused[0]["issuer"].endswith("/dev-idp")
     assert any(e["event"] == "dossier.submitted" and e["procedure"] == "1.001612" for e in events)
+
+
+def test_too_many_dossiers_get_429_with_retry_after(database_url, dev_pki):
+    from gateway import create_app
+    from tests.conftest import make_config, register_agencies
+
+    app = create_app(make_config(database_url, dev_pki, citizen_dossiers_per_hour=2))
+    register_agencies(app.extensions["gateway"], dev_pki)
+    client = app.test_client()
+    headers = bearer(login(client))
+    body = {"procedure": "1.000494", "fields": {"ly_do": "x"}}
+    assert [client.post("/v1/dossiers", json=body, headers=headers).status_code for _ in range(2)] == [202, 202]
+    limited = client.post("/v1/dossiers", json=body, headers=headers)
+    assert limited.status_code == 429 and limited.get_json()["code"] == "rate-limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    app.extensions["gateway"].db.dispose()

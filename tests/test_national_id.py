@@ -21,7 +21,7 @@ from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.personal_id import check_personal_id, hashed, mask
-from gateway.identity.replay import ReplayCache
+from gateway.identity.state import ReplayCache
 from gateway.policy import Refusal
 
 ISSUER = "https://sso.example.gov.vn"

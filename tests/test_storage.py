@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.audit import AuditEvent, AuditLog
-from gateway.identity.replay import RedisReplayCache, SqlReplayCache
+from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.store.db import Database
 from gateway.store.helpers import insert_ignoring_duplicates
 from gateway.store.tables import audit_entries, blobs
@@ -81,7 +81,7 @@ def test_identical_content_is_stored_once(database_url):
 
 
 def test_sql_replay_cache_refuses_a_second_use_until_expiry(database_url):
-    cache = SqlReplayCache(Database(database_url))
+    cache = SqlStateStore(Database(database_url))
     key = uuid.uuid4().hex
     assert cache.first_use("ns", key, int(time.time()) + 60)
     assert not cache.first_use("ns", key, int(time.time()) + 60)
@@ -92,9 +92,40 @@ def test_sql_replay_cache_refuses_a_second_use_until_expiry(database_url):
 
 
 def test_redis_replay_cache_against_the_real_server():
-    cache = RedisReplayCache(REDIS_URL)
+    cache = RedisStateStore(REDIS_URL)
     assert cache.ping(), "Redis is required at 127.0.0.1:6379"
     key = uuid.uuid4().hex
     assert cache.first_use("ns", key, int(time.time()) + 60)
     assert not cache.first_use("ns", key, int(time.time()) + 60)
     assert cache.first_use("other-ns", key, int(time.time()) + 60)
+
+
+def _limits_hold(store: StateStore) -> None:
+    key = f"test:{uuid.uuid4().hex}"
+    decisions = [store.hit(key, 3, 60) for _ in range(5)]
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert 0 < decisions[-1].retry_after <= 60
+    assert store.hit(f"{key}-other", 3, 60).allowed
+
+
+def test_sql_rate_limit_counts_across_calls(database_url):
+    _limits_hold(SqlStateStore(Database(database_url)))
+
+
+def test_redis_rate_limit_counts_across_calls():
+    _limits_hold(RedisStateStore(REDIS_URL))
+
+
+def test_sql_rate_limit_is_exact_under_concurrency(database_url):
+    store, key = SqlStateStore(Database(database_url)), f"test:{uuid.uuid4().hex}"
+    results: list[bool] = []
+
+    def worker() -> None:
+        results.extend(store.hit(key, 25, 3600).allowed for _ in range(10))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 25

@@ -24,9 +24,8 @@ def healthz() -> Response:
 def readyz() -> Response:
     svc = services()
     checks: dict[str, bool] = {"database": svc.db.ping(), "keys": svc.keys.seal_key is not None}
-    ping = getattr(svc.replay, "ping", None)
-    if ping is not None:
-        checks["redis"] = bool(ping())
+    if svc.config.redis_url:
+        checks["redis"] = svc.state.ping()
     ready = all(checks.values())
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
     response.status_code = 200 if ready else 503

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from gateway.policy import Refusal
+from gateway.policy import RateLimited, Refusal
 from gateway.store.db import DatabaseUnavailable
 
 PROBLEM_TYPE = "urn:vn-gov:interconnect-gateway:problem:"
@@ -50,6 +50,7 @@ CODES: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "database-unavailable": (503, "Database unavailable"),
+    "rate-limited": (429, "Too many requests"),
     "token-malformed": (401, "National-ID token is malformed"),
     "token-type": (401, "National-ID token type not accepted"),
     "token-issuer": (401, "National-ID token issuer not trusted"),
@@ -113,6 +114,8 @@ def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Refusal)
     def _refusal(exc: Refusal) -> Response:
+        if isinstance(exc, RateLimited):
+            return problem(exc.code, exc.reason, headers={"Retry-After": str(max(1, exc.retry_after))})
         return problem(exc.code, exc.reason)
 
     @app.errorhandler(DatabaseUnavailable)

@@ -20,8 +20,9 @@ from gateway.citizen.dossier import LOCAL, Attachment, add_working_days, build_d
 from gateway.documents.edxml import STATUS_CODES
 from gateway.documents.signing import sign_edxml
 from gateway.identity.national_id import CitizenIdentity
+from gateway.identity.state import RateLimiter
 from gateway.keys import GatewayKeys
-from gateway.policy import Refusal
+from gateway.policy import RateLimited, Refusal
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import Accepted, SubmissionService
 from gateway.store.db import Database
@@ -49,9 +50,12 @@ class DossierService:
         catalog: Mapping[str, Procedure],
         portal: str | None,
         max_bytes: int,
+        limiter: RateLimiter,
+        per_hour: int,
     ) -> None:
         self._db, self._audit, self._registry, self._submissions = db, audit, registry, submissions
         self._keys, self._catalog, self._portal, self._max_bytes = keys, catalog, portal, max_bytes
+        self._limiter, self._per_hour = limiter, per_hour
 
     @property
     def catalog(self) -> Mapping[str, Procedure]:
@@ -88,6 +92,9 @@ class DossierService:
                     f"procedure {procedure.code} needs an identity of level {procedure.level}; "
                     f"this login is level {citizen.level}: log in again with a level {procedure.level} account",
                 )
+            decision = self._limiter.hit(f"dossiers:{citizen.personal_id_hash}", self._per_hour, 3600)
+            if not decision.allowed:
+                raise RateLimited(f"at most {self._per_hour} dossiers an hour; try again later", decision.retry_after)
             fields = _fields(request.get("fields", {}), procedure)
             attachments = _attachments(request.get("attachments", []), self._max_bytes // 2)
             with self._db.read() as conn:

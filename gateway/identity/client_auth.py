@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.identity.claims import decode_verified, peek
-from gateway.identity.replay import ReplayCache
+from gateway.identity.state import ReplayCache
 from gateway.pki import PublicKey
 from gateway.policy import AllOf, Refusal
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, Response, jsonify, redirect, render_template_string, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway.identity.replay import ReplayCache
+from gateway.identity.state import ReplayCache
 from gateway.pki import key_id
 
 TOKEN_LIFETIME = 600

@@ -19,7 +19,7 @@ from typing import Any
 from gateway.identity.jwks import JwksUnavailable, KeySource
 from gateway.identity.jws import CompactJws, parse_compact, strict_json_object, verify_signature
 from gateway.identity.personal_id import check_personal_id, hashed, mask
-from gateway.identity.replay import ReplayCache
+from gateway.identity.state import ReplayCache
 from gateway.policy import AllOf, Check, Refusal
 
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256")

@@ -140,3 +140,11 @@ dossiers = sa.Table(
     sa.Column("created_at", UTC_DATETIME, nullable=False),
     sa.Column("due_date", sa.String(10), nullable=False),
 )
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)

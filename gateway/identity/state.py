@@ -1,0 +1,119 @@
+"""Short-lived shared state: single-use identifiers (JWT ``jti``) and rate limits.
+
+One interface, two stores: the SQL database for the embedded default, and Redis when several
+gateway processes share ``GATEWAY_REDIS_URL``.  Replay keys are (namespace, identifier) — never
+the token bytes, which would let a re-encoded token slip through.  Rate limits are fixed windows,
+counted atomically in the store so every gateway process sees the same count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from gateway.store.db import Database
+from gateway.store.tables import rate_limits, replay_cache
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after: int  # seconds until the window resets (0 when allowed)
+
+
+class ReplayCache(Protocol):
+    def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
+        """Record ``key`` until ``expires_at`` (Unix seconds); ``False`` when it was already recorded."""
+        ...
+
+
+class RateLimiter(Protocol):
+    def hit(self, key: str, limit: int, window: int) -> RateDecision:
+        """Count one event for ``key``; refused once ``limit`` events happened in the current window."""
+        ...
+
+
+class StateStore(ReplayCache, RateLimiter, Protocol):
+    def ping(self) -> bool: ...
+
+
+def _window(window: int) -> tuple[int, int]:
+    now = int(time.time())
+    start = now - now % window
+    return start, start + window - now
+
+
+class SqlStateStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
+        now = int(time.time())
+        try:
+            with self._db.write() as conn:
+                conn.execute(
+                    sa.delete(replay_cache).where(
+                        replay_cache.c.namespace == namespace,
+                        replay_cache.c.key == key,
+                        replay_cache.c.expires_at < now,
+                    )
+                )
+                conn.execute(sa.insert(replay_cache).values(namespace=namespace, key=key, expires_at=expires_at))
+                if now % 64 == 0:  # occasional sweep keeps the table small without a background job
+                    conn.execute(sa.delete(replay_cache).where(replay_cache.c.expires_at < now))
+        except IntegrityError:
+            return False
+        return True
+
+    def hit(self, key: str, limit: int, window: int) -> RateDecision:
+        start, remaining = _window(window)
+        with self._db.write() as conn:
+            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(rate_limits).values(key=key, window_start=start, count=1)
+            same_window = rate_limits.c.window_start == insert.excluded.window_start
+            row = conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[rate_limits.c.key],
+                    set_={
+                        "count": sa.case((same_window, rate_limits.c.count + 1), else_=1),
+                        "window_start": insert.excluded.window_start,
+                    },
+                ).returning(rate_limits.c.count)
+            ).one()
+        allowed = int(row[0]) <= limit
+        return RateDecision(allowed, 0 if allowed else remaining)
+
+    def ping(self) -> bool:
+        return self._db.ping()
+
+
+class RedisStateStore:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
+        ttl = max(1, expires_at - int(time.time()) + 1)
+        return bool(self._redis.set(f"gw:replay:{namespace}:{key}", b"1", nx=True, ex=ttl))
+
+    def hit(self, key: str, limit: int, window: int) -> RateDecision:
+        start, remaining = _window(window)
+        name = f"gw:rate:{key}:{start}"
+        pipe = self._redis.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, window + 1)
+        count = int(pipe.execute()[0])
+        allowed = count <= limit
+        return RateDecision(allowed, 0 if allowed else remaining)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except Exception:  # any connection failure means "not ready"
+            return False
