@@ -13,5 +13,8 @@ mkdir -p var
 if ! .venv/bin/python -m pip install --disable-pip-version-check -e . >var/pip-install.log 2>&1; then
   tail -30 var/pip-install.log >&2; echo "run.sh: installing dependencies failed (full log: var/pip-install.log)" >&2; exit 1
 fi
+# Demo mode: development keys, demo agencies, the citizen portal and the development identity
+# provider at /dev-idp.  Never set GATEWAY_DEMO in production.
+export GATEWAY_DEMO="${GATEWAY_DEMO:-true}"
 .venv/bin/gateway init --demo
 exec .venv/bin/gateway serve "$@"

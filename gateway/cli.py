@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway import pki
 from gateway.config import Config, ConfigError
@@ -91,7 +91,7 @@ def init(demo: bool) -> None:
     config = _config()
     if demo and config.missing_key_files():
         written = init_development_keys(config.keys_dir)
-        click.echo(f"development keys written to {config.keys_dir}/ ({len(written)} files)")
+        click.echo(f"development keys written to {config.keys_dir}/: {', '.join(p.name for p in written)}")
     missing = config.missing_key_files()
     if missing:
         _fail("\n".join(missing))
@@ -447,6 +447,39 @@ def verify(
     _emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
+
+
+@main.command("dev-idp")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--audience", default=None, help="aud of the access tokens (default: GATEWAY_CITIZEN_AUDIENCE).")
+def dev_idp(host: str, port: int, audience: str | None) -> None:
+    """Run the development identity provider alone (never in production): OIDC, PKCE, test citizens."""
+    from flask import Flask
+
+    from gateway.identity.dev_idp import DevIdpSettings, dev_idp_blueprint
+    from gateway.identity.state import SqlStateStore
+    from gateway.store.db import Database
+
+    config = _config()
+    if not config.dev_idp_key_path.is_file():
+        _fail(f"{config.dev_idp_key_path} is missing: run `gateway keys init`")
+    key = pki.load_private_key(config.dev_idp_key_path)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        _fail(f"{config.dev_idp_key_path} must be an RSA key")
+        return
+    issuer = f"http://{host}:{port}/dev-idp"
+    state = SqlStateStore(Database(f"sqlite:///{config.keys_dir / 'dev-idp-state.db'}"))
+    from gateway.store import upgrade
+
+    upgrade(f"sqlite:///{config.keys_dir / 'dev-idp-state.db'}")
+    app = Flask("dev-idp")
+    app.register_blueprint(dev_idp_blueprint(DevIdpSettings(issuer, key, audience or config.citizen_audience, state)))
+    click.echo(
+        f"development identity provider (NOT VNeID) at {issuer}; discovery: {issuer}/.well-known/openid-configuration"
+    )
+    click.echo(f'trust it with [[issuers]] issuer = "{issuer}", audiences = ["{audience or config.citizen_audience}"]')
+    app.run(host=host, port=port)
 
 
 # --- client helper --------------------------------------------------------------------------------

@@ -58,27 +58,47 @@ class GatewayKeys:
 
 
 def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
-    """Create the development CA and gateway keys; refuses to overwrite unless ``force``."""
-    existing = [keys_dir / name for name in DEV_FILES if (keys_dir / name).exists()]
-    if existing and not force:
+    """Create the development keys that are missing (all of them with ``force``); returns what was written.
+
+    Existing keys are kept unless ``force``: documents and seals made with them must keep verifying.
+    """
+    if not force and all((keys_dir / name).exists() for name in DEV_FILES):
         raise FileExistsError(
-            f"{', '.join(str(p) for p in existing)} already exist: keep them, or pass --force to replace them "
-            "(documents signed with the old keys will no longer verify)"
+            f"the development keys in {keys_dir}/ already exist: keep them, or pass --force to replace them "
+            "(documents and seals made with the old keys will no longer verify)"
         )
     keys_dir.mkdir(parents=True, exist_ok=True)
-    ca = pki.make_ca()
-    seal = pki.issue_signing_certificate(
-        ca, "Interconnect Gateway seal (development)", "Interconnect Gateway", key=pki.generate_key("ec")
-    )
-    token_key = pki.generate_key("ec")
-    pki.save_private_key(ca.key, keys_dir / "ca.key")
-    pki.save_certificate(ca.cert, keys_dir / "ca.crt")
-    pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
-    pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
-    pki.save_private_key(token_key, keys_dir / "gateway-token.key")
-    pki.write_private_file(keys_dir / "citizen-id-pepper.key", os.urandom(32))
-    pki.save_private_key(pki.generate_key("rsa"), keys_dir / "dev-idp.key")
-    return [keys_dir / name for name in DEV_FILES]
+    written: list[Path] = []
+
+    def missing(*names: str) -> bool:
+        return force or not all((keys_dir / n).exists() for n in names)
+
+    if missing("ca.key", "ca.crt"):
+        ca = pki.make_ca()
+        pki.save_private_key(ca.key, keys_dir / "ca.key")
+        pki.save_certificate(ca.cert, keys_dir / "ca.crt")
+        written += [keys_dir / "ca.key", keys_dir / "ca.crt"]
+        force = True  # a new CA invalidates everything it issued
+    if missing("gateway-seal.key", "gateway-seal.crt"):
+        seal = pki.issue_signing_certificate(
+            load_development_ca(keys_dir),
+            "Interconnect Gateway seal (development)",
+            "Interconnect Gateway",
+            key=pki.generate_key("ec"),
+        )
+        pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
+        pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
+        written += [keys_dir / "gateway-seal.key", keys_dir / "gateway-seal.crt"]
+    if missing("gateway-token.key"):
+        pki.save_private_key(pki.generate_key("ec"), keys_dir / "gateway-token.key")
+        written.append(keys_dir / "gateway-token.key")
+    if missing("citizen-id-pepper.key"):
+        pki.write_private_file(keys_dir / "citizen-id-pepper.key", os.urandom(32))
+        written.append(keys_dir / "citizen-id-pepper.key")
+    if missing("dev-idp.key"):
+        pki.save_private_key(pki.generate_key("rsa"), keys_dir / "dev-idp.key")
+        written.append(keys_dir / "dev-idp.key")
+    return written
 
 
 def load_development_ca(keys_dir: Path) -> pki.Issued:

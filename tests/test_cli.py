@@ -40,6 +40,11 @@ def test_keys_init_refuses_to_overwrite_without_force(env):
     assert run("keys", "init")[0] == 0
     code, out = run("keys", "init")
     assert code != 0 and "--force" in out
+    (env / "keys" / "citizen-id-pepper.key").unlink()  # an older keys/ folder gains what is new, nothing else
+    seal_before = (env / "keys" / "gateway-seal.crt").read_bytes()
+    code, out = run("keys", "init")
+    assert code == 0 and "citizen-id-pepper.key" in out and "gateway-seal" not in out
+    assert (env / "keys" / "gateway-seal.crt").read_bytes() == seal_before
     assert run("keys", "init", "--force")[0] == 0
     assert not list((env / "keys").glob("*.key")) or all(
         (p.stat().st_mode & 0o777) == 0o600 for p in (env / "keys").glob("*.key")

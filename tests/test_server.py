@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         "GATEWAY_DATABASE_URL": f"sqlite:///{home / 'gw.db'}",
         "GATEWAY_KEYS_DIR": str(home / "keys"),
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_DEMO": "true",
     }
     env.pop("GATEWAY_CONFIG", None)
     gateway = [sys.executable, "-m", "gateway.cli"]
@@ -158,3 +159,55 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
     assert bomb.status_code == 400 and bomb.headers["Content-Type"] == "application/problem+json"
     metrics = requests.get(base + "/metrics", timeout=10).text
     assert 'gateway_documents_total{code="",kind="document",outcome="accepted"}' in metrics
+
+
+def test_citizen_logs_in_at_the_development_idp_and_files_a_dossier_through_gunicorn(server):
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlsplit
+
+    base, _keys = server
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {
+        "response_type": "code",
+        "client_id": "app",
+        "redirect_uri": "http://127.0.0.1:9/cb",
+        "state": "s",
+        "nonce": "n",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    discovery = requests.get(base + "/dev-idp/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["code_challenge_methods_supported"] == ["S256"]
+    assert "Lê Minh Châu" in requests.get(discovery["authorization_endpoint"], params=params, timeout=10).text
+    redirect = requests.post(
+        discovery["authorization_endpoint"],
+        data={**params, "citizen": "2", "level": "2"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    code = parse_qs(urlsplit(redirect.headers["Location"]).query)["code"][0]
+    tokens = requests.post(
+        discovery["token_endpoint"],
+        timeout=10,
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": params["redirect_uri"],
+            "client_id": "app",
+            "code_verifier": verifier,
+        },
+    ).json()
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(base + "/v1/me", headers=auth, timeout=10).json()["personal_id"] == "********4321"
+    filed = requests.post(
+        base + "/v1/dossiers",
+        headers=auth,
+        timeout=10,
+        json={"procedure": "1.000494", "fields": {"ly_do": "Đăng ký đi học"}},
+    )
+    assert filed.status_code == 202, filed.text
+    mine = requests.get(base + "/v1/dossiers", headers=auth, timeout=10).json()["items"]
+    assert [d["id"] for d in mine] == [filed.json()["id"]]
