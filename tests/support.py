@@ -130,3 +130,24 @@ def status_message(original_document_id: str, original_sender: str, from_code: s
     data = data.replace("000.00.00.H29,2020/03/05,1024/UBND-VX", original_document_id)
     data = data.replace("<edXML:StatusCode>03</edXML:StatusCode>", f"<edXML:StatusCode>{code}</edXML:StatusCode>")
     return data.encode()
+
+
+def authorization_request(
+    client_id: str, redirect_uri: str, state: str = "s", nonce: str = "n"
+) -> tuple[str, dict[str, str]]:
+    """A PKCE code verifier and the matching authorization-request parameters (S256)."""
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }

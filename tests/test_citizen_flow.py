@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from gateway.documents.offline import verify_offline
 from gateway.services import DEMO_PORTAL
 from gateway.store.tables import audit_entries
-from tests.support import NOIVU, Q4, Q11, TAX, status_message
+from tests.support import NOIVU, Q4, Q11, TAX, authorization_request, status_message
 
 CLIENT = "citizen-app"
 REDIRECT = "https://app.example/callback"
@@ -22,17 +20,7 @@ AN, BINH = 0, 1  # test citizens of the development identity provider
 
 
 def login(client: Any, citizen: int = AN, level: int = 2) -> dict[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    params = {
-        "response_type": "code",
-        "client_id": CLIENT,
-        "redirect_uri": REDIRECT,
-        "state": "st-1",
-        "nonce": "n-1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
+    verifier, params = authorization_request(CLIENT, REDIRECT, state="st-1", nonce="n-1")
     page = client.get("/dev-idp/authorize", query_string=params)
     assert page.status_code == 200 and "Nguyễn Văn An" in page.get_data(as_text=True)
     redirect = client.post("/dev-idp/authorize", data={**params, "citizen": str(citizen), "level": str(level)})
@@ -176,17 +164,7 @@ def test_bad_dossier_requests_get_clear_problems(app):
 
 def test_pkce_and_single_use_codes_at_the_development_identity_provider(app):
     client = app.test_client()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    params = {
-        "response_type": "code",
-        "client_id": CLIENT,
-        "redirect_uri": REDIRECT,
-        "state": "s",
-        "nonce": "n",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
+    verifier, params = authorization_request(CLIENT, REDIRECT)
     assert (
         client.get("/dev-idp/authorize", query_string={**params, "code_challenge_method": "plain"}).status_code == 400
     )

@@ -162,23 +162,12 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
 
 
 def test_citizen_logs_in_at_the_development_idp_and_files_a_dossier_through_gunicorn(server):
-    import base64
-    import hashlib
-    import secrets
     from urllib.parse import parse_qs, urlsplit
 
+    from tests.support import authorization_request
+
     base, _keys = server
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    params = {
-        "response_type": "code",
-        "client_id": "app",
-        "redirect_uri": "http://127.0.0.1:9/cb",
-        "state": "s",
-        "nonce": "n",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
+    verifier, params = authorization_request("app", "http://127.0.0.1:9/cb")
     discovery = requests.get(base + "/dev-idp/.well-known/openid-configuration", timeout=10).json()
     assert discovery["code_challenge_methods_supported"] == ["S256"]
     assert "Lê Minh Châu" in requests.get(discovery["authorization_endpoint"], params=params, timeout=10).text

@@ -12,9 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.audit import AuditEvent, AuditLog
+from gateway.audit import AuditLog
 from gateway.documents.edxml import STATUS_CODES
 from gateway.policy import Refusal
+from gateway.routing.events import document_event
 from gateway.store.helpers import as_utc
 from gateway.store.tables import blobs, documents, routes, statuses
 
@@ -91,19 +92,7 @@ def acknowledge(conn: Connection, audit: AuditLog, recipient: str, doc_uuid: str
             .values(state="acknowledged", acknowledged_at=acknowledged_at)
         )
         doc = conn.execute(sa.select(documents).where(documents.c.id == doc_uuid)).one()
-        audit.append(
-            conn,
-            AuditEvent(
-                event="delivery.acknowledged",
-                outcome="ok",
-                actor=recipient,
-                document=doc_uuid,
-                document_id=doc.document_id,
-                sender=doc.sender,
-                recipient=recipient,
-                sha256=doc.sha256,
-            ),
-        )
+        audit.append(conn, document_event(doc, "delivery.acknowledged", actor=recipient, recipient=recipient))
     return {"id": doc_uuid, "recipient": recipient, "state": "acknowledged", "acknowledged_at": _iso(acknowledged_at)}
 
 

@@ -27,6 +27,7 @@ from gateway.documents.seal import SealFacts, build_seal
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignedContent
 from gateway.keys import GatewayKeys
 from gateway.policy import Refusal
+from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
 from gateway.store.db import Database
@@ -334,15 +335,12 @@ class SubmissionService:
         )
         self._audit.append(
             conn,
-            AuditEvent(
-                event="document.routed",
-                outcome="accepted",
+            document_event(
+                doc,
+                "document.routed",
                 actor=finished_by,
-                document=original,
-                document_id=doc.document_id,
-                sender=doc.sender,
                 recipient=following,
-                sha256=doc.sha256,
+                outcome="accepted",
                 reason=f"sequential procedure: {finished_by} finished (06)",
             ),
         )
