@@ -148,6 +148,21 @@ def test_oversized_body_is_refused_before_reading(agency, svc):
     assert_refused(svc, lambda: sender.submit(huge), 413, "too-large")
 
 
+def test_oversized_chunked_body_is_refused_and_audited(agency, svc):
+    sender = agency(HCM)
+    huge = b"<a>" + b"x" * (svc.config.max_document_bytes + 1) + b"</a>"
+
+    def chunked():  # type: ignore[no-untyped-def]
+        return sender.client.post(
+            "/v1/documents",
+            input_stream=__import__("io").BytesIO(huge),
+            headers={**sender.headers(), "Transfer-Encoding": "chunked", "Content-Type": "application/xml"},
+            environ_overrides={"wsgi.input_terminated": True},  # what gunicorn sets for chunked requests
+        )
+
+    assert_refused(svc, chunked, 413, "too-large")
+
+
 def test_missing_or_forged_access_token_is_refused(agency, svc, app):
     client = app.test_client()
     assert_refused(svc, lambda: client.post("/v1/documents", data=b"<x/>"), 401, "invalid-token", "auth.refused")

@@ -51,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         try:
             if requests.get(base + "/readyz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     else:
         process.kill()
@@ -157,6 +157,15 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
         headers={"Authorization": f"Bearer {t_hcm}"},
     )
     assert bomb.status_code == 400 and bomb.headers["Content-Type"] == "application/problem+json"
+
+    def chunks():  # a generator body makes requests send Transfer-Encoding: chunked, with no Content-Length
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)
+
+    oversized = requests.post(
+        base + "/v1/documents", data=chunks(), headers={"Authorization": f"Bearer {t_hcm}"}, timeout=30
+    )
+    assert oversized.status_code == 413 and oversized.json()["code"] == "too-large"
     metrics = requests.get(base + "/metrics", timeout=10).text
     assert 'gateway_documents_total{code="",kind="document",outcome="accepted"}' in metrics
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, Response, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway.api.auth import require_agency
 from gateway.observability import count_document
@@ -17,14 +18,24 @@ bp = Blueprint("documents", __name__)
 
 
 def _body_within_limit(event: str) -> bytes:
-    """The request body, refused (and audited) before reading when it is larger than the limit."""
+    """The request body, refused (and audited) when it is larger than the limit: before reading it when
+    Content-Length says so, while reading it for a chunked body."""
     svc = services()
     limit = svc.config.max_document_bytes
+    refusal = None
     if request.content_length is not None and request.content_length > limit:
         refusal = Refusal("too-large", f"body is {request.content_length} bytes; the limit is {limit}")
-        svc.audit.refused(svc.db, event, refusal, actor=g.agency, sender=g.agency)
-        raise refusal
-    return request.get_data(cache=False)
+    else:
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            refusal = Refusal("too-large", f"body is larger than the limit of {limit} bytes")
+        else:
+            if len(body) <= limit:
+                return body
+            refusal = Refusal("too-large", f"body is {len(body)} bytes; the limit is {limit}")
+    svc.audit.refused(svc.db, event, refusal, actor=g.agency, sender=g.agency)
+    raise refusal
 
 
 def _submit(kind: str, submit: Callable[[str, bytes], Accepted]) -> Response:
