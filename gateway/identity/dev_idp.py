@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, Response, jsonify, redirect, render_template_string, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gateway.identity.personal_id import mask
 from gateway.identity.state import ReplayCache
 from gateway.pki import key_id
 
@@ -76,7 +77,7 @@ label{display:block;margin:.4rem 0}button{margin-top:1rem;padding:.5rem 1.5rem;f
 {% for name, value in hidden.items() %}<input type="hidden" name="{{ name }}" value="{{ value }}">{% endfor %}
 {% for c in citizens %}
 <label><input type="radio" name="citizen" value="{{ loop.index0 }}" {% if loop.first %}checked{% endif %}>
-  {{ c.full_name }} — {{ c.personal_id[:3] }}******{{ c.personal_id[-3:] }} — {{ c.birth_date }}</label>
+  {{ c.full_name }} — {{ mask(c.personal_id) }} — {{ c.birth_date }}</label>
 {% endfor %}
 <label>Mức độ định danh / Assurance level
 <select name="level"><option value="2">Mức 2 / Level 2</option>
@@ -150,7 +151,7 @@ def dev_idp_blueprint(settings: DevIdpSettings) -> Blueprint:
         params = _authorization_params(request.args)
         if isinstance(params, Response):
             return params
-        return render_template_string(_PAGE, hidden=params, citizens=TEST_CITIZENS)
+        return render_template_string(_PAGE, hidden=params, citizens=TEST_CITIZENS, mask=mask)
 
     @bp.post("/authorize")
     def authorize() -> Response | WerkzeugResponse:
