@@ -1,0 +1,147 @@
+"""Signed checkpoints in the C2SP ``tlog-checkpoint`` format, as C2SP ``signed-note`` texts with Ed25519.
+
+A checkpoint is the text ``<origin>\\n<tree size>\\n<base64 root hash>\\n``; the note appends a blank
+line and one line per signature, ``— <key name> <base64(key ID || signature)>``.  The key ID is the
+first four bytes of SHA-256(key name || "\\n" || 0x01 || Ed25519 public key), and the verifier key is
+published as ``<name>+<hex key ID>+<base64(0x01 || public key)>`` (``gateway audit vkey``).
+Anyone holding that string can check a checkpoint without trusting the operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.policy import Refusal
+
+ED25519 = b"\x01"
+DASH = "\u2014"
+CODE = "checkpoint-invalid"
+_NAME = re.compile(r"[^\s+]+")
+_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
+
+
+def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(name.encode() + b"\n" + ED25519 + raw).digest()[:4]
+
+
+@dataclass(frozen=True)
+class NoteVerifier:
+    name: str
+    key_id: bytes
+    public_key: Ed25519PublicKey
+
+    @classmethod
+    def parse(cls, vkey: str) -> NoteVerifier:
+        """Read ``<name>+<hex key ID>+<base64(0x01 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
+            raise Refusal("vkey-invalid", "a verifier key reads <name>+<hex key ID>+<base64 key>")
+        try:
+            declared = bytes.fromhex(parts[1])
+            raw = base64.b64decode(parts[2], validate=True)
+        except (ValueError, binascii.Error):
+            raise Refusal("vkey-invalid", "the key ID or key of the verifier key is not well-formed") from None
+        if len(declared) != 4 or len(raw) != 33 or raw[:1] != ED25519:
+            raise Refusal("vkey-invalid", "only Ed25519 verifier keys (type 0x01, 32 bytes) are supported")
+        public = Ed25519PublicKey.from_public_bytes(raw[1:])
+        if key_id(parts[0], public) != declared:
+            raise Refusal("vkey-invalid", "the verifier key's ID does not match its name and key")
+        return cls(parts[0], declared, public)
+
+    def verify(self, note: str) -> str:
+        """The note's text when it carries a valid signature by this key; signatures by other keys are ignored."""
+        text, signatures = split_note(note)
+        for line in signatures:
+            name, _, blob = line[2:].partition(" ")
+            if name != self.name:
+                continue
+            try:
+                raw = base64.b64decode(blob, validate=True)
+            except (ValueError, binascii.Error):
+                continue
+            if len(raw) != 68 or raw[:4] != self.key_id:
+                continue
+            try:
+                self.public_key.verify(raw[4:], text.encode())
+            except InvalidSignature:
+                raise Refusal(CODE, f"the signature by {self.name} does not verify") from None
+            return text
+        raise Refusal(CODE, f"the note carries no signature by {self.name} with key ID {self.key_id.hex()}")
+
+
+@dataclass(frozen=True)
+class NoteSigner:
+    name: str
+    private_key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError("a key name has no spaces and no '+'")
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        public = self.private_key.public_key()
+        return NoteVerifier(self.name, key_id(self.name, public), public)
+
+    @property
+    def vkey(self) -> str:
+        raw = self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return f"{self.name}+{self.verifier.key_id.hex()}+{base64.b64encode(ED25519 + raw).decode()}"
+
+    def sign(self, text: str) -> str:
+        if not text.endswith("\n") or "\n\n" in text:
+            raise ValueError("a note's text ends with one newline and has no blank line")
+        signature = self.private_key.sign(text.encode())
+        blob = base64.b64encode(self.verifier.key_id + signature).decode()
+        return f"{text}\n{DASH} {self.name} {blob}\n"
+
+
+def split_note(note: str) -> tuple[str, list[str]]:
+    text, sep, block = note.rpartition("\n\n")
+    if not sep or not block.endswith("\n"):
+        raise Refusal(CODE, "not a signed note: text, a blank line, then signature lines")
+    lines = block[:-1].split("\n")
+    if not lines or any(not line.startswith(DASH + " ") for line in lines):
+        raise Refusal(CODE, "every line after the blank line must be a signature line starting with an em dash")
+    return text + "\n", lines
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+
+    def text(self) -> str:
+        return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Checkpoint:
+        lines = text.split("\n")
+        if len(lines) < 4 or lines[-1] != "":
+            raise Refusal(CODE, "a checkpoint has an origin, a size and a root hash line")
+        if lines[0] != origin:
+            raise Refusal(CODE, f"the checkpoint is for {lines[0]!r}, not {origin!r}")
+        if not _SIZE.fullmatch(lines[1]):
+            raise Refusal(CODE, "the tree size is not a decimal number")
+        try:
+            root = base64.b64decode(lines[2], validate=True)
+        except (ValueError, binascii.Error):
+            raise Refusal(CODE, "the root hash is not base64") from None
+        if len(root) != 32:
+            raise Refusal(CODE, "the root hash is not 32 bytes")
+        return cls(origin, int(lines[1]), root)
+
+
+def open_checkpoint(note: str, verifier: NoteVerifier) -> Checkpoint:
+    """The checkpoint of a signed note, only when the note verifies: proofs take their size and root from here."""
+    return Checkpoint.parse(verifier.verify(note), verifier.name)
