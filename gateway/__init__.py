@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
 
 from gateway.config import Config
 
@@ -11,7 +11,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
-    from gateway.api import citizens, documents, oauth, ops
+    from gateway.api import audit, citizens, documents, oauth, ops
     from gateway.api.problems import register_error_handlers
     from gateway.identity.dev_idp import dev_idp_blueprint
     from gateway.observability import Metrics, configure_logging, install_request_hooks
@@ -28,9 +28,17 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["gateway.metrics"] = metrics
     install_request_hooks(app, metrics)
     register_error_handlers(app)
-    for blueprint in (oauth.bp, documents.bp, citizens.bp, ops.bp):
+    for blueprint in (oauth.bp, documents.bp, citizens.bp, audit.bp, ops.bp):
         app.register_blueprint(blueprint)
     services = app.extensions["gateway"]
+
+    @app.after_request
+    def _checkpoint(response: Response) -> Response:
+        # Requests that may have appended to the audit log keep checkpoints at most a second old.
+        if request.method != "GET":
+            services.checkpoints.refresh_quietly()
+        return response
+
     if services.dev_idp is not None:  # demo mode only, never a production configuration
         app.register_blueprint(dev_idp_blueprint(services.dev_idp))
     return app

@@ -482,6 +482,51 @@ def dev_idp(host: str, port: int, audience: str | None) -> None:
     app.run(host=host, port=port)
 
 
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("vkey")
+def audit_vkey() -> None:
+    """Print the verifier key of the log's checkpoints (give it to auditors, agencies and citizens)."""
+    from gateway.audit.checkpoint import NoteSigner
+    from gateway.keys import load_ed25519_key
+
+    config = _config()
+    if not config.audit_key_path.is_file():
+        _fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
+    click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
+
+
+def _verifier(vkey: str) -> Any:
+    from gateway.audit.checkpoint import NoteVerifier
+
+    text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
+    try:
+        return NoteVerifier.parse(text)
+    except Refusal as refusal:
+        _fail(f"--vkey: {refusal.reason}")
+
+
+@audit.command("verify-receipt")
+@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@json_option
+def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
+    """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
+    from gateway.audit.receipt import verify_receipt
+
+    try:
+        data = json.loads(receipt.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(f"{receipt} is not a JSON receipt: {exc}")
+    report = verify_receipt(data, _verifier(vkey))
+    _emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    if report["verdict"] != "valid":
+        sys.exit(1)
+
+
 # --- client helper --------------------------------------------------------------------------------
 
 

@@ -73,6 +73,16 @@ class Config:
         return self.keys_dir / "citizen-id-pepper.key"
 
     @property
+    def audit_key_path(self) -> Path:
+        """Ed25519 key that signs the audit log's checkpoints."""
+        return self.keys_dir / "audit-log.key"
+
+    @property
+    def audit_origin(self) -> str:
+        """The checkpoints' origin line and the signed-note key name, e.g. ``gateway.example/audit``."""
+        return urlsplit(self.public_url).netloc + "/audit"
+
+    @property
     def dev_idp_key_path(self) -> Path:
         return self.keys_dir / "dev-idp.key"
 
@@ -155,6 +165,7 @@ class Config:
             self.seal_cert_path,
             self.token_key_path,
             self.pepper_path,
+            self.audit_key_path,
             *self.trust_anchor_paths,
         ]
         if self.demo:

@@ -1,12 +1,15 @@
 """gunicorn settings shared by ``gateway serve`` and the Docker image.
 
 With several workers, Prometheus metrics live in files under ``PROMETHEUS_MULTIPROC_DIR``; a
-worker that exits must be marked dead or its gauges linger in ``/metrics``.
+worker that exits must be marked dead or its gauges linger in ``/metrics``.  Each worker also runs
+a small thread that signs an audit checkpoint once a second while entries arrive (signing is
+locked and idempotent, so several workers and hosts doing it is harmless).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 graceful_timeout = 20
@@ -19,3 +22,22 @@ def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def post_worker_init(worker: Any) -> None:
+    app = worker.wsgi
+    checkpoints = app.extensions["gateway"].checkpoints
+    stop = threading.Event()
+
+    def sign_every_second() -> None:
+        while not stop.wait(1.0):
+            checkpoints.refresh_quietly()
+
+    threading.Thread(target=sign_every_second, name="audit-checkpoints", daemon=True).start()
+    worker.gateway_stop_checkpoints = stop
+
+
+def worker_exit(_server: Any, worker: Any) -> None:
+    stop = getattr(worker, "gateway_stop_checkpoints", None)
+    if stop is not None:
+        stop.set()

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import pki
 from gateway.config import Config
@@ -26,6 +28,7 @@ DEV_FILES = (
     "gateway-token.key",
     "citizen-id-pepper.key",
     "dev-idp.key",
+    "audit-log.key",
 )
 
 
@@ -37,6 +40,7 @@ class GatewayKeys:
     token_kid: str
     trust: TrustStore
     pepper: bytes
+    audit_key: Ed25519PrivateKey
 
     @classmethod
     def load(cls, config: Config) -> GatewayKeys:
@@ -54,7 +58,15 @@ class GatewayKeys:
             token_kid=pki.key_id(token_key),
             trust=TrustStore(anchors),
             pepper=config.pepper_path.read_bytes(),
+            audit_key=load_ed25519_key(config.audit_key_path),
         )
+
+
+def load_ed25519_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: the audit log's checkpoint key must be Ed25519")
+    return key
 
 
 def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
@@ -95,6 +107,9 @@ def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
     if missing("citizen-id-pepper.key"):
         pki.write_private_file(keys_dir / "citizen-id-pepper.key", os.urandom(32))
         written.append(keys_dir / "citizen-id-pepper.key")
+    if missing("audit-log.key"):
+        pki.save_private_key(Ed25519PrivateKey.generate(), keys_dir / "audit-log.key")
+        written.append(keys_dir / "audit-log.key")
     if missing("dev-idp.key"):
         pki.save_private_key(pki.generate_key("rsa"), keys_dir / "dev-idp.key")
         written.append(keys_dir / "dev-idp.key")

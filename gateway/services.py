@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 
 from gateway.audit import AuditLog
+from gateway.audit.checkpoint import NoteSigner
+from gateway.audit.checkpoints import CheckpointLog
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
@@ -50,6 +52,7 @@ class Services:
     national_id: NationalIdVerifier
     dossiers: DossierService
     dev_idp: DevIdpSettings | None
+    checkpoints: CheckpointLog
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -124,6 +127,7 @@ class Services:
                 per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
+            checkpoints=CheckpointLog(db, NoteSigner(config.audit_origin, keys.audit_key)),
         )
 
 

@@ -77,9 +77,10 @@ def snapshot(db: Database) -> dict[str, int]:
 
 
 def reset_database(db: Database) -> None:
+    """Empty every table between tests.  TRUNCATE, because the audit tables refuse DELETE (by design)."""
     with db.write() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(sa.delete(table))
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.execute(sa.insert(metadata.tables["audit_head"]).values(id=1, size=0, last_time_us=0))
 
 

@@ -209,3 +209,22 @@ def test_citizen_logs_in_at_the_development_idp_and_files_a_dossier_through_guni
     assert filed.status_code == 202, filed.text
     mine = requests.get(base + "/v1/dossiers", headers=auth, timeout=10).json()["items"]
     assert [d["id"] for d in mine] == [filed.json()["id"]]
+
+
+def test_workers_sign_the_tail_of_the_audit_log_within_a_couple_of_seconds(server):
+    import sqlalchemy as sa
+
+    base, keys = server
+    url = f"sqlite:///{keys.parent / 'gw.db'}"
+    engine = sa.create_engine(url)
+    _token(base, keys, "000.00.31.H29")  # one more audit entry, and nobody asks for a checkpoint
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            head = conn.execute(sa.text("SELECT size FROM audit_head")).scalar_one()
+            signed = conn.execute(sa.text("SELECT max(size) FROM audit_checkpoints")).scalar_one()
+        if signed == head:
+            break
+        time.sleep(0.2)
+    engine.dispose()
+    assert signed == head

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway.api.auth import require_agency
+from gateway.audit.receipt import build_receipt
 from gateway.observability import count_document
 from gateway.policy import Refusal
 from gateway.routing import inbox
@@ -123,3 +124,14 @@ def acknowledge(doc_id: str) -> Response:
     svc = services()
     with svc.db.write() as conn:
         return jsonify(inbox.acknowledge(conn, svc.audit, g.agency, doc_id))
+
+
+@bp.get("/v1/documents/<doc_id>/receipt")
+@require_agency
+def get_receipt(doc_id: str) -> Response:
+    """The document's audit entries with inclusion proofs against a signed checkpoint (sender and recipients only)."""
+    svc = services()
+    checkpoint = svc.checkpoints.refresh(force=True)
+    with svc.db.read() as conn:
+        inbox.document_view(conn, g.agency, doc_id)  # the same visibility rule as the document itself
+        return jsonify(build_receipt(conn, doc_id, checkpoint))

@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.audit.merkle import hash_children, hash_leaf, split_point
 from gateway.policy import Refusal
 from gateway.store.db import Database
-from gateway.store.tables import audit_entries, audit_head
+from gateway.store.tables import audit_entries, audit_head, audit_nodes
 
 ENTRY_VERSION = 1
 MAX_REASON_CHARS = 2000
@@ -88,7 +89,22 @@ class AuditLog:
                 for a, e in zip(appended, events, strict=True)
             ],
         )
+        self._append_nodes(conn, appended)
         return appended
+
+    @staticmethod
+    def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
+        """Store the leaf hashes and every perfect subtree the new leaves complete (RFC 9162 §2.1.1)."""
+        nodes: dict[tuple[int, int], bytes] = {}
+        for entry in appended:
+            level, i = 0, entry.index
+            h = nodes[(0, i)] = hash_leaf(entry.body)
+            while i & 1:
+                left = nodes.get((level, i - 1)) or stored_node(conn, level, i - 1)
+                h = hash_children(left, h)
+                level, i = level + 1, i >> 1
+                nodes[(level, i)] = h
+        conn.execute(sa.insert(audit_nodes), [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items()])
 
     def refused(self, db: Database, event: str, refusal: Refusal, **fields: str | None) -> None:
         """Audit a refusal in its own transaction: nothing else of the refused request is written."""
@@ -117,3 +133,32 @@ def encode_entry(index: int, time: datetime, event: AuditEvent) -> bytes:
 
 def _to_us(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
+
+
+def stored_node(conn: Connection, level: int, index: int) -> bytes:
+    found = conn.execute(
+        sa.select(audit_nodes.c.hash).where(audit_nodes.c.level == level, audit_nodes.c.idx == index)
+    ).scalar_one_or_none()
+    if found is None:
+        raise LookupError(f"audit subtree ({level}, {index}) is missing: the stored log is damaged")
+    return bytes(found)
+
+
+class StoredTree:
+    """RFC 9162 range hashes from the stored perfect subtrees, memoised for one request."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def hash_range(self, start: int, end: int) -> bytes:
+        key = (start, end)
+        if key not in self._memo:
+            n = end - start
+            if n & (n - 1) == 0 and start % n == 0:
+                level = n.bit_length() - 1
+                self._memo[key] = stored_node(self._conn, level, start >> level)
+            else:
+                k = split_point(n)
+                self._memo[key] = hash_children(self.hash_range(start, start + k), self.hash_range(start + k, end))
+        return self._memo[key]

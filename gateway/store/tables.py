@@ -120,6 +120,27 @@ audit_entries = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
+# Hash of every perfect subtree [idx·2^level, (idx+1)·2^level) of the audit log's Merkle tree
+# (RFC 9162), written by the append itself, so roots and proofs need O(log² n) lookups.
+audit_nodes = sa.Table(
+    "audit_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
+
 replay_cache = sa.Table(
     "replay_cache",
     metadata,

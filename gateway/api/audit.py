@@ -1,0 +1,56 @@
+"""The audit log's public face: the latest signed checkpoint and proofs against it.
+
+Like a Certificate Transparency log these reveal only hashes, so they need no login; entries
+themselves are only ever handed out in receipts (to a document's parties) and to auditors.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, jsonify, request
+
+from gateway.policy import Refusal
+from gateway.services import services
+
+bp = Blueprint("audit", __name__)
+
+
+def _int_arg(name: str) -> int:
+    try:
+        value = int(request.args.get(name, ""))
+    except ValueError:
+        raise Refusal("invalid-request", f"{name} must be a whole number") from None
+    if not 0 <= value < 2**63:
+        raise Refusal("invalid-request", f"{name} is out of range")
+    return value
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(i).decode() for i in items]
+
+
+@bp.get("/v1/audit/checkpoint")
+def checkpoint() -> Response:
+    signed = services().checkpoints.refresh()
+    response = Response(signed.note, mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/v1/audit/proof/inclusion")
+def inclusion() -> Response:
+    index, size = _int_arg("index"), _int_arg("size")
+    svc = services()
+    with svc.db.read() as conn:
+        proof = svc.checkpoints.inclusion(conn, index, size)
+    return jsonify({"index": index, "size": size, "proof": _b64(proof)})
+
+
+@bp.get("/v1/audit/proof/consistency")
+def consistency() -> Response:
+    first, second = _int_arg("from"), _int_arg("to")
+    svc = services()
+    with svc.db.read() as conn:
+        proof = svc.checkpoints.consistency(conn, first, second)
+    return jsonify({"from": first, "to": second, "proof": _b64(proof)})

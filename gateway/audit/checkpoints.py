@@ -1,0 +1,115 @@
+"""Signing checkpoints of the audit log and serving proofs against them.
+
+A checkpoint is signed at most once a second, whenever the log has grown (after write requests and
+whenever one is asked for).  Before signing size n the service proves, from the stored subtree
+hashes, that the tree of size n extends the last signed checkpoint; if it does not, the stored log
+was altered and it refuses to sign — the gateway never signs two inconsistent checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.audit.checkpoint import Checkpoint, NoteSigner
+from gateway.audit.log import StoredTree
+from gateway.audit.merkle import consistency_path, inclusion_path, root_hash, verify_consistency
+from gateway.policy import Refusal
+from gateway.store.db import Database
+from gateway.store.tables import audit_checkpoints, audit_head
+
+log = logging.getLogger("gateway.audit")
+
+
+class LogInconsistent(Exception):
+    """The stored log does not extend the last signed checkpoint: someone altered it."""
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    size: int
+    root: bytes
+    note: str
+    created_us: int
+
+
+class CheckpointLog:
+    def __init__(self, db: Database, signer: NoteSigner, *, interval: float = 1.0) -> None:
+        self._db = db
+        self._signer = signer
+        self._interval_us = int(interval * 1_000_000)
+
+    @property
+    def vkey(self) -> str:
+        return self._signer.vkey
+
+    @property
+    def origin(self) -> str:
+        return self._signer.name
+
+    @staticmethod
+    def latest(conn: Connection) -> SignedCheckpoint | None:
+        row = conn.execute(
+            sa.select(audit_checkpoints).order_by(audit_checkpoints.c.size.desc()).limit(1)
+        ).one_or_none()
+        return SignedCheckpoint(int(row.size), bytes(row.root), row.note, int(row.created_us)) if row else None
+
+    def refresh(self, *, force: bool = False) -> SignedCheckpoint:
+        """The latest checkpoint, signing a new one first when the log grew and the last is older than the interval."""
+        now = int(time.time() * 1_000_000)
+        with self._db.read() as conn:
+            size = _head_size(conn)
+            latest = self.latest(conn)
+        if latest is not None and (latest.size == size or (not force and now - latest.created_us < self._interval_us)):
+            return latest
+        with self._db.write() as conn:
+            conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(size=audit_head.c.size))  # lock
+            size, latest = _head_size(conn), self.latest(conn)
+            if latest is not None and latest.size == size:
+                return latest
+            tree = StoredTree(conn)
+            root = root_hash(tree, size)
+            if latest is not None and latest.size > 0:
+                proof = consistency_path(tree, latest.size, size)
+                if not verify_consistency(latest.size, size, latest.root, root, proof):
+                    log.critical("audit log no longer extends checkpoint %d: refusing to sign", latest.size)
+                    raise LogInconsistent(f"the stored log does not extend the checkpoint of size {latest.size}")
+            note = self._signer.sign(Checkpoint(self._signer.name, size, root).text())
+            signed = SignedCheckpoint(size, root, note, int(time.time() * 1_000_000))
+            conn.execute(
+                sa.insert(audit_checkpoints).values(size=size, root=root, note=note, created_us=signed.created_us)
+            )
+            return signed
+
+    def refresh_quietly(self) -> None:
+        """For after-request hooks: a failure to sign is logged, never turned into the caller's error."""
+        try:
+            self.refresh()
+        except Exception:
+            log.exception("could not sign an audit checkpoint")
+
+    def inclusion(self, conn: Connection, index: int, size: int) -> list[bytes]:
+        self._check_size(conn, size)
+        if not 0 <= index < size:
+            raise Refusal("invalid-request", f"index must be between 0 and size - 1 ({size - 1})")
+        return inclusion_path(StoredTree(conn), index, size)
+
+    def consistency(self, conn: Connection, first: int, second: int) -> list[bytes]:
+        self._check_size(conn, second)
+        if not 0 <= first <= second:
+            raise Refusal("invalid-request", "from must be between 0 and to")
+        return consistency_path(StoredTree(conn), first, second)
+
+    @staticmethod
+    def _check_size(conn: Connection, size: int) -> None:
+        current = _head_size(conn)
+        if not 0 < size <= current:
+            raise Refusal("invalid-request", f"size must be between 1 and the log's size ({current})")
+
+
+def _head_size(conn: Connection) -> int:
+    return int(conn.execute(sa.select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one())

@@ -1,0 +1,77 @@
+"""A document's receipt: its audit entries, each with an inclusion proof against a signed checkpoint.
+
+Sender and recipient keep it; ``gateway audit verify-receipt`` checks it offline with nothing but the
+log's verifier key, taking size and root only from the checkpoint whose signature verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.audit.checkpoint import NoteVerifier, open_checkpoint
+from gateway.audit.checkpoints import SignedCheckpoint
+from gateway.audit.log import StoredTree
+from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
+from gateway.policy import Refusal
+from gateway.store.tables import audit_entries
+
+FORMAT = "interconnect-gateway-receipt/1"
+
+
+def build_receipt(conn: Connection, document: str, checkpoint: SignedCheckpoint) -> dict[str, Any]:
+    rows = conn.execute(
+        sa.select(audit_entries.c.idx, audit_entries.c.body)
+        .where(audit_entries.c.document == document, audit_entries.c.idx < checkpoint.size)
+        .order_by(audit_entries.c.idx)
+    ).all()
+    tree = StoredTree(conn)
+    return {
+        "format": FORMAT,
+        "document": document,
+        "checkpoint": checkpoint.note,
+        "entries": [
+            {
+                "index": int(r.idx),
+                "entry": base64.b64encode(bytes(r.body)).decode(),
+                "proof": [base64.b64encode(h).decode() for h in inclusion_path(tree, int(r.idx), checkpoint.size)],
+            }
+            for r in rows
+        ],
+    }
+
+
+def verify_receipt(receipt: Any, verifier: NoteVerifier) -> dict[str, Any]:
+    """A report with ``verdict`` valid/invalid and, when invalid, the first bad part."""
+    report: dict[str, Any] = {"verdict": "invalid"}
+    try:
+        if not isinstance(receipt, dict) or receipt.get("format") != FORMAT:
+            raise Refusal("receipt-invalid", f"not a receipt ({FORMAT})")
+        checkpoint = open_checkpoint(str(receipt.get("checkpoint", "")), verifier)
+        report.update(checkpoint_size=checkpoint.size, origin=checkpoint.origin)
+        entries = receipt.get("entries")
+        if not isinstance(entries, list) or not entries:
+            raise Refusal("receipt-invalid", "the receipt holds no entries")
+        events = []
+        for n, item in enumerate(entries):
+            try:
+                index, body = int(item["index"]), base64.b64decode(item["entry"], validate=True)
+                proof = [base64.b64decode(p, validate=True) for p in item["proof"]]
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                raise Refusal("receipt-invalid", f"entry #{n} is malformed") from None
+            if not verify_inclusion(index, checkpoint.size, hash_leaf(body), proof, checkpoint.root):
+                raise Refusal("receipt-invalid", f"entry at index {index} is not in the signed log")
+            entry = json.loads(body)
+            if entry.get("index") != index or entry.get("document") != receipt.get("document"):
+                raise Refusal("receipt-invalid", f"entry at index {index} is about another index or document")
+            events.append(f"{index} {entry.get('time')} {entry.get('event')} {entry.get('outcome')}")
+    except Refusal as refusal:
+        report.update(code=refusal.code, reason=refusal.reason)
+        return report
+    report.update(verdict="valid", document=receipt["document"], entries=events)
+    return report
