@@ -527,6 +527,49 @@ def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+@audit.command("export")
+@click.option("--from", "first", type=int, default=0, show_default=True, help="First entry index.")
+@click.option("--to", "last", type=int, default=None, help="End index (exclusive); default: the whole log.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def audit_export(first: int, last: int | None, out: Path) -> None:
+    """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
+    from gateway.audit.bundle import export_bundle
+
+    with _services() as svc:
+        svc.checkpoints.refresh(force=True)
+        with svc.db.read() as conn:
+            size = svc.audit.size(conn)
+            end = size if last is None else last
+            if not 0 <= first < end <= size:
+                _fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
+            try:
+                out.write_bytes(export_bundle(conn, svc.checkpoints, first, end))
+            except Refusal as refusal:
+                _fail(refusal.reason)
+    click.echo(f"wrote {out}")
+
+
+@audit.command("verify")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@json_option
+def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
+    """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""
+    from gateway.audit.bundle import verify_bundle
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
+
+    verdict = verify_bundle(bundle, _verifier(vkey), progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    _emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
+    if not verdict.valid:
+        sys.exit(1)
+
+
 # --- client helper --------------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ class Config:
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
+    auditors: tuple[str, ...] = ()  # personal ID numbers (national-ID login) or agency codes (gateway tokens)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # Paths default to files inside keys_dir; these properties are what the rest of the code reads.
@@ -71,6 +72,11 @@ class Config:
     def pepper_path(self) -> Path:
         """The per-deployment key that hashes citizens' personal IDs in the audit log."""
         return self.keys_dir / "citizen-id-pepper.key"
+
+    @property
+    def auditor_identities(self) -> frozenset[str]:
+        """Demo mode makes the development provider's test citizen Lê Minh Châu an auditor unless told otherwise."""
+        return frozenset(self.auditors or (("031085054321",) if self.demo else ()))
 
     @property
     def audit_key_path(self) -> Path:
@@ -186,6 +192,9 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
             raise ValueError("issuers must be [[issuers]] tables in the TOML file")
         return tuple(value)
+    if name == "auditors":
+        items = value if isinstance(value, list) else str(value).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
     if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "procedures_file"):
         return Path(str(value))
     if name == "trust_anchors":

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from gateway.audit.merkle import hash_children, hash_leaf, split_point
 from gateway.policy import Refusal
 from gateway.store.db import Database
-from gateway.store.tables import audit_entries, audit_head, audit_nodes
+from gateway.store.tables import audit_entries, audit_head, audit_nodes, audit_search
 
 ENTRY_VERSION = 1
 MAX_REASON_CHARS = 2000
@@ -86,6 +86,23 @@ class AuditLog:
             sa.insert(audit_entries),
             [
                 {"idx": a.index, "time_us": time_us, "event": e.event, "document": e.document, "body": a.body}
+                for a, e in zip(appended, events, strict=True)
+            ],
+        )
+        conn.execute(
+            sa.insert(audit_search),
+            [
+                {
+                    "idx": a.index,
+                    "time_us": time_us,
+                    "event": e.event,
+                    "outcome": e.outcome,
+                    "actor": (e.actor or "")[:128] or None,
+                    "sender": e.sender,
+                    "recipient": e.recipient,
+                    "document": e.document,
+                    "document_id": e.document_id,
+                }
                 for a, e in zip(appended, events, strict=True)
             ],
         )

@@ -141,6 +141,22 @@ audit_checkpoints = sa.Table(
 
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
 
+# What auditors search by, copied out of each entry at append time.  Derived data, not part of the
+# Merkle log: it can always be rebuilt from audit_entries.
+audit_search = sa.Table(
+    "audit_search",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time_us", sa.BigInteger, nullable=False, index=True),
+    sa.Column("event", sa.String(64), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=True, index=True),
+    sa.Column("sender", sa.String(35), nullable=True, index=True),
+    sa.Column("recipient", sa.String(35), nullable=True, index=True),
+    sa.Column("document", sa.String(36), nullable=True, index=True),
+    sa.Column("document_id", sa.String(255), nullable=True, index=True),
+)
+
 replay_cache = sa.Table(
     "replay_cache",
     metadata,

@@ -1,0 +1,137 @@
+"""The auditor API: search the audit trail and export stretches of it.  Every read is itself audited.
+
+The auditor role is granted by configuration (``GATEWAY_AUDITORS``) to named identities: a personal
+ID number for auditors who log in with national electronic identity, or an agency code for a gateway
+access token (tests, integrations).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, request
+
+from gateway.api.auth import bearer_token
+from gateway.audit import AuditEvent
+from gateway.audit.bundle import export_bundle
+from gateway.citizen.service import citizen_actor
+from gateway.identity.jws import parse_compact
+from gateway.policy import Refusal
+from gateway.services import services
+from gateway.store.tables import audit_entries, audit_search
+
+bp = Blueprint("auditors", __name__)
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Auditor:
+    actor: str  # as it appears in the audit log: never a raw personal ID
+    display: str
+
+
+def authenticated_auditor() -> Auditor:
+    svc = services()
+    allowed = svc.config.auditor_identities
+    token = ""
+    try:
+        token = bearer_token("invalid-token")
+        header = parse_compact(token, "invalid-token").header
+        if header.get("kid") == svc.tokens.kid:  # the gateway's own access token: an agency
+            agency = svc.tokens.verify(token)
+            auditor, identity = Auditor(agency, agency), agency
+        else:
+            citizen = svc.national_id.verify(token)
+            auditor, identity = (
+                Auditor(citizen_actor(citizen), f"{citizen.full_name} ({citizen.masked_id})"),
+                citizen.personal_id,
+            )
+        if identity not in allowed:
+            raise Refusal("not-an-auditor", "this identity has no auditor role (GATEWAY_AUDITORS)")
+    except Refusal as refusal:
+        svc.audit.refused(svc.db, "auditor.refused", refusal)
+        raise
+    return auditor
+
+
+def record_read(auditor: Auditor, event: str, what: str) -> None:
+    svc = services()
+    with svc.db.write() as conn:
+        svc.audit.append(conn, AuditEvent(event=event, outcome="ok", actor=auditor.actor, reason=what[:500]))
+
+
+def _time_us(name: str) -> int | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refusal(
+            "invalid-request", f"{name} must be an ISO 8601 date or time, e.g. 2026-11-23T08:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise Refusal("invalid-request", f"{name} needs a time zone, e.g. 2026-11-23T08:00:00+07:00")
+    return int(moment.timestamp() * 1_000_000)
+
+
+def search_query() -> tuple[sa.Select[tuple[int, bytes]], int, int]:
+    """The auditor's filters as one query; also used by the web workbench."""
+    try:
+        after = int(request.args.get("after", "-1"))
+        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", "50"))))
+    except ValueError:
+        raise Refusal("invalid-request", "after and limit must be whole numbers") from None
+    query = sa.select(audit_search.c.idx, audit_entries.c.body).join(
+        audit_entries, audit_entries.c.idx == audit_search.c.idx
+    )
+    start, end = _time_us("from"), _time_us("to")
+    if start is not None:
+        query = query.where(audit_search.c.time_us >= start)
+    if end is not None:
+        query = query.where(audit_search.c.time_us < end)
+    if agency := request.args.get("agency"):
+        query = query.where(
+            sa.or_(audit_search.c.sender == agency, audit_search.c.recipient == agency, audit_search.c.actor == agency)
+        )
+    for name in ("document", "document_id", "event", "outcome"):
+        if value := request.args.get(name):
+            query = query.where(getattr(audit_search.c, name) == value)
+    query = query.where(audit_search.c.idx > after).order_by(audit_search.c.idx).limit(limit + 1)
+    return query, after, limit
+
+
+@bp.get("/v1/audit/entries")
+def search() -> Response:
+    auditor = authenticated_auditor()
+    query, _after, limit = search_query()
+    svc = services()
+    with svc.db.read() as conn:
+        rows = conn.execute(query).all()
+    record_read(auditor, "auditor.search", request.query_string.decode()[:500])
+    items = [{"index": int(r.idx), "entry": json.loads(bytes(r.body))} for r in rows[:limit]]
+    return jsonify({"items": items, "next_after": int(rows[limit - 1].idx) if len(rows) > limit else None})
+
+
+@bp.get("/v1/audit/export")
+def export() -> Response:
+    auditor = authenticated_auditor()
+    start, end = _time_us("from"), _time_us("to")
+    svc = services()
+    svc.checkpoints.refresh(force=True)
+    with svc.db.read() as conn:
+        bounds = conn.execute(
+            sa.select(sa.func.min(audit_search.c.idx), sa.func.max(audit_search.c.idx)).where(
+                audit_search.c.time_us >= (start or 0), audit_search.c.time_us < (end or 2**62)
+            )
+        ).one()
+        if bounds[0] is None:
+            raise Refusal("export-empty", "no audit entries in that time range")
+        bundle = export_bundle(conn, svc.checkpoints, int(bounds[0]), int(bounds[1]) + 1)
+    record_read(auditor, "auditor.export", request.query_string.decode()[:500])
+    response = Response(bundle, mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="audit-{bounds[0]}-{bounds[1]}.zip"'
+    return response

@@ -1,0 +1,207 @@
+"""Auditors: role, search, export bundles verified offline, and tampering caught with where it happened."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from gateway import create_app
+from gateway.audit import AuditEvent, AuditLog
+from gateway.audit.bundle import export_bundle, verify_bundle
+from gateway.audit.checkpoint import NoteVerifier
+from gateway.audit.log import StoredTree
+from gateway.audit.merkle import LeafHashes, root_hash
+from gateway.cli import main
+from gateway.store.db import Database
+from gateway.store.tables import audit_entries
+from tests.conftest import make_config, register_agencies
+from tests.support import HCM, NOIVU, Q4, GatewayClient, reset_database, sample
+from tests.test_citizen_flow import login
+
+
+@pytest.fixture
+def audited_app(database_url, dev_pki):  # type: ignore[no-untyped-def]
+    app = create_app(make_config(database_url, dev_pki, auditors=(NOIVU,)))
+    register_agencies(app.extensions["gateway"], dev_pki)
+    yield app
+    app.extensions["gateway"].db.dispose()
+
+
+def _client(app, dev_pki, code: str) -> GatewayClient:  # type: ignore[no-untyped-def]
+    client = GatewayClient(app.test_client(), dev_pki.agencies[code])
+    client.token()
+    return client
+
+
+def _send_documents(app, dev_pki, n: int) -> list[str]:  # type: ignore[no-untyped-def]
+    sender, svc, ids = _client(app, dev_pki, HCM), app.extensions["gateway"], []
+    for i in range(n):
+        data = sample("cong-van.edxml").replace(
+            b"1024/UBND-VX</edXML:DocumentId>", f"{i}/UBND-VX</edXML:DocumentId>".encode()
+        )
+        ids.append(sender.submit(sender.keys.sign(data)).get_json()["id"])
+        svc.checkpoints.refresh(force=True)  # a checkpoint after every document keeps "where" precise
+    return ids
+
+
+def test_auditor_searches_by_agency_event_outcome_and_document_and_each_read_is_audited(audited_app, dev_pki):
+    ids = _send_documents(audited_app, dev_pki, 3)
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    hits = auditor.get(f"/v1/audit/entries?document={ids[1]}").get_json()["items"]
+    assert [h["entry"]["event"] for h in hits] == ["document.accepted", "document.routed", "document.routed"]
+    assert all(h["entry"]["index"] == h["index"] for h in hits)
+    routed_to_q4 = auditor.get(f"/v1/audit/entries?agency={Q4}&event=document.routed").get_json()["items"]
+    assert len(routed_to_q4) == 3
+    page = auditor.get("/v1/audit/entries?limit=2").get_json()
+    assert len(page["items"]) == 2 and page["next_after"] == page["items"][1]["index"]
+    assert auditor.get("/v1/audit/entries?from=2026-01-01T00:00:00Z&to=2000-01-01T00:00:00Z").get_json()["items"] == []
+    assert auditor.get("/v1/audit/entries?from=yesterday").status_code == 400
+    reads = auditor.get("/v1/audit/entries?event=auditor.search").get_json()["items"]
+    assert len(reads) == 4 and all(r["entry"]["actor"] == NOIVU for r in reads)  # this search is recorded after it
+
+
+def test_non_auditors_are_refused_and_the_refusal_is_audited(audited_app, dev_pki):
+    outsider = _client(audited_app, dev_pki, Q4)
+    refused = outsider.get("/v1/audit/entries")
+    assert refused.status_code == 403 and refused.get_json()["code"] == "not-an-auditor"
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    assert auditor.get("/v1/audit/entries?event=auditor.refused").get_json()["items"]
+    assert audited_app.test_client().get("/v1/audit/entries").status_code == 401
+
+
+def test_auditor_logs_in_with_national_identity(app):
+    """Demo mode: the development provider's Lê Minh Châu is an auditor, Nguyễn Văn An is not."""
+    client = app.test_client()
+    chau, an = login(client, 2), login(client, 0)
+    ok = client.get("/v1/audit/entries?limit=1", headers={"Authorization": f"Bearer {chau['access_token']}"})
+    assert ok.status_code == 200 and ok.get_json()["items"]
+    refused = client.get("/v1/audit/entries", headers={"Authorization": f"Bearer {an['access_token']}"})
+    assert refused.status_code == 403
+    reads = client.get(
+        "/v1/audit/entries?event=auditor.search", headers={"Authorization": f"Bearer {chau['access_token']}"}
+    )
+    assert reads.get_json()["items"][0]["entry"]["actor"].startswith("citizen:")  # a keyed hash, never the number
+
+
+def test_exported_bundle_verifies_offline_from_the_start_and_from_the_middle(audited_app, dev_pki, tmp_path):
+    _send_documents(audited_app, dev_pki, 3)
+    svc = audited_app.extensions["gateway"]
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    response = auditor.get("/v1/audit/export?from=2000-01-01T00:00:00Z")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    (tmp_path / "all.zip").write_bytes(response.data)
+    verifier = NoteVerifier.parse(svc.checkpoints.vkey)
+    assert verify_bundle(tmp_path / "all.zip", verifier).valid
+    with svc.db.read() as conn:
+        (tmp_path / "middle.zip").write_bytes(export_bundle(conn, svc.checkpoints, 7, 12))
+    verdict = verify_bundle(tmp_path / "middle.zip", verifier)
+    assert verdict.valid, verdict.detail
+    result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "middle.zip"), "--vkey", svc.checkpoints.vkey])
+    assert result.exit_code == 0 and result.output.startswith("VALID")
+    other = NoteVerifier.parse(
+        __import__("gateway.audit.checkpoint", fromlist=["NoteSigner"])
+        .NoteSigner(
+            "gateway.test/audit",
+            __import__(
+                "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]
+            ).Ed25519PrivateKey.generate(),
+        )
+        .vkey
+    )
+    assert "signature" in verify_bundle(tmp_path / "all.zip", other).detail
+
+
+@contextmanager
+def triggers_bypassed(db: Database):  # type: ignore[no-untyped-def]
+    """What an operator with database access could do: switch the append-only triggers off."""
+    with db.write() as conn:
+        if db.is_sqlite:
+            for action in ("update", "delete"):
+                conn.execute(sa.text(f"DROP TRIGGER audit_entries_no_{action}"))
+        else:
+            conn.execute(sa.text("ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_append_only"))
+    try:
+        with db.write() as conn:
+            yield conn
+    finally:
+        if not db.is_sqlite:
+            with db.write() as conn:
+                conn.execute(sa.text("ALTER TABLE audit_entries ENABLE TRIGGER audit_entries_append_only"))
+
+
+def _verify_export(app, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+    svc = app.extensions["gateway"]
+    with svc.db.read() as conn:
+        size = conn.execute(sa.select(sa.func.max(audit_entries.c.idx))).scalar_one() + 1
+        (tmp_path / "b.zip").write_bytes(export_bundle(conn, svc.checkpoints, 0, size))
+    verdict = verify_bundle(tmp_path / "b.zip", NoteVerifier.parse(svc.checkpoints.vkey))
+    assert not verdict.valid
+    return verdict.detail
+
+
+def test_an_edited_entry_is_caught_and_located(audited_app, dev_pki, tmp_path):
+    _send_documents(audited_app, dev_pki, 3)
+    with triggers_bypassed(audited_app.extensions["gateway"].db) as conn:
+        body = conn.execute(sa.select(audit_entries.c.body).where(audit_entries.c.idx == 10)).scalar_one()
+        conn.execute(
+            sa.update(audit_entries)
+            .where(audit_entries.c.idx == 10)
+            .values(body=bytes(body).replace(b'"outcome":"accepted"', b'"outcome":"refused"'))
+        )
+    detail = _verify_export(audited_app, tmp_path)
+    low, high = (int(x) for x in detail.split("between ")[1].split(" was")[0].split(" and "))
+    assert low <= 10 <= high and high - low < 4, detail
+
+
+def test_deleted_newest_entries_are_caught(audited_app, dev_pki, tmp_path):
+    _send_documents(audited_app, dev_pki, 2)
+    with triggers_bypassed(audited_app.extensions["gateway"].db) as conn:
+        newest = conn.execute(sa.select(sa.func.max(audit_entries.c.idx))).scalar_one()
+        conn.execute(sa.delete(audit_entries).where(audit_entries.c.idx >= newest - 1))
+    detail = _verify_export(audited_app, tmp_path)
+    assert f"entries {newest - 1}..{newest} are missing" in detail, detail
+
+
+def test_two_reordered_entries_are_caught_and_located(audited_app, dev_pki, tmp_path):
+    _send_documents(audited_app, dev_pki, 2)
+    with triggers_bypassed(audited_app.extensions["gateway"].db) as conn:
+        for old, new in ((8, -1), (9, 8), (-1, 9)):
+            conn.execute(sa.update(audit_entries).where(audit_entries.c.idx == old).values(idx=new))
+    detail = _verify_export(audited_app, tmp_path)
+    assert "position 8 says index 9" in detail, detail
+
+
+def _append_many(url: str, n: int) -> None:
+    db, log = Database(url), AuditLog()
+    for i in range(n):
+        with db.write() as conn:
+            log.append(conn, AuditEvent("test.process", "ok", actor=f"p{i}"))
+    db.dispose()
+
+
+def test_several_processes_appending_on_postgresql_give_a_gap_free_consistent_log(postgres_url):
+    db = Database(postgres_url)
+    reset_database(db)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(postgres_url, 40)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    with db.read() as conn:
+        rows = conn.execute(sa.select(audit_entries.c.idx, audit_entries.c.body).order_by(audit_entries.c.idx)).all()
+        stored_root = root_hash(StoredTree(conn), len(rows))
+    assert [r.idx for r in rows] == list(range(160))
+    assert [json.loads(r.body)["index"] for r in rows] == list(range(160))
+    times = [json.loads(r.body)["time"] for r in rows]
+    assert times == sorted(times)
+    assert stored_root == root_hash(LeafHashes.of_entries([bytes(r.body) for r in rows]), len(rows))
+    reset_database(db)
+    db.dispose()
