@@ -30,6 +30,7 @@ def assert_refused(svc: Any, send: Callable[[], Any], status: int, code: str, ev
     assert problem["code"] == code and problem["detail"] and problem["status"] == status
     after = snapshot(svc.db)
     assert after.pop("audit_entries") == before.pop("audit_entries") + 1
+    assert after.pop("audit_search") == before.pop("audit_search") + 1
     assert after.pop("audit_nodes") > before.pop("audit_nodes")  # the entry's Merkle leaf (and completed subtrees)
     after.pop("audit_checkpoints"), before.pop("audit_checkpoints")  # a checkpoint may be signed after any write
     assert after == before  # nothing else was stored
