@@ -205,3 +205,29 @@ def test_several_processes_appending_on_postgresql_give_a_gap_free_consistent_lo
     assert stored_root == root_hash(LeafHashes.of_entries([bytes(r.body) for r in rows]), len(rows))
     reset_database(db)
     db.dispose()
+
+
+def test_processing_statistics_count_received_done_on_time_late_and_refused(audited_app, dev_pki):
+    from tests.support import status_message
+
+    ids = _send_documents(audited_app, dev_pki, 2)  # cong-van: due 2020/03/31, so anything done now is late
+    q4 = _client(audited_app, dev_pki, Q4)
+    q4.post(f"/v1/inbox/{ids[0]}/ack")
+    view = q4.get(f"/v1/documents/{ids[0]}").get_json()
+    assert q4.submit(q4.keys.sign(status_message(view["document_id"], HCM, Q4, "06")), "/v1/status").status_code == 202
+    sender = _client(audited_app, dev_pki, HCM)
+    assert sender.submit(b"<broken").status_code == 400
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    figures = {a["agency"]: a for a in auditor.get("/v1/audit/statistics").get_json()["agencies"]}
+    assert {k: figures[Q4][k] for k in ("received", "acknowledged", "done", "on_time", "late", "overdue_open")} == {
+        "received": 2,
+        "acknowledged": 1,
+        "done": 1,
+        "on_time": 0,
+        "late": 1,
+        "overdue_open": 1,
+    }
+    assert figures[Q4]["done_rate"] == 0.5 and figures[HCM]["refused_sent"] == 1
+    csv_text = auditor.get("/v1/audit/statistics?format=csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("agency,received,acknowledged,done,on_time,late")
+    assert any(line.startswith(f"{Q4},2,1,1,0,1,1") for line in csv_text.splitlines())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
@@ -17,6 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from gateway.api.auth import bearer_token
 from gateway.audit import AuditEvent
 from gateway.audit.bundle import export_bundle
+from gateway.audit.statistics import as_csv, processing_statistics
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
 from gateway.policy import Refusal
@@ -135,3 +136,22 @@ def export() -> Response:
     response = Response(bundle, mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="audit-{bounds[0]}-{bounds[1]}.zip"'
     return response
+
+
+@bp.get("/v1/audit/statistics")
+def statistics() -> Response:
+    """Per agency and period: received, acknowledged, done, on time/late, overdue, refused; JSON or CSV."""
+    auditor = authenticated_auditor()
+    now = datetime.now(UTC)
+    start_us, end_us = _time_us("from"), _time_us("to")
+    start = datetime.fromtimestamp(start_us / 1e6, UTC) if start_us is not None else now - timedelta(days=30)
+    end = datetime.fromtimestamp(end_us / 1e6, UTC) if end_us is not None else now
+    svc = services()
+    with svc.db.read() as conn:
+        rows = processing_statistics(conn, start, end, now)
+    record_read(auditor, "auditor.statistics", request.query_string.decode()[:500])
+    if request.args.get("format") == "csv":
+        response = Response(as_csv(rows), mimetype="text/csv")
+        response.headers["Content-Disposition"] = 'attachment; filename="statistics.csv"'
+        return response
+    return jsonify({"from": start.isoformat(), "to": end.isoformat(), "agencies": [r.as_dict() for r in rows]})
