@@ -129,3 +129,25 @@ def test_sql_rate_limit_is_exact_under_concurrency(database_url):
     for t in threads:
         t.join()
     assert results.count(True) == 25
+
+
+def test_subtree_hashes_are_right_whatever_the_batch_sizes(database_url):
+    """Appends come one by one (documents) or in batches (a document's entries); both must build the same tree."""
+    import random
+
+    from gateway.audit.log import StoredTree
+    from gateway.audit.merkle import LeafHashes, root_hash
+
+    db, log, rng = Database(database_url), AuditLog(), random.Random(11)
+    total = 0
+    while total < 90:
+        batch = rng.randint(1, 7)
+        with db.write() as conn:
+            log.append_many(conn, [AuditEvent("test.batch", "ok", actor=str(total + i)) for i in range(batch)])
+        total += batch
+    with db.read() as conn:
+        bodies = [bytes(b) for b in conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx)).scalars()]
+        tree = StoredTree(conn)
+        for size in range(1, total + 1):
+            assert root_hash(tree, size) == root_hash(LeafHashes.of_entries(bodies[:size]), size)
+    db.dispose()

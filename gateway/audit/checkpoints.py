@@ -71,7 +71,10 @@ class CheckpointLog:
             size, latest = _head_size(conn), self.latest(conn)
             if latest is not None and latest.size == size:
                 return latest
-            tree = StoredTree(conn)
+            previous = latest.size if latest is not None else 0
+            tree = StoredTree(conn).prefetch(
+                lambda t: (root_hash(t, size), consistency_path(t, previous, size) if previous else None)
+            )
             root = root_hash(tree, size)
             if latest is not None and latest.size > 0:
                 proof = consistency_path(tree, latest.size, size)
@@ -96,13 +99,15 @@ class CheckpointLog:
         self._check_size(conn, size)
         if not 0 <= index < size:
             raise Refusal("invalid-request", f"index must be between 0 and size - 1 ({size - 1})")
-        return inclusion_path(StoredTree(conn), index, size)
+        tree = StoredTree(conn).prefetch(lambda t: inclusion_path(t, index, size))
+        return inclusion_path(tree, index, size)
 
     def consistency(self, conn: Connection, first: int, second: int) -> list[bytes]:
         self._check_size(conn, second)
         if not 0 <= first <= second:
             raise Refusal("invalid-request", "from must be between 0 and to")
-        return consistency_path(StoredTree(conn), first, second)
+        tree = StoredTree(conn).prefetch(lambda t: consistency_path(t, first, second))
+        return consistency_path(tree, first, second)
 
     @staticmethod
     def _check_size(conn: Connection, size: int) -> None:

@@ -10,7 +10,7 @@ gaps, and time is clamped so that it never goes backwards, on SQLite and on Post
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.audit.merkle import hash_children, hash_leaf, split_point
+from gateway.audit.merkle import NodeRecorder, RangeHasher, hash_children, hash_leaf, split_point
 from gateway.policy import Refusal
 from gateway.store.db import Database
 from gateway.store.tables import audit_entries, audit_head, audit_nodes, audit_search
@@ -112,16 +112,26 @@ class AuditLog:
     @staticmethod
     def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
         """Store the leaf hashes and every perfect subtree the new leaves complete (RFC 9162 §2.1.1)."""
-        nodes: dict[tuple[int, int], bytes] = {}
+        first = appended[0].index
+        older = set()  # left siblings completed before this batch: fetched in one query
+        for entry in appended:
+            level, i = 0, entry.index
+            while i & 1:
+                if i << level <= first:  # the sibling's last leaf precedes the batch: stored earlier
+                    older.add((level, i - 1))
+                level, i = level + 1, i >> 1
+        nodes: dict[tuple[int, int], bytes] = stored_nodes(conn, older)
         for entry in appended:
             level, i = 0, entry.index
             h = nodes[(0, i)] = hash_leaf(entry.body)
             while i & 1:
-                left = nodes.get((level, i - 1)) or stored_node(conn, level, i - 1)
-                h = hash_children(left, h)
+                h = hash_children(nodes[(level, i - 1)], h)
                 level, i = level + 1, i >> 1
                 nodes[(level, i)] = h
-        conn.execute(sa.insert(audit_nodes), [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items()])
+        conn.execute(
+            sa.insert(audit_nodes),
+            [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items() if (lv, i) not in older],
+        )
 
     def refused(self, db: Database, event: str, refusal: Refusal, **fields: str | None) -> None:
         """Audit a refusal in its own transaction: nothing else of the refused request is written."""
@@ -152,6 +162,22 @@ def _to_us(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+def stored_nodes(conn: Connection, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Several stored subtree hashes in one query; every one must exist."""
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        sa.select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash).where(
+            sa.tuple_(audit_nodes.c.level, audit_nodes.c.idx).in_(sorted(wanted))
+        )
+    ).all()
+    found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+    missing = wanted - found.keys()
+    if missing:
+        raise LookupError(f"audit subtrees {sorted(missing)[:3]} are missing: the stored log is damaged")
+    return found
+
+
 def stored_node(conn: Connection, level: int, index: int) -> bytes:
     found = conn.execute(
         sa.select(audit_nodes.c.hash).where(audit_nodes.c.level == level, audit_nodes.c.idx == index)
@@ -162,11 +188,22 @@ def stored_node(conn: Connection, level: int, index: int) -> bytes:
 
 
 class StoredTree:
-    """RFC 9162 range hashes from the stored perfect subtrees, memoised for one request."""
+    """RFC 9162 range hashes from the stored perfect subtrees, memoised for one request.
+
+    ``prefetch`` runs a computation once against a :class:`NodeRecorder` to learn which subtrees it
+    reads — they depend only on indices and sizes, never on hashes — and loads them in one query.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._memo: dict[tuple[int, int], bytes] = {}
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def prefetch(self, computation: Callable[[RangeHasher], object]) -> StoredTree:
+        recorder = NodeRecorder()
+        computation(recorder)
+        self._nodes.update(stored_nodes(self._conn, recorder.needed - self._nodes.keys()))
+        return self
 
     def hash_range(self, start: int, end: int) -> bytes:
         key = (start, end)
@@ -174,7 +211,8 @@ class StoredTree:
             n = end - start
             if n & (n - 1) == 0 and start % n == 0:
                 level = n.bit_length() - 1
-                self._memo[key] = stored_node(self._conn, level, start >> level)
+                node = (level, start >> level)
+                self._memo[key] = self._nodes[node] if node in self._nodes else stored_node(self._conn, *node)
             else:
                 k = split_point(n)
                 self._memo[key] = hash_children(self.hash_range(start, start + k), self.hash_range(start + k, end))

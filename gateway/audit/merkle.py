@@ -61,6 +61,27 @@ class LeafHashes:
         return self._memo[key]
 
 
+def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """The aligned perfect subtrees (level, index) that MTH(D[start:end]) is built from, per RFC 9162's split."""
+    n = end - start
+    if n & (n - 1) == 0 and start % n == 0:
+        level = n.bit_length() - 1
+        return [(level, start >> level)]
+    k = split_point(n)
+    return perfect_subtrees(start, start + k) + perfect_subtrees(start + k, end)
+
+
+class NodeRecorder:
+    """A RangeHasher that only notes which stored subtrees a computation will read (hashes are placeholders)."""
+
+    def __init__(self) -> None:
+        self.needed: set[tuple[int, int]] = set()
+
+    def hash_range(self, start: int, end: int) -> bytes:
+        self.needed.update(perfect_subtrees(start, end))
+        return b""
+
+
 def root_hash(tree: RangeHasher, size: int) -> bytes:
     """MTH(D[0:size]); the empty tree's root is SHA-256 of the empty string."""
     return EMPTY_ROOT if size == 0 else tree.hash_range(0, size)

@@ -30,7 +30,7 @@ def build_receipt(conn: Connection, document: str, checkpoint: SignedCheckpoint)
         .where(audit_entries.c.document == document, audit_entries.c.idx < checkpoint.size)
         .order_by(audit_entries.c.idx)
     ).all()
-    tree = StoredTree(conn)
+    tree = StoredTree(conn).prefetch(lambda t: [inclusion_path(t, int(r.idx), checkpoint.size) for r in rows])
     return {
         "format": FORMAT,
         "document": document,
