@@ -167,8 +167,9 @@ def stored_nodes(conn: Connection, wanted: set[tuple[int, int]]) -> dict[tuple[i
     if not wanted:
         return {}
     rows = conn.execute(
+        # OR of equalities rather than a row-value IN: both SQLite and PostgreSQL then use the primary key
         sa.select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash).where(
-            sa.tuple_(audit_nodes.c.level, audit_nodes.c.idx).in_(sorted(wanted))
+            sa.or_(*(sa.and_(audit_nodes.c.level == lv, audit_nodes.c.idx == i) for lv, i in sorted(wanted)))
         )
     ).all()
     found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
