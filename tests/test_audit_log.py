@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from gateway.audit import AuditEvent
 from gateway.audit.checkpoint import NoteVerifier, open_checkpoint
 from gateway.audit.checkpoints import LogInconsistent
 from gateway.audit.log import StoredTree
@@ -133,7 +134,7 @@ def test_the_gateway_refuses_to_sign_a_log_altered_after_a_checkpoint(sqlite_url
         # a stored subtree that every later root is built from (leaf edits are caught by inclusion proofs instead)
         conn.execute(sa.text("UPDATE audit_nodes SET hash = :h WHERE level = 2 AND idx = 0"), {"h": b"\x00" * 32})
     with svc.db.write() as conn:
-        svc.audit.append(conn, __import__("gateway.audit", fromlist=["AuditEvent"]).AuditEvent("test.more", "ok"))
+        svc.audit.append(conn, AuditEvent("test.more", "ok"))
     with pytest.raises(LogInconsistent):
         svc.checkpoints.refresh(force=True)
     svc.db.dispose()

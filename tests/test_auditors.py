@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway import create_app
 from gateway.audit import AuditEvent, AuditLog
 from gateway.audit.bundle import export_bundle, verify_bundle
-from gateway.audit.checkpoint import NoteVerifier
+from gateway.audit.checkpoint import NoteSigner, NoteVerifier
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import LeafHashes, root_hash
 from gateway.cli import main
@@ -104,16 +105,7 @@ def test_exported_bundle_verifies_offline_from_the_start_and_from_the_middle(aud
     assert verdict.valid, verdict.detail
     result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "middle.zip"), "--vkey", svc.checkpoints.vkey])
     assert result.exit_code == 0 and result.output.startswith("VALID")
-    other = NoteVerifier.parse(
-        __import__("gateway.audit.checkpoint", fromlist=["NoteSigner"])
-        .NoteSigner(
-            "gateway.test/audit",
-            __import__(
-                "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]
-            ).Ed25519PrivateKey.generate(),
-        )
-        .vkey
-    )
+    other = NoteVerifier.parse(NoteSigner("gateway.test/audit", Ed25519PrivateKey.generate()).vkey)
     assert "signature" in verify_bundle(tmp_path / "all.zip", other).detail
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -158,7 +159,7 @@ def test_oversized_chunked_body_is_refused_and_audited(agency, svc):
     def chunked():  # type: ignore[no-untyped-def]
         return sender.client.post(
             "/v1/documents",
-            input_stream=__import__("io").BytesIO(huge),
+            input_stream=io.BytesIO(huge),
             headers={**sender.headers(), "Transfer-Encoding": "chunked", "Content-Type": "application/xml"},
             environ_overrides={"wsgi.input_terminated": True},  # what gunicorn sets for chunked requests
         )

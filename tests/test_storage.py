@@ -146,7 +146,9 @@ def test_subtree_hashes_are_right_whatever_the_batch_sizes(database_url):
             log.append_many(conn, [AuditEvent("test.batch", "ok", actor=str(total + i)) for i in range(batch)])
         total += batch
     with db.read() as conn:
-        bodies = [bytes(b) for b in conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx)).scalars()]
+        bodies = [
+            bytes(b) for b in conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx)).scalars()
+        ]
         tree = StoredTree(conn)
         for size in range(1, total + 1):
             assert root_hash(tree, size) == root_hash(LeafHashes.of_entries(bodies[:size]), size)
