@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command: install the gateway with its test tools into .venv, make sure the real PostgreSQL
 # and Redis servers the suite talks to are up (starting them, or installing Debian's packages when
-# they are missing), check style and types, and run the whole pytest suite.  It fails loudly when a
-# server cannot be had: those tests are never skipped.  Extra arguments go to pytest.
+# they are missing) and that Debian's chromium is there for the browser tests, check style and
+# types, and run the whole pytest suite.  It fails loudly when a server or the browser cannot be
+# had: those tests are never skipped.  Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -60,8 +61,16 @@ ensure_redis() {
   echo "test.sh: Redis is still unreachable on 127.0.0.1:6379" >&2; exit 1
 }
 
+ensure_chromium() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  say "installing Debian's chromium and chromium-driver for the browser tests …"
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || { echo "test.sh: could not install chromium and chromium-driver; the browser tests need them" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
+ensure_chromium
 say "ruff and mypy --strict …"
 .venv/bin/ruff check gateway adapters tests bench
 .venv/bin/mypy

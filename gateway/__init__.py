@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from flask import Flask, Response, request
 
 from gateway.config import Config
@@ -16,6 +19,7 @@ def create_app(config: Config | None = None) -> Flask:
     from gateway.identity.dev_idp import dev_idp_blueprint
     from gateway.observability import Metrics, configure_logging, install_request_hooks
     from gateway.services import Services
+    from gateway.web import bp as workbench
 
     config = config or Config.load()
     app = Flask(__name__)
@@ -25,10 +29,18 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging(app, config.log_level)
     metrics = Metrics()
     app.extensions["gateway"] = Services.build(config)
+    # The workbench's session cookie is signed with a key derived from the deployment's pepper, so
+    # every worker and host agrees on it without another secret to distribute.
+    app.secret_key = hmac.new(app.extensions["gateway"].keys.pepper, b"workbench-session", hashlib.sha256).digest()
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.public_url.startswith("https://"),
+    )
     app.extensions["gateway.metrics"] = metrics
     install_request_hooks(app, metrics)
     register_error_handlers(app)
-    for blueprint in (oauth.bp, documents.bp, citizens.bp, audit.bp, auditors.bp, ops.bp):
+    for blueprint in (oauth.bp, documents.bp, citizens.bp, audit.bp, auditors.bp, workbench, ops.bp):
         app.register_blueprint(blueprint)
     services = app.extensions["gateway"]
 

@@ -13,6 +13,10 @@ import threading
 from typing import Any
 
 graceful_timeout = 20
+# Threaded workers: browsers keep idle pre-opened connections that would block a sync worker, and the
+# workbench's login calls the identity provider, which in demo mode is served by this same server.
+worker_class = "gthread"
+threads = 4
 accesslog = "-"
 access_log_format = "%(h)s %(r)s %(s)s %(b)s %(L)ss"
 

@@ -78,8 +78,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
-    settings: dict[str, object] = {"demo": True, **overrides}
-    return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, public_url=PUBLIC_URL, **settings)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"demo": True, "public_url": PUBLIC_URL, **overrides}
+    return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, **settings)  # type: ignore[arg-type]
 
 
 def register_agencies(svc: Services, dev_pki: Pki) -> None:

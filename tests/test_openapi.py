@@ -7,11 +7,12 @@ import re
 from openapi_spec_validator import validate
 
 
-def test_every_route_is_documented_with_its_methods(app):
+def test_every_api_route_is_documented_with_its_methods(app):
+    """The auditor workbench's HTML pages (blueprint ``web``) are for people, not integrators."""
     spec = app.test_client().get("/openapi.json").get_json()
     validate(spec)
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("web."):
             continue
         path = re.sub(r"<(?:[^:>]+:)?[a-z_]*id>", "{id}", rule.rule)
         assert path in spec["paths"], f"{path} is not in schemas/openapi.json"

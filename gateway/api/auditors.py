@@ -18,6 +18,7 @@ from gateway.api.auth import bearer_token
 from gateway.audit import AuditEvent
 from gateway.audit.bundle import export_bundle
 from gateway.audit.statistics import as_csv, processing_statistics
+from gateway.citizen.dossier import LOCAL
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
 from gateway.policy import Refusal
@@ -64,7 +65,12 @@ def record_read(auditor: Auditor, event: str, what: str) -> None:
         svc.audit.append(conn, AuditEvent(event=event, outcome="ok", actor=auditor.actor, reason=what[:500]))
 
 
-def _time_us(name: str) -> int | None:
+def time_bound(name: str) -> int | None:
+    """``from``/``to`` as microseconds since the epoch.
+
+    A plain date is a day in Vietnam, and ``to`` includes that whole day: "from 2026-11-01 to
+    2026-11-30" is November, as a report means it.
+    """
     value = request.args.get(name)
     if not value:
         return None
@@ -72,11 +78,43 @@ def _time_us(name: str) -> int | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Refusal(
-            "invalid-request", f"{name} must be an ISO 8601 date or time, e.g. 2026-11-23T08:00:00Z"
+            "invalid-request", f"{name} must be an ISO 8601 date or time, e.g. 2026-11-23 or 2026-11-23T08:00:00Z"
         ) from None
+    if len(value) == 10:
+        moment = moment.replace(tzinfo=LOCAL) + (timedelta(days=1) if name == "to" else timedelta())
     if moment.tzinfo is None:
         raise Refusal("invalid-request", f"{name} needs a time zone, e.g. 2026-11-23T08:00:00+07:00")
     return int(moment.timestamp() * 1_000_000)
+
+
+def requested_period(now: datetime) -> tuple[datetime, datetime]:
+    """The statistics period asked for: by default the last 30 days up to now."""
+    start_us, end_us = time_bound("from"), time_bound("to")
+    start = datetime.fromtimestamp(start_us / 1e6, UTC) if start_us is not None else now - timedelta(days=30)
+    end = datetime.fromtimestamp(end_us / 1e6, UTC) if end_us is not None else now
+    return start, end
+
+
+def export_requested_range() -> tuple[bytes, int, int]:
+    """The bundle for the entries in ``from``..``to``, with a fresh checkpoint covering them all."""
+    start, end = time_bound("from"), time_bound("to")
+    svc = services()
+    svc.checkpoints.refresh(force=True)
+    with svc.db.read() as conn:
+        first, last = conn.execute(
+            sa.select(sa.func.min(audit_search.c.idx), sa.func.max(audit_search.c.idx)).where(
+                audit_search.c.time_us >= (start or 0), audit_search.c.time_us < (end or 2**62)
+            )
+        ).one()
+        if first is None:
+            raise Refusal("export-empty", "no audit entries in that time range")
+        return export_bundle(conn, svc.checkpoints, int(first), int(last) + 1), int(first), int(last)
+
+
+def zip_download(bundle: bytes, name: str) -> Response:
+    response = Response(bundle, mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def search_query() -> tuple[sa.Select[tuple[int, bytes]], int, int]:
@@ -89,7 +127,7 @@ def search_query() -> tuple[sa.Select[tuple[int, bytes]], int, int]:
     query = sa.select(audit_search.c.idx, audit_entries.c.body).join(
         audit_entries, audit_entries.c.idx == audit_search.c.idx
     )
-    start, end = _time_us("from"), _time_us("to")
+    start, end = time_bound("from"), time_bound("to")
     if start is not None:
         query = query.where(audit_search.c.time_us >= start)
     if end is not None:
@@ -120,22 +158,9 @@ def search() -> Response:
 @bp.get("/v1/audit/export")
 def export() -> Response:
     auditor = authenticated_auditor()
-    start, end = _time_us("from"), _time_us("to")
-    svc = services()
-    svc.checkpoints.refresh(force=True)
-    with svc.db.read() as conn:
-        bounds = conn.execute(
-            sa.select(sa.func.min(audit_search.c.idx), sa.func.max(audit_search.c.idx)).where(
-                audit_search.c.time_us >= (start or 0), audit_search.c.time_us < (end or 2**62)
-            )
-        ).one()
-        if bounds[0] is None:
-            raise Refusal("export-empty", "no audit entries in that time range")
-        bundle = export_bundle(conn, svc.checkpoints, int(bounds[0]), int(bounds[1]) + 1)
+    bundle, first, last = export_requested_range()
     record_read(auditor, "auditor.export", request.query_string.decode()[:500])
-    response = Response(bundle, mimetype="application/zip")
-    response.headers["Content-Disposition"] = f'attachment; filename="audit-{bounds[0]}-{bounds[1]}.zip"'
-    return response
+    return zip_download(bundle, f"audit-{first}-{last}.zip")
 
 
 @bp.get("/v1/audit/statistics")
@@ -143,9 +168,7 @@ def statistics() -> Response:
     """Per agency and period: received, acknowledged, done, on time/late, overdue, refused; JSON or CSV."""
     auditor = authenticated_auditor()
     now = datetime.now(UTC)
-    start_us, end_us = _time_us("from"), _time_us("to")
-    start = datetime.fromtimestamp(start_us / 1e6, UTC) if start_us is not None else now - timedelta(days=30)
-    end = datetime.fromtimestamp(end_us / 1e6, UTC) if end_us is not None else now
+    start, end = requested_period(now)
     svc = services()
     with svc.db.read() as conn:
         rows = processing_statistics(conn, start, end, now)

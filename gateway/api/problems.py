@@ -53,6 +53,7 @@ CODES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
     "export-empty": (404, "Nothing to export"),
+    "workbench-unavailable": (503, "Workbench login is not configured"),
     "export-unavailable": (503, "Export not possible yet"),
     "token-malformed": (401, "National-ID token is malformed"),
     "token-type": (401, "National-ID token type not accepted"),

@@ -10,6 +10,7 @@ Example (TOML, in the file named by ``GATEWAY_CONFIG``)::
     leeway = 30
     single_use = false
     acr_levels = { "1" = 1, "2" = 2 }
+    workbench_client_id = "hue-audit-workbench"      # auditors log in to /audit/ here (optional)
     [issuers.claims]
     personal_id = "SoDinhDanh"
 """
@@ -37,6 +38,7 @@ _KNOWN = {
     "client_id",
     "single_use",
     "token_types",
+    "workbench_client_id",
 }
 
 

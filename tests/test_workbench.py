@@ -1,0 +1,166 @@
+"""The auditor workbench's pages over the Flask client: access, masking, proofs, languages, refusals.
+
+The login itself goes through the identity provider over HTTP and is exercised in the browser
+tests (tests/test_workbench_browser.py); here an auditor's session is set the way the callback
+sets it, so each page's behaviour can be pinned down on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import create_app
+from gateway.audit.bundle import verify_bundle
+from gateway.audit.checkpoint import NoteVerifier
+from gateway.citizen.dossier import LOCAL
+from gateway.store.tables import audit_entries
+from tests.conftest import make_config, register_agencies
+from tests.support import HCM, Q4, GatewayClient, sample
+from tests.test_auditors import triggers_bypassed
+
+AUDITOR = {"actor": "citizen:" + "ab" * 32, "display": "Lê Minh Châu (0310********21)"}
+
+
+@pytest.fixture
+def workbench(app):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["auditor"] = AUDITOR
+    return client
+
+
+def _send(app, dev_pki) -> str:  # type: ignore[no-untyped-def]
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    doc_id = str(sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"])
+    app.extensions["gateway"].checkpoints.refresh(force=True)
+    return doc_id
+
+
+def _events(app, event: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    svc = app.extensions["gateway"]
+    with svc.db.read() as conn:
+        bodies = conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx)).scalars()
+        return [e for e in map(json.loads, map(bytes, bodies)) if e["event"] == event]
+
+
+def test_pages_send_a_visitor_without_a_session_to_the_welcome_page(app):
+    client = app.test_client()
+    for page in ("/audit/", "/audit/documents/x", "/audit/checkpoint", "/audit/statistics", "/audit/export.zip"):
+        response = client.get(page)
+        assert response.status_code == 302 and response.headers["Location"].endswith("/audit/welcome"), page
+    assert "Đăng nhập bằng định danh điện tử" in client.get("/audit/welcome").get_data(as_text=True)
+
+
+def test_a_callback_that_did_not_start_here_is_refused_and_logs_nobody_in(app):
+    client = app.test_client()
+    response = client.get("/audit/callback?code=abc&state=forged")
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    assert client.get("/audit/").status_code == 302
+
+
+def test_without_demo_mode_login_needs_a_workbench_client_at_the_issuer(database_url, dev_pki):
+    app = create_app(make_config(database_url, dev_pki, demo=False))
+    try:
+        response = app.test_client().get("/audit/login")
+        assert response.status_code == 503 and response.get_json()["code"] == "workbench-unavailable"
+        assert "workbench_client_id" in response.get_json()["detail"]
+    finally:
+        app.extensions["gateway"].db.dispose()
+
+
+def test_search_lists_hits_with_their_index_masks_citizens_and_is_audited(app, dev_pki, workbench):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    doc_id = _send(app, dev_pki)
+    page = workbench.get(f"/audit/?agency={Q4}&event=document.routed").get_data(as_text=True)
+    assert "document.routed" in page and f"/audit/documents/{doc_id}" in page
+    reads = workbench.get("/audit/?event=auditor.search").get_data(as_text=True)
+    assert "citizen:" + "ab" * 5 in reads and "ab" * 32 not in reads  # the actor hash is shortened on screen
+    searches = _events(app, "auditor.search")
+    assert searches and searches[0]["actor"] == AUDITOR["actor"] and "workbench" in str(searches[0]["reason"])
+
+
+def test_a_timeline_shows_each_event_with_its_verified_inclusion(app, dev_pki, workbench):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    doc_id = _send(app, dev_pki)
+    page = workbench.get(f"/audit/documents/{doc_id}").get_data(as_text=True)
+    assert page.count("✓") == 3  # accepted, and routed to each of the two recipients
+    assert "document.accepted" in page and _events(app, "auditor.timeline")
+
+
+def test_a_timeline_flags_an_entry_edited_in_the_database(app, dev_pki, workbench):
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    doc_id = _send(app, dev_pki)
+    with triggers_bypassed(svc.db) as conn:
+        body = conn.execute(
+            sa.select(audit_entries.c.body).where(audit_entries.c.event == "document.accepted")
+        ).scalar_one()
+        edited = bytes(body).replace(b'"accepted"', b'"refused"')
+        conn.execute(sa.update(audit_entries).where(audit_entries.c.body == body).values(body=edited))
+    page = workbench.get(f"/audit/documents/{doc_id}").get_data(as_text=True)
+    assert page.count("✓") == 2 and "✗ không khớp" in page.lower()
+
+
+def test_the_checkpoint_page_says_the_log_verified(app, dev_pki, workbench):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    _send(app, dev_pki)
+    app.extensions["gateway"].checkpoints.refresh(force=True)
+    assert workbench.get("/audit/").status_code == 200  # one more entry: the page compares two checkpoints
+    page = workbench.get("/audit/checkpoint").get_data(as_text=True)
+    assert 'id="log-status" class="ok"' in page and "— " in page
+
+
+def test_statistics_chart_table_and_csv_in_both_languages(app, dev_pki, workbench):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    _send(app, dev_pki)
+    vietnamese = workbench.get("/audit/statistics").get_data(as_text=True)
+    assert "<svg" in vietnamese and Q4 in vietnamese and "Thống kê xử lý" in vietnamese
+    english = workbench.get("/audit/statistics?lang=en").get_data(as_text=True)
+    assert "Processing statistics" in english
+    assert "Search the log" in workbench.get("/audit/").get_data(as_text=True)  # the choice stays with the session
+    csv = workbench.get("/audit/statistics.csv")
+    assert csv.mimetype == "text/csv" and Q4 in csv.get_data(as_text=True)
+
+
+def test_bad_dates_get_a_problem_not_a_page(workbench):
+    for page in ("/audit/statistics?from=yesterday", "/audit/?from=23/11/2026"):
+        response = workbench.get(page)
+        assert response.status_code == 400 and response.get_json()["code"] == "invalid-request", page
+
+
+def test_export_downloads_a_bundle_that_verifies_offline(app, dev_pki, workbench, tmp_path):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    _send(app, dev_pki)
+    response = workbench.get("/audit/export.zip?from=2000-01-01")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    vkey = NoteVerifier.parse(app.extensions["gateway"].checkpoints.vkey)
+    (tmp_path / "audit.zip").write_bytes(response.data)
+    assert verify_bundle(tmp_path / "audit.zip", vkey).valid
+    assert _events(app, "auditor.export")
+    empty = workbench.get("/audit/export.zip?from=2000-01-01&to=2000-01-02")
+    assert empty.status_code == 404 and empty.get_json()["code"] == "export-empty"
+
+
+def test_an_unreachable_identity_provider_is_a_clear_problem(database_url, dev_pki):
+    app = create_app(make_config(database_url, dev_pki, public_url="http://127.0.0.1:9"))  # nothing listens there
+    try:
+        response = app.test_client().get("/audit/login")
+        assert response.status_code == 503 and response.get_json()["code"] == "issuer-unavailable"
+    finally:
+        app.extensions["gateway"].db.dispose()
+
+
+def test_a_plain_to_date_includes_that_whole_day_in_vietnam(app, dev_pki, workbench):
+    register_agencies(app.extensions["gateway"], dev_pki)
+    _send(app, dev_pki)
+    today = datetime.now(LOCAL).date().isoformat()
+    page = workbench.get(f"/audit/?from={today}&to={today}&event=document.accepted").get_data(as_text=True)
+    assert "document.accepted" in page
+    yesterday = (datetime.now(LOCAL).date() - timedelta(days=1)).isoformat()
+    page = workbench.get(f"/audit/?to={yesterday}&event=document.accepted").get_data(as_text=True)
+    assert 'id="results"' not in page
