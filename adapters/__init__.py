@@ -9,10 +9,13 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult
+from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, GatewaySide
 
 ADAPTERS: dict[str, str] = {
     "inbox": "adapters.inbox:InboxAdapter",
+    "http": "adapters.http:HttpAdapter",
+    "filesystem": "adapters.filesystem:FilesystemAdapter",
+    "redis-stream": "adapters.redis_stream:RedisStreamAdapter",
 }
 
 
@@ -39,6 +42,7 @@ __all__ = [
     "AdapterSettingsError",
     "Delivery",
     "DeliveryResult",
+    "GatewaySide",
     "UnknownAdapter",
     "get_adapter_class",
 ]

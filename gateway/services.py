@@ -7,6 +7,7 @@ it through :func:`services`, never through module-level globals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
@@ -17,6 +18,9 @@ from gateway.audit.checkpoints import CheckpointLog
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
+from gateway.delivery.queue import DeliveryQueue
+from gateway.delivery.wakeup import PollingWakeup, RedisWakeup, Wakeup
+from gateway.delivery.worker import AdapterCache, DeliveryWorker
 from gateway.documents import edxml
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
 from gateway.documents.xmlsafe import XmlLimits
@@ -53,6 +57,10 @@ class Services:
     dossiers: DossierService
     dev_idp: DevIdpSettings | None
     checkpoints: CheckpointLog
+    deliveries: DeliveryQueue
+
+    def delivery_worker(self, **options: Any) -> DeliveryWorker:
+        return DeliveryWorker(self.db, self.deliveries, AdapterCache(self.db, self.tokens), **options)
 
     @classmethod
     def build(cls, config: Config) -> Services:
@@ -61,6 +69,8 @@ class Services:
         registry = AgencyRegistry(audit)
         keys = GatewayKeys.load(config)
         state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
+        wakeup: Wakeup = RedisWakeup(config.redis_url) if config.redis_url else PollingWakeup()
+        deliveries = DeliveryQueue(db, audit, wakeup)
 
         def client_key(code: str) -> PublicKey | None:
             with db.read() as conn:
@@ -80,6 +90,7 @@ class Services:
             verifier=verifier,
             limits=XmlLimits(max_bytes=config.max_document_bytes),
             gateway_url=config.public_url,
+            deliveries=deliveries,
         )
         dev_idp = None
         issuers = issuers_from_config(config.issuers)
@@ -128,6 +139,7 @@ class Services:
             ),
             dev_idp=dev_idp,
             checkpoints=CheckpointLog(db, NoteSigner(config.audit_origin, keys.audit_key)),
+            deliveries=deliveries,
         )
 
 

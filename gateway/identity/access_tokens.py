@@ -14,6 +14,8 @@ from gateway.identity.claims import decode_verified, peek
 from gateway.policy import Refusal
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+DELIVERY_TOKEN_TYPE = "gateway-delivery+jwt"  # noqa: S105 - a media type, not a secret
+DELIVERY_TOKEN_TTL = 120
 CODE = "invalid-token"
 
 
@@ -46,6 +48,21 @@ class TokenAuthority:
         }
         token = jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid, "typ": TOKEN_TYPE})
         return AccessToken(token, self.ttl, scope)
+
+    def delivery_token(self, audience: str, recipient: str, document_id: str, sha256: str) -> str:
+        """What the gateway presents when it pushes a document: receivers check it against our JWKS."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": recipient,
+            "aud": audience,
+            "iat": now,
+            "exp": now + DELIVERY_TOKEN_TTL,
+            "jti": uuid.uuid4().hex,
+            "document_id": document_id,
+            "sha256": sha256,
+        }
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid, "typ": DELIVERY_TOKEN_TYPE})
 
     def verify(self, token: str) -> str:
         """Return the agency code the token was issued to, or raise :class:`Refusal` ``invalid-token``."""

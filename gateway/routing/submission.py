@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.audit import AuditEvent, AuditLog
+from gateway.delivery.queue import DeliveryQueue
 from gateway.documents import edxml, schema, xmlsafe
 from gateway.documents.identifiers import parse_document_id
 from gateway.documents.seal import SealFacts, build_seal
@@ -81,6 +82,7 @@ class SubmissionService:
         verifier: EnvelopedSignatureVerifier,
         limits: xmlsafe.XmlLimits,
         gateway_url: str,
+        deliveries: DeliveryQueue,
     ) -> None:
         self._db = db
         self._audit = audit
@@ -89,6 +91,7 @@ class SubmissionService:
         self._verifier = verifier
         self._limits = limits
         self._gateway_url = gateway_url
+        self._deliveries = deliveries
 
     # --- documents --------------------------------------------------------------------------
 
@@ -206,7 +209,9 @@ class SubmissionService:
         for attempt in (1, 2):
             try:
                 with self._db.write() as conn:
-                    return self._store_in(conn, checked)
+                    stored = self._store_in(conn, checked)
+                self._deliveries.wakeup.notify()
+                return stored
             except IntegrityError:
                 # A concurrent identical submission won the unique constraint; the retry sees its row.
                 if attempt == 2:
@@ -298,19 +303,7 @@ class SubmissionService:
             )
             if c.status.status_code == "06":
                 self._route_next_in_sequence(conn, c.original, c.caller)
-        conn.execute(
-            sa.insert(routes),
-            [
-                {
-                    "document": doc_uuid,
-                    "recipient": r,
-                    "adapter": "inbox",
-                    "state": "pending",
-                    "created_at": accepted.time,
-                }
-                for r in route_now
-            ],
-        )
+        conn.execute(sa.insert(routes), DeliveryQueue.route_rows(conn, doc_uuid, route_now, accepted.time))
         stored = Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
         if c.on_stored is not None:
             c.on_stored(conn, stored)
@@ -328,11 +321,7 @@ class SubmissionService:
         following, rest = pending[0], pending[1:]
         now = datetime.now(UTC)
         conn.execute(sa.update(documents).where(documents.c.id == original).values(pending_recipients=rest or None))
-        conn.execute(
-            sa.insert(routes).values(
-                document=original, recipient=following, adapter="inbox", state="pending", created_at=now
-            )
-        )
+        conn.execute(sa.insert(routes), DeliveryQueue.route_rows(conn, original, [following], now))
         self._audit.append(
             conn,
             document_event(

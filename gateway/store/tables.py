@@ -83,11 +83,22 @@ routes = sa.Table(
     sa.Column("document", sa.String(36), sa.ForeignKey("documents.id"), nullable=False, index=True),
     sa.Column("recipient", sa.String(35), sa.ForeignKey("agencies.code"), nullable=False),
     sa.Column("adapter", sa.String(40), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),  # "pending" | "acknowledged"
+    # pull: "pending" (in the inbox) → "acknowledged".  push: "queued" → "delivering" (claimed under a
+    # lease) → "awaiting-receipt" / "checking" → "delivered", or back to "queued", or "dead".
+    sa.Column("state", sa.String(20), nullable=False),
     sa.Column("created_at", UTC_DATETIME, nullable=False),
     sa.Column("acknowledged_at", UTC_DATETIME, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTC_DATETIME, nullable=True),
+    sa.Column("lease_until", UTC_DATETIME, nullable=True),
+    sa.Column("claimed_by", sa.String(100), nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("reference", sa.String(200), nullable=True),
+    sa.Column("receipt", sa.LargeBinary, nullable=True),
+    sa.Column("delivered_at", UTC_DATETIME, nullable=True),
     sa.UniqueConstraint("document", "recipient", name="uq_routes_document_recipient"),
     sa.Index("ix_routes_recipient_state_id", "recipient", "state", "id"),
+    sa.Index("ix_routes_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
 statuses = sa.Table(
