@@ -259,12 +259,7 @@ def agency_add(
     """Register an agency: its code, names, signing certificates, client key, adapter and permissions."""
     from gateway.routing.registry import NewAgency
 
-    settings: dict[str, str] = {}
-    for item in adapter_settings:
-        key, sep, value = item.partition("=")
-        if not sep:
-            _fail(f"--adapter-setting {item!r}: write KEY=VALUE")
-        settings[key] = value
+    settings = _adapter_settings(adapter_settings)
     try:
         certificates = [c for path in certs for c in pki.load_certificates(path)]
     except ValueError as exc:
@@ -289,6 +284,31 @@ def agency_add(
         except Refusal as refusal:
             _fail(refusal.reason)
         _emit(added.public_view(), as_json, lambda v: f"registered {v['code']} ({v['name']})")
+
+
+def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--adapter-setting {item!r}: write KEY=VALUE")
+        settings[key] = int(value) if value.isdigit() else value
+    return settings
+
+
+@agency.command("set-adapter")
+@click.argument("code")
+@click.option("--adapter", required=True, help="inbox, http, filesystem or redis-stream.")
+@click.option("--adapter-setting", "adapter_settings", multiple=True, help="KEY=VALUE, repeatable.")
+def agency_set_adapter(code: str, adapter: str, adapter_settings: tuple[str, ...]) -> None:
+    """Change how an agency receives documents (e.g. --adapter http --adapter-setting url=https://…)."""
+    with _services() as svc:
+        try:
+            with svc.db.write() as conn:
+                svc.registry.set_adapter(conn, code, adapter, _adapter_settings(adapter_settings))
+        except Refusal as refusal:
+            _fail(refusal.reason)
+    click.echo(f"{code} now receives through {adapter}")
 
 
 @agency.command("list")
@@ -601,3 +621,13 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
 
 if __name__ == "__main__":
     main()
+
+
+def _register_delivery_commands() -> None:
+    from gateway.delivery.commands import deliveries, worker
+
+    main.add_command(worker)
+    main.add_command(deliveries)
+
+
+_register_delivery_commands()

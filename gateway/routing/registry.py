@@ -80,10 +80,7 @@ class AgencyRegistry:
             pki.load_public_key(new.client_public_key_pem)
         except ValueError as exc:
             raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
-        try:
-            get_adapter_class(new.adapter).validate_settings(new.adapter_settings)
-        except (UnknownAdapter, AdapterSettingsError) as exc:
-            raise Refusal("adapter-invalid", str(exc)) from None
+        _check_adapter(new.adapter, new.adapter_settings)
         for cert in new.certificates:
             trust.verify(cert)
         now = datetime.now(UTC)
@@ -142,6 +139,26 @@ class AgencyRegistry:
         assert agency is not None
         return agency
 
+    def set_adapter(
+        self, conn: Connection, code: str, adapter: str, settings: dict[str, Any], *, actor: str = "operator"
+    ) -> Agency:
+        """Change how an agency receives; routes already queued keep the adapter they were queued with."""
+        _check_adapter(adapter, settings)
+        result = conn.execute(
+            sa.update(agencies)
+            .where(agencies.c.code == code)
+            .values(adapter=adapter, adapter_settings=settings, updated_at=datetime.now(UTC))
+        )
+        if result.rowcount == 0:
+            raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        self._audit.append(
+            conn,
+            AuditEvent(event="agency.adapter-changed", outcome="ok", actor=actor, sender=code, reason=adapter),
+        )
+        agency = self.get(conn, code)
+        assert agency is not None
+        return agency
+
     def get(self, conn: Connection, code: str) -> Agency | None:
         row = conn.execute(sa.select(agencies).where(agencies.c.code == code)).one_or_none()
         if row is None:
@@ -175,6 +192,13 @@ class AgencyRegistry:
         """The registered agencies among ``codes`` (enabled or not), without their certificates."""
         rows = conn.execute(sa.select(agencies).where(agencies.c.code.in_(list(codes)))).all()
         return {row.code: _agency(row, ()) for row in rows}
+
+
+def _check_adapter(adapter: str, settings: dict[str, Any]) -> None:
+    try:
+        get_adapter_class(adapter).validate_settings(settings)
+    except (UnknownAdapter, AdapterSettingsError) as exc:
+        raise Refusal("adapter-invalid", str(exc)) from None
 
 
 def _agency(row: Any, certs: Sequence[Any]) -> Agency:

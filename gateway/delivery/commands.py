@@ -1,0 +1,100 @@
+"""``gateway worker`` and ``gateway deliveries …``: run delivery workers and look after their queue."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import click
+
+from gateway.cli import _emit, _fail, _services, _table, json_option
+from gateway.delivery.queue import DEAD, PUSH_STATES
+
+COLUMNS = ["id", "document_id", "sender", "recipient", "adapter", "state", "attempts", "next_attempt_at", "last_error"]
+
+
+@click.command()
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 500), help="Routes claimed at a time.")
+@click.option("--idle", default=2.0, show_default=True, type=click.FloatRange(0.1, 30), help="Seconds between polls.")
+def worker(batch: int, idle: float) -> None:
+    """Deliver queued documents through the recipients' adapters until stopped (SIGTERM or Ctrl-C).
+
+    Run as many as you like, on as many hosts as share the database: they never take the same route.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with _services() as svc:
+        delivery_worker = svc.delivery_worker(batch=batch, idle_seconds=idle)
+        wake = "Redis" if svc.config.redis_url else f"polling every {idle:g} s"
+        click.echo(f"worker {delivery_worker.name} started ({wake}); Ctrl-C stops it after the current batch", err=True)
+        handled, last_report = 0, time.monotonic()
+
+        def report(claimed: int) -> None:
+            nonlocal handled, last_report
+            handled += claimed
+            if time.monotonic() - last_report >= 60:
+                click.echo(f"worker {delivery_worker.name}: {handled} routes handled so far", err=True)
+                last_report = time.monotonic()
+
+        delivery_worker.run(stop, report)
+        click.echo(f"worker {delivery_worker.name} stopped after {handled} routes", err=True)
+
+
+@click.group()
+def deliveries() -> None:
+    """Push deliveries: list them, see dead letters, retry."""
+
+
+def _rows(states: tuple[str, ...], agency: str | None, limit: int) -> list[dict[str, Any]]:
+    with _services() as svc:
+        found: list[dict[str, Any]] = svc.deliveries.listing(states=states, agency=agency, limit=limit)
+    return found
+
+
+@deliveries.command("list")
+@click.option("--state", "states", multiple=True, type=click.Choice(PUSH_STATES), help="Repeatable; default all.")
+@click.option("--agency", help="Only routes to or from this agency code.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+def deliveries_list(states: tuple[str, ...], agency: str | None, limit: int, as_json: bool) -> None:
+    """Push routes with their state, attempts and last error."""
+    _emit(_rows(states or PUSH_STATES, agency, limit), as_json, lambda rows: _table(rows, COLUMNS))
+
+
+@deliveries.command("dead-letters")
+@click.option("--agency", help="Only routes to or from this agency code.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+def deliveries_dead_letters(agency: str | None, limit: int, as_json: bool) -> None:
+    """Routes that ran out of attempts or were refused for good; `gateway deliveries retry` requeues them."""
+    _emit(_rows((DEAD,), agency, limit), as_json, lambda rows: _table(rows, COLUMNS))
+
+
+@deliveries.command("retry")
+@click.argument("route_ids", nargs=-1, type=int)
+@click.option("--all-dead", is_flag=True, help="Every dead-lettered route (with --agency: that agency's).")
+@click.option("--agency", help="With --all-dead: only routes to or from this agency.")
+@json_option
+def deliveries_retry(route_ids: tuple[int, ...], all_dead: bool, agency: str | None, as_json: bool) -> None:
+    """Queue dead-lettered routes again with a fresh attempt budget."""
+    if not route_ids and not all_dead:
+        _fail("name route ids (see `gateway deliveries dead-letters`) or pass --all-dead")
+    with _services() as svc:
+        ids = list(route_ids) or [
+            int(r["id"]) for r in svc.deliveries.listing(states=(DEAD,), agency=agency, limit=10_000)
+        ]
+        requeued = svc.deliveries.retry(ids, actor="operator")
+    skipped = sorted(set(ids) - set(requeued))
+    _emit(
+        {"requeued": requeued, "not_dead": skipped},
+        as_json,
+        lambda r: (
+            f"requeued {len(r['requeued'])} route(s)"
+            + (f"; not dead-lettered, left alone: {', '.join(map(str, r['not_dead']))}" if r["not_dead"] else "")
+        ),
+    )

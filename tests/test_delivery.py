@@ -1,0 +1,347 @@
+"""Push delivery against real receivers: a local HTTP endpoint, a temporary folder, real Redis.
+
+Time is injected: the queue's clock and the back-off's jitter are the test's, so retry timing is
+checked exactly and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from adapters import Delivery, UnknownAdapter, get_adapter_class
+from adapters.base import AdapterSettingsError
+from adapters.filesystem import FilesystemAdapter
+from adapters.redis_stream import RedisStreamAdapter
+from gateway.delivery.backoff import RetryPolicy
+from gateway.delivery.breaker import CircuitBreakers
+from gateway.delivery.queue import DEAD, DELIVERED, QUEUED
+from gateway.services import Services
+from gateway.store.tables import audit_entries, routes
+from tests.receiver import Receiver
+from tests.support import HCM, NOIVU, Q4, Pki, sample
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC) + timedelta(seconds=60)  # routes queued just now are due
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(svc: Services) -> Clock:
+    fake = Clock()
+    svc.deliveries.clock = fake
+    return fake
+
+
+@pytest.fixture
+def receiver(svc: Services, dev_pki: Pki) -> Iterator[Receiver]:
+    with Receiver(Q4, dev_pki.agencies[Q4].client_key, svc.tokens.key.public_key()) as found:
+        yield found
+
+
+def _push_to(svc: Services, adapter: str, **settings: object) -> None:
+    with svc.db.write() as conn:
+        svc.registry.set_adapter(conn, Q4, adapter, dict(settings))
+
+
+def _send(agency, number: int = 1) -> str:  # type: ignore[no-untyped-def]
+    sender = agency(HCM)
+    data = sample("cong-van.edxml").replace(
+        b"1024/UBND-VX</edXML:DocumentId>", f"{number}/UBND-VX</edXML:DocumentId>".encode()
+    )
+    response = sender.submit(sender.keys.sign(data))
+    assert response.status_code == 202, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def _route(svc: Services, doc_id: str, recipient: str = Q4) -> sa.Row:  # type: ignore[type-arg]
+    with svc.db.read() as conn:
+        return conn.execute(sa.select(routes).where(routes.c.document == doc_id, routes.c.recipient == recipient)).one()
+
+
+def _events(svc: Services, prefix: str) -> list[dict[str, object]]:
+    with svc.db.read() as conn:
+        bodies = conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx)).scalars()
+        return [e for e in map(json.loads, map(bytes, bodies)) if str(e["event"]).startswith(prefix)]
+
+
+def _worker(svc: Services, **options: object):  # type: ignore[no-untyped-def]
+    return svc.delivery_worker(uniform=lambda low, high: high, **options)  # jitter at its top: exact timing
+
+
+# --- http ---------------------------------------------------------------------------------------
+
+
+def test_http_push_delivers_document_and_seal_and_stores_the_signed_receipt(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    doc_id = _send(agency)
+    assert _route(svc, doc_id).state == QUEUED and _route(svc, doc_id, NOIVU).state == "pending"  # inbox: pulled
+    assert _worker(svc).run_once() == 1
+    route = _route(svc, doc_id)
+    assert route.state == DELIVERED and route.attempts == 1 and route.receipt.startswith(b"ey")
+    document, seal = receiver.documents[doc_id]
+    assert document == agency(Q4).get(f"/v1/documents/{doc_id}/content").data
+    assert b"<" in seal and doc_id.encode() in seal
+    assert [e["event"] for e in _events(svc, "delivery.")] == ["delivery.delivered"]
+    assert _worker(svc).run_once() == 0  # nothing left to do
+
+
+@pytest.mark.parametrize(
+    ("mode", "delay", "expected"),
+    [("error", 0, "answered 503"), ("ok", 1.5, "no answer"), ("bad-receipt", 0, "receipt")],
+)
+def test_http_failures_worth_retrying_are_requeued_with_back_off(svc, agency, receiver, clock, mode, delay, expected):
+    _push_to(svc, "http", url=receiver.url, timeout_seconds=0.5, retry_base_seconds=10)
+    receiver.mode, receiver.delay = mode, delay
+    doc_id = _send(agency)
+    _worker(svc).run_once()
+    route = _route(svc, doc_id)
+    assert route.state == QUEUED and route.attempts == 1 and expected in route.last_error
+    assert route.next_attempt_at.replace(tzinfo=UTC) == clock.now + timedelta(seconds=10)
+    assert _events(svc, "delivery.")[-1]["event"] == "delivery.attempt-failed"
+
+
+def test_a_refused_connection_is_retried(svc, agency, clock):
+    _push_to(svc, "http", url="http://127.0.0.1:9/edxml")  # nothing listens on the discard port
+    doc_id = _send(agency)
+    _worker(svc).run_once()
+    route = _route(svc, doc_id)
+    assert route.state == QUEUED and "cannot connect" in route.last_error
+
+
+def test_a_wrong_address_is_dead_lettered_at_once(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    receiver.mode = "gone"
+    doc_id = _send(agency)
+    _worker(svc).run_once()
+    route = _route(svc, doc_id)
+    assert route.state == DEAD and "wrong address" in route.last_error
+    assert _events(svc, "delivery.")[-1]["event"] == "delivery.dead-lettered"
+
+
+def test_back_off_doubles_until_the_agency_limit_then_dead_letters_and_manual_retry_delivers(
+    svc, agency, receiver, clock
+):
+    _push_to(svc, "http", url=receiver.url, max_attempts=4, retry_base_seconds=10, retry_max_seconds=25)
+    receiver.mode = "error"
+    doc_id = _send(agency)
+    worker = _worker(svc, breakers=CircuitBreakers(threshold=100))
+    waits = []
+    for _ in range(3):
+        assert worker.run_once() == 1
+        due = _route(svc, doc_id).next_attempt_at.replace(tzinfo=UTC)
+        waits.append((due - clock.now).total_seconds())
+        clock.advance(waits[-1] - 1)
+        assert worker.run_once() == 0  # not due yet
+        clock.advance(1)
+    assert waits == [10, 20, 25]  # doubling, capped at retry_max_seconds
+    assert worker.run_once() == 1
+    assert _route(svc, doc_id).state == DEAD and _route(svc, doc_id).attempts == 4
+
+    receiver.mode = "ok"
+    route_id = _route(svc, doc_id).id
+    assert svc.deliveries.retry([route_id], actor="operator") == [route_id]
+    assert worker.run_once() == 1
+    assert _route(svc, doc_id).state == DELIVERED
+    assert receiver.posts[doc_id] == 1
+    assert any(e["event"] == "delivery.retry-requested" for e in _events(svc, "delivery."))
+
+
+def test_a_claim_whose_worker_died_is_taken_over_after_the_lease(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    doc_id = _send(agency)
+    dead = svc.deliveries.claim("worker-that-dies", 10)
+    assert len(dead) == 1 and _worker(svc).run_once() == 0  # leased
+    clock.advance(svc.deliveries.lease.total_seconds() + 1)
+    assert _worker(svc).run_once() == 1
+    assert _route(svc, doc_id).state == DELIVERED and _route(svc, doc_id).attempts == 2
+    assert svc.deliveries.record(dead[0], _ok(), RetryPolicy(), 0) is None  # the late worker records nothing
+
+
+def _ok():  # type: ignore[no-untyped-def]
+    from adapters import DeliveryResult
+
+    return DeliveryResult("delivered", "late")
+
+
+def test_the_circuit_breaker_postpones_an_agency_without_spending_attempts(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url, retry_base_seconds=1)
+    receiver.mode = "error"
+    ids = [_send(agency, n) for n in range(3)]
+    breakers = CircuitBreakers(threshold=2, cooldown=300, clock=lambda: clock.now.timestamp())
+    worker = _worker(svc, breakers=breakers, batch=1)
+    worker.run_once(), clock.advance(5), worker.run_once(), clock.advance(5)
+    assert breakers.is_open(Q4)
+    assert receiver.requests == 2
+    for _ in range(3):
+        worker.run_once()
+    assert receiver.requests == 2  # the open breaker let nothing through
+    postponed = [_route(svc, i) for i in ids]
+    assert all(r.state == QUEUED for r in postponed)
+    assert any("circuit open" in (r.last_error or "") for r in postponed)
+    assert sum(r.attempts for r in postponed) == 2  # only the two real attempts count
+
+
+def test_circuit_breaker_opens_cools_down_and_lets_one_trial_through():
+    now = [0.0]
+    breakers = CircuitBreakers(threshold=2, cooldown=60, clock=lambda: now[0])
+    breakers.failed("A"), breakers.failed("A")
+    assert breakers.allows("A") == 60 and breakers.allows("B") is None
+    now[0] = 61
+    assert breakers.allows("A") is None  # the trial
+    assert breakers.allows("A") == 60  # while the trial runs
+    breakers.succeeded("A")
+    assert breakers.allows("A") is None
+
+
+def test_retry_policy_delays_grow_exponentially_with_equal_jitter():
+    policy = RetryPolicy(max_attempts=5, base_seconds=30, max_seconds=3600)
+    assert [policy.delay(n, lambda low, high: high) for n in (1, 2, 3, 8)] == [30, 60, 120, 3600]
+    assert policy.delay(3, lambda low, high: low) == 60  # at least half the ceiling
+    assert policy.exhausted(5) and not policy.exhausted(4)
+
+
+# --- filesystem and redis-stream -------------------------------------------------------------------
+
+
+def _delivery(doc_id: str = "2c6b1c1e-0000-4000-8000-000000000001") -> Delivery:
+    return Delivery(doc_id, Q4, b"<edXMLEnvelope/>", b"<Seal/>", {"document_id": "x"})
+
+
+def test_filesystem_drop_is_atomic_idempotent_and_the_done_folder_is_the_receipt(tmp_path: Path):
+    adapter = FilesystemAdapter({"folder": str(tmp_path / "in")})
+    delivery = _delivery()
+    assert adapter.deliver(delivery).outcome == "awaiting-receipt"
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == [
+        f"{delivery.document_uuid}.edxml",
+        f"{delivery.document_uuid}.seal.xml",
+    ]
+    (tmp_path / "in" / f"{delivery.document_uuid}.edxml").write_bytes(b"changed by the agency")
+    assert adapter.deliver(delivery).outcome == "awaiting-receipt"  # redelivery writes nothing
+    assert (tmp_path / "in" / f"{delivery.document_uuid}.edxml").read_bytes() == b"changed by the agency"
+    assert adapter.check_receipt(delivery).outcome == "awaiting-receipt"
+    (tmp_path / "in" / "done").mkdir()
+    for name in (f"{delivery.document_uuid}.edxml", f"{delivery.document_uuid}.seal.xml"):
+        (tmp_path / "in" / name).rename(tmp_path / "in" / "done" / name)
+    result = adapter.check_receipt(delivery)
+    assert result.outcome == "delivered" and b"done" in (result.receipt or b"")
+    assert adapter.deliver(delivery).outcome == "delivered"  # already done: no second copy
+    assert not (tmp_path / "in" / f"{delivery.document_uuid}.edxml").exists()
+
+
+def test_filesystem_delivery_through_the_worker(svc, agency, clock, tmp_path):
+    _push_to(svc, "filesystem", folder=str(tmp_path / "q4"))
+    doc_id = _send(agency)
+    _worker(svc).run_once()
+    assert _route(svc, doc_id).state == "awaiting-receipt"
+    assert (tmp_path / "q4" / f"{doc_id}.edxml").read_bytes() == agency(Q4).get(f"/v1/documents/{doc_id}/content").data
+    (tmp_path / "q4" / "done").mkdir()
+    (tmp_path / "q4" / f"{doc_id}.edxml").rename(tmp_path / "q4" / "done" / f"{doc_id}.edxml")
+    clock.advance(svc.deliveries.receipt_poll.total_seconds())
+    _worker(svc).run_once()
+    assert _route(svc, doc_id).state == DELIVERED
+    assert [e["event"] for e in _events(svc, "delivery.")] == ["delivery.handed-over", "delivery.delivered"]
+
+
+def test_an_unwritable_folder_is_retried(tmp_path: Path):
+    (tmp_path / "file").write_text("not a folder")
+    result = FilesystemAdapter({"folder": str(tmp_path / "file" / "in")}).deliver(_delivery())
+    assert result.outcome == "retryable"
+
+
+@pytest.fixture
+def stream() -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(REDIS_URL)
+    name = f"test:{datetime.now().timestamp()}"
+    yield client, name
+    client.delete(name, *client.keys(f"{{{name}}}:*"))
+
+
+def test_redis_stream_adds_once_and_the_consumer_ack_is_the_receipt(stream):
+    client, name = stream
+    adapter = RedisStreamAdapter({"url": REDIS_URL, "stream": name, "group": "q4"})
+    first = adapter.deliver(_delivery())
+    again = adapter.deliver(_delivery())
+    assert first.outcome == "awaiting-receipt" and again.reference == first.reference
+    assert client.xlen(name) == 1
+    delivered = _delivery()
+    delivered = Delivery(**{**delivered.__dict__, "reference": first.reference})
+    assert adapter.check_receipt(delivered).outcome == "awaiting-receipt"  # no group yet
+    client.xgroup_create(name, "q4", id="0")
+    entries = client.xreadgroup("q4", "consumer-1", {name: ">"}, count=10)
+    assert entries[0][1][0][1][b"document_id"] == delivered.document_uuid.encode()
+    assert adapter.check_receipt(delivered).outcome == "awaiting-receipt"  # read, not acknowledged
+    client.xack(name, "q4", first.reference)
+    assert adapter.check_receipt(delivered).outcome == "delivered"
+
+
+def test_a_stream_entry_lost_before_it_was_read_is_added_again(stream):
+    client, name = stream
+    adapter = RedisStreamAdapter({"url": REDIS_URL, "stream": name, "group": "q4"})
+    first = adapter.deliver(_delivery())
+    client.delete(name)  # what a Redis restart without persistence does
+    lost = Delivery(**{**_delivery().__dict__, "reference": first.reference})
+    assert adapter.check_receipt(lost).outcome == "retryable"
+    assert adapter.deliver(_delivery()).reference != first.reference and client.xlen(name) == 1
+
+
+def test_redis_unreachable_is_retryable():
+    adapter = RedisStreamAdapter({"url": "redis://127.0.0.1:9/0", "stream": "s", "group": "g", "timeout_seconds": 0.5})
+    assert adapter.deliver(_delivery()).outcome == "retryable"
+    assert adapter.healthy()[0] is False
+
+
+# --- settings and concurrency -------------------------------------------------------------------
+
+
+def test_adapter_names_and_settings_are_validated_with_helpful_messages(svc):
+    with pytest.raises(UnknownAdapter, match="Did you mean 'http'"):
+        get_adapter_class("htp")
+    with pytest.raises(AdapterSettingsError, match="needs the setting url"):
+        get_adapter_class("http").validate_settings({})
+    with pytest.raises(AdapterSettingsError, match="http\\(s\\) URL"):
+        get_adapter_class("http").validate_settings({"url": "ftp://x"})
+    with pytest.raises(AdapterSettingsError, match="max_attempts must be a whole number"):
+        get_adapter_class("http").validate_settings({"url": "https://x", "max_attempts": "many"})
+    with pytest.raises(AdapterSettingsError, match="absolute path"):
+        get_adapter_class("filesystem").validate_settings({"folder": "relative"})
+    from gateway.policy import Refusal
+
+    with pytest.raises(Refusal) as refused, svc.db.write() as conn:
+        svc.registry.set_adapter(conn, Q4, "http", {"uri": "https://x"})
+    assert refused.value.code == "adapter-invalid" and "allowed:" in refused.value.reason
+
+
+def test_concurrent_workers_never_claim_the_same_route(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    ids = [_send(agency, n) for n in range(24)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        while batch := svc.deliveries.claim(name, 3):
+            with lock:
+                claimed.extend(c.route_id for c in batch)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == len(set(claimed)) == len(ids)
