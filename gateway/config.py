@@ -45,10 +45,12 @@ class Config:
     log_level: str = "INFO"
     citizen_audience: str = "interconnect-gateway"
     citizen_dossiers_per_hour: int = 20
+    agency_submissions_per_minute: int = 600
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
     auditors: tuple[str, ...] = ()  # personal ID numbers (national-ID login) or agency codes (gateway tokens)
+    operators: tuple[str, ...] = ()  # the same kinds of identity, allowed to look after deliveries
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # Paths default to files inside keys_dir; these properties are what the rest of the code reads.
@@ -192,7 +194,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
             raise ValueError("issuers must be [[issuers]] tables in the TOML file")
         return tuple(value)
-    if name == "auditors":
+    if name in ("auditors", "operators"):
         items = value if isinstance(value, list) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())
     if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "procedures_file"):
@@ -200,7 +202,13 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)
         return tuple(Path(str(p)) for p in items if str(p))
-    if name in ("max_document_bytes", "access_token_ttl", "client_assertion_max_lifetime", "citizen_dossiers_per_hour"):
+    if name in (
+        "max_document_bytes",
+        "access_token_ttl",
+        "client_assertion_max_lifetime",
+        "citizen_dossiers_per_hour",
+        "agency_submissions_per_minute",
+    ):
         if isinstance(value, bool):
             raise ValueError("must be a whole number")
         try:

@@ -345,3 +345,59 @@ def test_concurrent_workers_never_claim_the_same_route(svc, agency, receiver, cl
     for t in threads:
         t.join()
     assert len(claimed) == len(set(claimed)) == len(ids)
+
+
+def test_an_agency_over_its_submission_rate_gets_429_with_retry_after_and_it_is_audited(database_url, dev_pki):
+    from gateway import create_app
+    from tests.conftest import make_config, register_agencies
+    from tests.support import GatewayClient
+
+    app = create_app(make_config(database_url, dev_pki, agency_submissions_per_minute=2))
+    try:
+        svc = app.extensions["gateway"]
+        register_agencies(svc, dev_pki)
+        sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+        sender.token()
+        signed = sender.keys.sign(sample("cong-van.edxml"))
+        assert [sender.submit(signed).status_code for _ in range(3)] == [202, 200, 429]
+        refused = sender.submit(signed)
+        assert refused.get_json()["code"] == "rate-limited" and int(refused.headers["Retry-After"]) >= 1
+        assert _events(svc, "document.refused")[-1]["reason"].startswith("at most 2 submissions")
+    finally:
+        app.extensions["gateway"].db.dispose()
+
+
+def test_operators_list_dead_letters_and_retry_over_the_api_and_others_are_refused(database_url, dev_pki, receiver):
+    from gateway import create_app
+    from tests.conftest import make_config, register_agencies
+    from tests.support import GatewayClient
+
+    app = create_app(make_config(database_url, dev_pki, operators=(NOIVU,)))
+    try:
+        svc = app.extensions["gateway"]
+        register_agencies(svc, dev_pki)
+        _push_to(svc, "http", url=receiver.url)
+        receiver.mode = "gone"
+        sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+        sender.token()
+        doc_id = sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"]
+        svc.delivery_worker().run_once()
+        operator = GatewayClient(app.test_client(), dev_pki.agencies[NOIVU])
+        operator.token()
+        dead = operator.get("/v1/deliveries/dead-letters").get_json()["items"]
+        assert [(d["document"], d["state"]) for d in dead] == [(doc_id, "dead")] and "wrong address" in dead[0][
+            "last_error"
+        ]
+        assert operator.get("/v1/deliveries?state=queued").get_json()["items"] == []
+        assert operator.get("/v1/deliveries?state=lost").status_code == 400
+        receiver.mode = "ok"
+        assert operator.post(f"/v1/deliveries/{dead[0]['id']}/retry").status_code == 200
+        again = operator.post(f"/v1/deliveries/{dead[0]['id']}/retry")
+        assert again.status_code == 409 and again.get_json()["code"] == "not-dead-lettered"
+        svc.delivery_worker().run_once()
+        assert _route(svc, doc_id).state == DELIVERED
+        refused = sender.get("/v1/deliveries")
+        assert refused.status_code == 403 and refused.get_json()["code"] == "not-an-operator"
+        assert _events(svc, "operator.refused")
+    finally:
+        app.extensions["gateway"].db.dispose()

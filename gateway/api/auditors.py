@@ -35,28 +35,37 @@ class Auditor:
     display: str
 
 
-def authenticated_auditor() -> Auditor:
+def authenticated_in_role(allowed: frozenset[str], refusal: Refusal) -> Auditor:
+    """The caller, by a gateway token (an agency) or a national-ID token (a person), if ``allowed``.
+
+    Any refusal, ``refusal`` included when the identity is not in ``allowed``, is audited.
+    """
     svc = services()
-    allowed = svc.config.auditor_identities
-    token = ""
     try:
         token = bearer_token("invalid-token")
         header = parse_compact(token, "invalid-token").header
         if header.get("kid") == svc.tokens.kid:  # the gateway's own access token: an agency
             agency = svc.tokens.verify(token)
-            auditor, identity = Auditor(agency, agency), agency
+            person, identity = Auditor(agency, agency), agency
         else:
             citizen = svc.national_id.verify(token)
-            auditor, identity = (
+            person, identity = (
                 Auditor(citizen_actor(citizen), f"{citizen.full_name} ({citizen.masked_id})"),
                 citizen.personal_id,
             )
         if identity not in allowed:
-            raise Refusal("not-an-auditor", "this identity has no auditor role (GATEWAY_AUDITORS)")
-    except Refusal as refusal:
-        svc.audit.refused(svc.db, "auditor.refused", refusal)
+            raise refusal
+    except Refusal as refused:
+        svc.audit.refused(svc.db, f"{refusal.code.removeprefix('not-an-')}.refused", refused)
         raise
-    return auditor
+    return person
+
+
+def authenticated_auditor() -> Auditor:
+    return authenticated_in_role(
+        services().config.auditor_identities,
+        Refusal("not-an-auditor", "this identity has no auditor role (GATEWAY_AUDITORS)"),
+    )
 
 
 def record_read(auditor: Auditor, event: str, what: str) -> None:

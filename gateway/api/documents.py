@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gateway.api.auth import require_agency
 from gateway.audit.receipt import build_receipt
 from gateway.observability import count_document
-from gateway.policy import Refusal
+from gateway.policy import RateLimited, Refusal
 from gateway.routing import inbox
 from gateway.routing.submission import Accepted
 from gateway.services import services
@@ -39,8 +39,20 @@ def _body_within_limit(event: str) -> bytes:
     raise refusal
 
 
+def _within_rate(event: str) -> None:
+    """Per-agency submissions a minute (``GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE``), shared by every process."""
+    svc = services()
+    per_minute = svc.config.agency_submissions_per_minute
+    decision = svc.state.hit(f"submissions:{g.agency}", per_minute, 60)
+    if not decision.allowed:
+        refusal = RateLimited(f"at most {per_minute} submissions a minute per agency; slow down", decision.retry_after)
+        svc.audit.refused(svc.db, event, refusal, actor=g.agency, sender=g.agency)
+        raise refusal
+
+
 def _submit(kind: str, submit: Callable[[str, bytes], Accepted]) -> Response:
     try:
+        _within_rate(f"{kind}.refused")
         accepted = submit(g.agency, _body_within_limit(f"{kind}.refused"))
     except Refusal as refusal:
         count_document(kind, "refused", refusal.code)

@@ -52,6 +52,8 @@ CODES: dict[str, tuple[int, str]] = {
     "database-unavailable": (503, "Database unavailable"),
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
+    "not-an-operator": (403, "Operator role required"),
+    "not-dead-lettered": (409, "Delivery is not dead-lettered"),
     "export-empty": (404, "Nothing to export"),
     "workbench-unavailable": (503, "Workbench login is not configured"),
     "export-unavailable": (503, "Export not possible yet"),
