@@ -12,64 +12,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway import pki
-from gateway.config import Config, ConfigError
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, table
+from gateway.config import Config
+from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
-
-
-def _config() -> Config:
-    try:
-        return Config.load()
-    except ConfigError as exc:
-        _fail(str(exc))
-        raise  # unreachable; keeps type checkers calm
-
-
-@contextmanager
-def _services() -> Iterator[Any]:
-    from gateway.services import Services
-
-    config = _config()
-    try:
-        svc = Services.build(config)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    try:
-        yield svc
-    finally:
-        svc.db.dispose()
-
-
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
-
-
-def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else render(data))
-
-
-def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
 @click.group()
@@ -88,13 +43,13 @@ def init(demo: bool) -> None:
     from gateway.keys import init_development_keys
     from gateway.store import upgrade
 
-    config = _config()
+    config = load_config()
     if demo and config.missing_key_files():
         written = init_development_keys(config.keys_dir)
         click.echo(f"development keys written to {config.keys_dir}/: {', '.join(p.name for p in written)}")
     missing = config.missing_key_files()
     if missing:
-        _fail("\n".join(missing))
+        fail("\n".join(missing))
     click.echo(f"migrating {_redact(config.database_url)} …")
     upgrade(config.database_url)
     if demo:
@@ -112,7 +67,7 @@ def _register_demo(config: Config) -> None:
     from gateway.demo import DEMO_AGENCIES, make_agency_keys, register_demo_agency, register_demo_portal
     from gateway.services import DEMO_PORTAL
 
-    with _services() as svc:
+    with cli_services() as svc:
         for code, name, parent in DEMO_AGENCIES:
             files = make_agency_keys(config.keys_dir, code, name)
             certificates = pki.load_certificates(files.signing_cert)
@@ -128,10 +83,10 @@ def _register_demo(config: Config) -> None:
 @click.option("--workers", default=2, show_default=True, type=int)
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP server (gunicorn) with the configuration from the environment."""
-    config = _config()
+    config = load_config()
     missing = config.missing_key_files()
     if missing:
-        _fail("\n".join(missing))
+        fail("\n".join(missing))
     env = dict(os.environ)
     if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -161,7 +116,7 @@ def db_upgrade() -> None:
     """Apply pending migrations."""
     from gateway.store import upgrade
 
-    config = _config()
+    config = load_config()
     upgrade(config.database_url)
     click.echo("database is at the latest schema")
 
@@ -180,11 +135,11 @@ def keys_init(force: bool) -> None:
     """Create a development CA, the gateway's seal key and certificate, and its token key in keys/."""
     from gateway.keys import init_development_keys
 
-    config = _config()
+    config = load_config()
     try:
         written = init_development_keys(config.keys_dir, force=force)
     except FileExistsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -198,12 +153,12 @@ def keys_agency(code: str, name: str) -> None:
     from gateway.documents.identifiers import is_agency_code
 
     if not is_agency_code(code):
-        _fail(f"{code!r} is not an agency code (000.00.00.H29 or H55.242 form)")
-    config = _config()
+        fail(f"{code!r} is not an agency code (000.00.00.H29 or H55.242 form)")
+    config = load_config()
     try:
         files = make_agency_keys(config.keys_dir, code, name or code)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for path in (files.signing_key, files.signing_cert, files.client_key, files.client_public_key):
         click.echo(f"{path}")
 
@@ -263,8 +218,8 @@ def agency_add(
     try:
         certificates = [c for path in certs for c in pki.load_certificates(path)]
     except ValueError as exc:
-        _fail(f"cannot read certificate: {exc}")
-    with _services() as svc:
+        fail(f"cannot read certificate: {exc}")
+    with cli_services() as svc:
         try:
             with svc.db.write() as conn:
                 added = svc.registry.add(
@@ -282,8 +237,8 @@ def agency_add(
                     svc.keys.trust,
                 )
         except Refusal as refusal:
-            _fail(refusal.reason)
-        _emit(added.public_view(), as_json, lambda v: f"registered {v['code']} ({v['name']})")
+            fail(refusal.reason)
+        emit(added.public_view(), as_json, lambda v: f"registered {v['code']} ({v['name']})")
 
 
 def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
@@ -291,7 +246,7 @@ def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            _fail(f"--adapter-setting {item!r}: write KEY=VALUE")
+            fail(f"--adapter-setting {item!r}: write KEY=VALUE")
         settings[key] = int(value) if value.isdigit() else value
     return settings
 
@@ -302,12 +257,12 @@ def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
 @click.option("--adapter-setting", "adapter_settings", multiple=True, help="KEY=VALUE, repeatable.")
 def agency_set_adapter(code: str, adapter: str, adapter_settings: tuple[str, ...]) -> None:
     """Change how an agency receives documents (e.g. --adapter http --adapter-setting url=https://…)."""
-    with _services() as svc:
+    with cli_services() as svc:
         try:
             with svc.db.write() as conn:
                 svc.registry.set_adapter(conn, code, adapter, _adapter_settings(adapter_settings))
         except Refusal as refusal:
-            _fail(refusal.reason)
+            fail(refusal.reason)
     click.echo(f"{code} now receives through {adapter}")
 
 
@@ -315,7 +270,7 @@ def agency_set_adapter(code: str, adapter: str, adapter_settings: tuple[str, ...
 @json_option
 def agency_list(as_json: bool) -> None:
     """All registered agencies."""
-    with _services() as svc, svc.db.read() as conn:
+    with cli_services() as svc, svc.db.read() as conn:
         rows = [
             {
                 "code": a.code,
@@ -326,7 +281,7 @@ def agency_list(as_json: bool) -> None:
             }
             for a in svc.registry.all(conn)
         ]
-    _emit(rows, as_json, lambda r: _table(r, ["code", "name", "enabled", "adapter", "may_send_to"]))
+    emit(rows, as_json, lambda r: table(r, ["code", "name", "enabled", "adapter", "may_send_to"]))
 
 
 @agency.command("show")
@@ -334,10 +289,10 @@ def agency_list(as_json: bool) -> None:
 @json_option
 def agency_show(code: str, as_json: bool) -> None:
     """One agency with its certificates."""
-    with _services() as svc, svc.db.read() as conn:
+    with cli_services() as svc, svc.db.read() as conn:
         found = svc.registry.get(conn, code)
     if found is None:
-        _fail(f"agency {code} is not registered; see `gateway agency list`")
+        fail(f"agency {code} is not registered; see `gateway agency list`")
         return
     view = found.public_view()
 
@@ -359,16 +314,16 @@ def agency_show(code: str, as_json: bool) -> None:
         lines += [f"  sha256={c['sha256']}  {c['subject']}  until {c['not_after']}" for c in v["certificates"]]
         return "\n".join(lines)
 
-    _emit(view, as_json, render)
+    emit(view, as_json, render)
 
 
 def _set_enabled(code: str, enabled: bool) -> None:
-    with _services() as svc:
+    with cli_services() as svc:
         try:
             with svc.db.write() as conn:
                 svc.registry.set_enabled(conn, code, enabled)
         except Refusal as refusal:
-            _fail(refusal.reason)
+            fail(refusal.reason)
     click.echo(f"{code} {'enabled' if enabled else 'disabled'}")
 
 
@@ -408,7 +363,7 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
             method=signature_method_for(signing_key, pss=pss),
         )
     except (Refusal, ValueError) as exc:
-        _fail(f"{file}: {exc}")
+        fail(f"{file}: {exc}")
     if out is None:
         sys.stdout.buffer.write(signed)
     else:
@@ -453,10 +408,10 @@ def verify(
     if trust_files:
         anchors = [c for p in trust_files for c in pki.load_certificates(p)]
     else:
-        config = _config()
+        config = load_config()
         anchors = [c for p in config.trust_anchor_paths if p.is_file() for c in pki.load_certificates(p)]
         if not anchors:
-            _fail("no trust anchors: pass --trust CA.pem or run `gateway keys init`")
+            fail("no trust anchors: pass --trust CA.pem or run `gateway keys init`")
     report = verify_offline(
         file.read_bytes(),
         anchors,
@@ -464,7 +419,7 @@ def verify(
         sender_certs=pki.load_certificates(sender_cert) if sender_cert else None,
         gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else None,
     )
-    _emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
 
@@ -481,12 +436,12 @@ def dev_idp(host: str, port: int, audience: str | None) -> None:
     from gateway.identity.state import SqlStateStore
     from gateway.store.db import Database
 
-    config = _config()
+    config = load_config()
     if not config.dev_idp_key_path.is_file():
-        _fail(f"{config.dev_idp_key_path} is missing: run `gateway keys init`")
+        fail(f"{config.dev_idp_key_path} is missing: run `gateway keys init`")
     key = pki.load_private_key(config.dev_idp_key_path)
     if not isinstance(key, rsa.RSAPrivateKey):
-        _fail(f"{config.dev_idp_key_path} must be an RSA key")
+        fail(f"{config.dev_idp_key_path} must be an RSA key")
         return
     issuer = f"http://{host}:{port}/dev-idp"
     state = SqlStateStore(Database(f"sqlite:///{config.keys_dir / 'dev-idp-state.db'}"))
@@ -513,9 +468,9 @@ def audit_vkey() -> None:
     from gateway.audit.checkpoint import NoteSigner
     from gateway.keys import load_ed25519_key
 
-    config = _config()
+    config = load_config()
     if not config.audit_key_path.is_file():
-        _fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
+        fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
     click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
 
 
@@ -526,7 +481,7 @@ def _verifier(vkey: str) -> Any:
     try:
         return NoteVerifier.parse(text)
     except Refusal as refusal:
-        _fail(f"--vkey: {refusal.reason}")
+        fail(f"--vkey: {refusal.reason}")
 
 
 @audit.command("verify-receipt")
@@ -540,9 +495,9 @@ def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
     try:
         data = json.loads(receipt.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        _fail(f"{receipt} is not a JSON receipt: {exc}")
+        fail(f"{receipt} is not a JSON receipt: {exc}")
     report = verify_receipt(data, _verifier(vkey))
-    _emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
 
@@ -555,17 +510,17 @@ def audit_export(first: int, last: int | None, out: Path) -> None:
     """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
     from gateway.audit.bundle import export_bundle
 
-    with _services() as svc:
+    with cli_services() as svc:
         svc.checkpoints.refresh(force=True)
         with svc.db.read() as conn:
             size = svc.audit.size(conn)
             end = size if last is None else last
             if not 0 <= first < end <= size:
-                _fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
+                fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
             try:
                 out.write_bytes(export_bundle(conn, svc.checkpoints, first, end))
             except Refusal as refusal:
-                _fail(refusal.reason)
+                fail(refusal.reason)
     click.echo(f"wrote {out}")
 
 
@@ -585,7 +540,7 @@ def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
     verdict = verify_bundle(bundle, _verifier(vkey), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         click.echo("", err=True)
-    _emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
+    emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
     if not verdict.valid:
         sys.exit(1)
 
@@ -611,7 +566,7 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
     claims = {
         "iss": code,
         "sub": code,
-        "aud": audience or _config().token_endpoint,
+        "aud": audience or load_config().token_endpoint,
         "iat": now,
         "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
@@ -619,15 +574,8 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
     click.echo(jwt.encode(claims, signing_key, algorithm=alg))
 
 
+main.add_command(worker)
+main.add_command(deliveries)
+
 if __name__ == "__main__":
     main()
-
-
-def _register_delivery_commands() -> None:
-    from gateway.delivery.commands import deliveries, worker
-
-    main.add_command(worker)
-    main.add_command(deliveries)
-
-
-_register_delivery_commands()

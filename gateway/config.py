@@ -46,6 +46,10 @@ class Config:
     citizen_audience: str = "interconnect-gateway"
     citizen_dossiers_per_hour: int = 20
     agency_submissions_per_minute: int = 600
+    delivery_lease_seconds: int = 60  # a claim whose worker died is taken over after this
+    delivery_receipt_poll_seconds: int = 15  # how often to look for filesystem / stream receipts
+    delivery_breaker_threshold: int = 5  # consecutive failures that open an agency's circuit
+    delivery_breaker_cooldown_seconds: int = 30
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
@@ -208,6 +212,10 @@ def _coerce(name: str, value: Any) -> Any:
         "client_assertion_max_lifetime",
         "citizen_dossiers_per_hour",
         "agency_submissions_per_minute",
+        "delivery_lease_seconds",
+        "delivery_receipt_poll_seconds",
+        "delivery_breaker_threshold",
+        "delivery_breaker_cooldown_seconds",
     ):
         if isinstance(value, bool):
             raise ValueError("must be a whole number")

@@ -18,6 +18,7 @@ from gateway.audit.checkpoints import CheckpointLog
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
+from gateway.delivery.breaker import CircuitBreakers
 from gateway.delivery.queue import DeliveryQueue
 from gateway.delivery.wakeup import PollingWakeup, RedisWakeup, Wakeup
 from gateway.delivery.worker import AdapterCache, DeliveryWorker
@@ -60,6 +61,10 @@ class Services:
     deliveries: DeliveryQueue
 
     def delivery_worker(self, **options: Any) -> DeliveryWorker:
+        options.setdefault(
+            "breakers",
+            CircuitBreakers(self.config.delivery_breaker_threshold, self.config.delivery_breaker_cooldown_seconds),
+        )
         return DeliveryWorker(self.db, self.deliveries, AdapterCache(self.db, self.tokens), **options)
 
     @classmethod
@@ -70,7 +75,13 @@ class Services:
         keys = GatewayKeys.load(config)
         state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
         wakeup: Wakeup = RedisWakeup(config.redis_url) if config.redis_url else PollingWakeup()
-        deliveries = DeliveryQueue(db, audit, wakeup)
+        deliveries = DeliveryQueue(
+            db,
+            audit,
+            wakeup,
+            lease_seconds=config.delivery_lease_seconds,
+            receipt_poll_seconds=config.delivery_receipt_poll_seconds,
+        )
 
         def client_key(code: str) -> PublicKey | None:
             with db.read() as conn:

@@ -32,21 +32,33 @@ class Receiver:
         self.posts: Counter[str] = Counter()  # accepted deliveries per document id
         self.requests = 0
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.port = 0
+        self.server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/edxml"
+        return f"http://127.0.0.1:{self.port}/edxml"
+
+    def start(self) -> None:
+        """Listen (again, on the same port after a :meth:`stop`)."""
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Go away entirely: connections are refused until :meth:`start`."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     def __enter__(self) -> Receiver:
-        self.thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()
 
     def receipt(self, document_id: str, content: bytes) -> bytes:
         key = self.receipt_key if self.mode != "bad-receipt" else ec.generate_private_key(ec.SECP256R1())

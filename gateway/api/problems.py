@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.identity.state import StateUnavailable
 from gateway.policy import RateLimited, Refusal
 from gateway.store.db import DatabaseUnavailable
 
@@ -50,6 +51,7 @@ CODES: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "database-unavailable": (503, "Database unavailable"),
+    "state-unavailable": (503, "Shared state unavailable"),
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
     "not-an-operator": (403, "Operator role required"),
@@ -128,6 +130,13 @@ def register_error_handlers(app: Flask) -> None:
     def _database(_exc: DatabaseUnavailable) -> Response:
         app.logger.error("database unavailable")
         return problem("database-unavailable", "the database cannot be reached; nothing was stored, retry later")
+
+    @app.errorhandler(StateUnavailable)
+    def _state(exc: StateUnavailable) -> Response:
+        app.logger.error("shared state unavailable: %s", exc)
+        return problem(
+            "state-unavailable", "single-use checks cannot be made right now; nothing was accepted, retry shortly"
+        )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from gateway.cli import _emit, _fail, _services, _table, json_option
+from gateway.cli_support import cli_services, emit, fail, json_option, table
 from gateway.delivery.queue import DEAD, PUSH_STATES
 
 COLUMNS = ["id", "document_id", "sender", "recipient", "adapter", "state", "attempts", "next_attempt_at", "last_error"]
@@ -28,7 +28,7 @@ def worker(batch: int, idle: float) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with _services() as svc:
+    with cli_services() as svc:
         delivery_worker = svc.delivery_worker(batch=batch, idle_seconds=idle)
         wake = "Redis" if svc.config.redis_url else f"polling every {idle:g} s"
         click.echo(f"worker {delivery_worker.name} started ({wake}); Ctrl-C stops it after the current batch", err=True)
@@ -51,7 +51,7 @@ def deliveries() -> None:
 
 
 def _rows(states: tuple[str, ...], agency: str | None, limit: int) -> list[dict[str, Any]]:
-    with _services() as svc:
+    with cli_services() as svc:
         found: list[dict[str, Any]] = svc.deliveries.listing(states=states, agency=agency, limit=limit)
     return found
 
@@ -63,7 +63,7 @@ def _rows(states: tuple[str, ...], agency: str | None, limit: int) -> list[dict[
 @json_option
 def deliveries_list(states: tuple[str, ...], agency: str | None, limit: int, as_json: bool) -> None:
     """Push routes with their state, attempts and last error."""
-    _emit(_rows(states or PUSH_STATES, agency, limit), as_json, lambda rows: _table(rows, COLUMNS))
+    emit(_rows(states or PUSH_STATES, agency, limit), as_json, lambda rows: table(rows, COLUMNS))
 
 
 @deliveries.command("dead-letters")
@@ -72,7 +72,7 @@ def deliveries_list(states: tuple[str, ...], agency: str | None, limit: int, as_
 @json_option
 def deliveries_dead_letters(agency: str | None, limit: int, as_json: bool) -> None:
     """Routes that ran out of attempts or were refused for good; `gateway deliveries retry` requeues them."""
-    _emit(_rows((DEAD,), agency, limit), as_json, lambda rows: _table(rows, COLUMNS))
+    emit(_rows((DEAD,), agency, limit), as_json, lambda rows: table(rows, COLUMNS))
 
 
 @deliveries.command("retry")
@@ -83,14 +83,14 @@ def deliveries_dead_letters(agency: str | None, limit: int, as_json: bool) -> No
 def deliveries_retry(route_ids: tuple[int, ...], all_dead: bool, agency: str | None, as_json: bool) -> None:
     """Queue dead-lettered routes again with a fresh attempt budget."""
     if not route_ids and not all_dead:
-        _fail("name route ids (see `gateway deliveries dead-letters`) or pass --all-dead")
-    with _services() as svc:
+        fail("name route ids (see `gateway deliveries dead-letters`) or pass --all-dead")
+    with cli_services() as svc:
         ids = list(route_ids) or [
             int(r["id"]) for r in svc.deliveries.listing(states=(DEAD,), agency=agency, limit=10_000)
         ]
         requeued = svc.deliveries.retry(ids, actor="operator")
     skipped = sorted(set(ids) - set(requeued))
-    _emit(
+    emit(
         {"requeued": requeued, "not_dead": skipped},
         as_json,
         lambda r: (

@@ -26,7 +26,7 @@ from gateway.delivery.gateway_side import GatewayCredentials
 from gateway.delivery.queue import CHECKING, Claim, DeliveryQueue
 from gateway.identity.access_tokens import TokenAuthority
 from gateway.pki import load_public_key
-from gateway.store.db import Database
+from gateway.store.db import Database, DatabaseUnavailable
 from gateway.store.tables import agencies, blobs, documents
 
 log = logging.getLogger("gateway.delivery")
@@ -101,8 +101,8 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 claimed = self.run_once()
-            except sa.exc.OperationalError as exc:  # the database is away: wait, nothing was taken
-                log.warning("delivery worker %s: database unavailable (%s)", self.name, type(exc.orig).__name__)
+            except (DatabaseUnavailable, sa.exc.DBAPIError) as exc:  # wait; a claim left behind times out
+                log.warning("delivery worker %s: database unavailable (%s)", self.name, type(exc).__name__)
                 stop.wait(self._idle)
                 continue
             if on_batch is not None:

@@ -8,16 +8,24 @@ counted atomically in the store so every gateway process sees the same count.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store.db import Database
 from gateway.store.tables import rate_limits, replay_cache
+
+log = logging.getLogger("gateway")
+
+
+class StateUnavailable(Exception):
+    """The shared state store cannot be reached; callers answer 503 and nothing was decided."""
 
 
 @dataclass(frozen=True)
@@ -93,14 +101,19 @@ class SqlStateStore:
 
 
 class RedisStateStore:
-    def __init__(self, url: str) -> None:
-        import redis
+    """Redis being away is survivable: single use cannot be promised, so those checks answer 503
+    (``state-unavailable``) and the client retries; rate limits let requests through meanwhile,
+    since refusing all work to protect against overload would be the outage itself."""
 
+    def __init__(self, url: str) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
     def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
         ttl = max(1, expires_at - int(time.time()) + 1)
-        return bool(self._redis.set(f"gw:replay:{namespace}:{key}", b"1", nx=True, ex=ttl))
+        try:
+            return bool(self._redis.set(f"gw:replay:{namespace}:{key}", b"1", nx=True, ex=ttl))
+        except redis.RedisError as exc:
+            raise StateUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
 
     def hit(self, key: str, limit: int, window: int) -> RateDecision:
         start, remaining = _window(window)
@@ -108,7 +121,11 @@ class RedisStateStore:
         pipe = self._redis.pipeline()
         pipe.incr(name)
         pipe.expire(name, window + 1)
-        count = int(pipe.execute()[0])
+        try:
+            count = int(pipe.execute()[0])
+        except redis.RedisError as exc:
+            log.warning("rate limit %s not counted: Redis is unreachable (%s)", key.split(":")[0], type(exc).__name__)
+            return RateDecision(True, 0)
         allowed = count <= limit
         return RateDecision(allowed, 0 if allowed else remaining)
 
