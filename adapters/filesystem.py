@@ -4,7 +4,8 @@ Each delivery is two files named after the gateway's document id: ``<id>.seal.xm
 ``<id>.edxml``, each written under a temporary name beginning with ``.``, fsynced and renamed into
 place, and the folder fsynced, so a reader never sees a partial file and a document file always has
 its seal beside it.  The agency's system takes the pair and moves it into the ``done`` folder; that
-move is the receipt.  Redelivery writes nothing when either folder already holds the document.
+move is the receipt.  Redelivery writes nothing when either folder already holds the document, and
+removes the temporary files a writer killed mid-write left behind.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class FilesystemAdapter(Adapter):
             return DeliveryResult("awaiting-receipt", f"already in {self.folder}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            for leftover in self.folder.glob(f".{name}.*.tmp"):  # a writer that died mid-write
+                leftover.unlink(missing_ok=True)
             _atomic_write(self.folder, f"{name}.seal.xml", delivery.seal)
             _atomic_write(self.folder, f"{name}.edxml", delivery.content)
         except OSError as exc:  # a full disk or an unmounted share comes back

@@ -137,7 +137,7 @@ class Deployment:
         for port in self.ports:
             self.processes.append(
                 subprocess.Popen(
-                    [*CLI, "serve", "--port", str(port), "--workers", workers],
+                    [*CLI, "serve", "--port", str(port), "--workers", workers, "--delivery-workers", "0"],
                     env=self.env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,8 +83,15 @@ def _register_demo(config: Config) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
-def serve(host: str, port: int, workers: int) -> None:
-    """Run the HTTP server (gunicorn) with the configuration from the environment."""
+@click.option(
+    "--delivery-workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="`gateway worker` processes to run alongside (0 when workers run elsewhere).",
+)
+def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
+    """Run the HTTP server (gunicorn) and delivery workers with the configuration from the environment."""
     config = load_config()
     missing = config.missing_key_files()
     if missing:
@@ -102,8 +111,29 @@ def serve(host: str, port: int, workers: int) -> None:
         "--workers",
         str(workers),
     ]
-    click.echo(f"serving on http://{host}:{port} with {workers} workers (Ctrl-C to stop)")
-    os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn
+    click.echo(
+        f"serving on http://{host}:{port} with {workers} workers and {delivery_workers} delivery worker(s) "
+        "(Ctrl-C to stop)"
+    )
+    if delivery_workers == 0:
+        os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn
+    children = [
+        subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=env) for _ in range(delivery_workers)
+    ]
+    server = subprocess.Popen(args, env=env)  # noqa: S603 - our own interpreter and gunicorn
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in (server, *children):
+            child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    code = server.wait()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.wait(timeout=30)
+    sys.exit(code)
 
 
 @main.group()

@@ -401,3 +401,14 @@ def test_operators_list_dead_letters_and_retry_over_the_api_and_others_are_refus
         assert _events(svc, "operator.refused")
     finally:
         app.extensions["gateway"].db.dispose()
+
+
+def test_filesystem_redelivery_removes_what_a_killed_writer_left(tmp_path: Path):
+    adapter = FilesystemAdapter({"folder": str(tmp_path)})
+    delivery = _delivery()
+    (tmp_path / f".{delivery.document_uuid}.edxml.4242.tmp").write_bytes(b"<half")
+    assert adapter.deliver(delivery).outcome == "awaiting-receipt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{delivery.document_uuid}.edxml",
+        f"{delivery.document_uuid}.seal.xml",
+    ]

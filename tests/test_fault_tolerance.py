@@ -8,6 +8,7 @@ should have prevented, the audit log verifies, and no 2xx was answered for anyth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -46,6 +47,7 @@ class Cluster:
     servers: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    spawned: list[subprocess.Popen[bytes]] = field(default_factory=list)  # everything to stop at the end
 
     @property
     def keys(self) -> Path:
@@ -58,6 +60,7 @@ class Cluster:
         log = open(self.home / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115 - kept open for the process
         worker = subprocess.Popen([*GATEWAY, "worker", "--idle", "0.5"], env=self.env, stdout=log, stderr=log)
         self.workers.append(worker)
+        self.spawned.append(worker)
         return worker
 
     def engine(self) -> sa.Engine:
@@ -67,6 +70,26 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     postgres, redis_server = PrivatePostgres(), PrivateRedis()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield from _start_cluster(tmp_path, postgres, redis_server, processes)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        redis_server.stop()
+        with contextlib.suppress(subprocess.CalledProcessError):  # it may never have started
+            postgres.stop()
+        postgres.remove()
+
+
+def _start_cluster(
+    tmp_path: Path, postgres: PrivatePostgres, redis_server: PrivateRedis, processes: list[subprocess.Popen[bytes]]
+) -> Iterator[Cluster]:
     postgres.start()
     redis_server.start()
     ports = [free_port(), free_port()]
@@ -92,7 +115,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         pki.load_private_key(keys / "gateway-token.key").public_key(),  # type: ignore[arg-type]
     )
     receiver.start()
-    cluster = Cluster(tmp_path, env, postgres, redis_server, receiver, tmp_path / "drop")
+    cluster = Cluster(tmp_path, env, postgres, redis_server, receiver, tmp_path / "drop", spawned=processes)
     fast_retries = ["--adapter-setting", "retry_base_seconds=1", "--adapter-setting", "retry_max_seconds=2"]
     cluster.gateway(
         "agency", "set-adapter", Q4, "--adapter", "http", "--adapter-setting", f"url={receiver.url}", *fast_retries
@@ -111,25 +134,21 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115 - kept open for the process
         cluster.processes.append(
             subprocess.Popen(
-                [*GATEWAY, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=log, stderr=log
+                [*GATEWAY, "serve", "--port", str(port), "--workers", "1", "--delivery-workers", "0"],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         )
+        processes.append(cluster.processes[-1])
         cluster.servers.append(f"http://127.0.0.1:{port}")
     for base in cluster.servers:
         _wait_ready(base)
     cluster.start_worker(), cluster.start_worker()
-    yield cluster
-    for process in [*cluster.processes, *cluster.workers]:
-        process.send_signal(signal.SIGTERM)
-    for process in [*cluster.processes, *cluster.workers]:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    receiver.stop()
-    redis_server.stop()
-    postgres.stop()
-    postgres.remove()
+    try:
+        yield cluster
+    finally:
+        receiver.stop()
 
 
 def _wait_ready(base: str) -> None:
