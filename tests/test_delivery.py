@@ -412,3 +412,33 @@ def test_filesystem_redelivery_removes_what_a_killed_writer_left(tmp_path: Path)
         f"{delivery.document_uuid}.edxml",
         f"{delivery.document_uuid}.seal.xml",
     ]
+
+
+def test_redis_wakeups_carry_a_token_per_submission_and_survive_redis_being_away():
+    from gateway.delivery.wakeup import WAKE_KEY, RedisWakeup
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/12")
+    client.delete(WAKE_KEY)
+    wakeup = RedisWakeup("redis://127.0.0.1:6379/12")
+    wakeup.notify(), wakeup.notify()
+    assert client.llen(WAKE_KEY) == 2
+    wakeup.wait(1)  # takes one token and returns at once
+    assert client.llen(WAKE_KEY) == 1
+    client.delete(WAKE_KEY)
+    away = RedisWakeup("redis://127.0.0.1:9/0")
+    away.notify()  # logged, not raised: the database still has the route
+    away.wait(0.01)  # falls back to a short poll
+
+
+def test_submitting_wakes_an_idle_worker_in_the_same_process(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    woken = threading.Event()
+    original = svc.deliveries.wakeup.notify
+
+    def notify() -> None:
+        woken.set()
+        original()
+
+    svc.deliveries.wakeup.notify = notify  # type: ignore[method-assign]
+    _send(agency)
+    assert woken.is_set()
