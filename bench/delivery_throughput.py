@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from submit_throughput import ASSERTION_TYPE, SAMPLE, free_port, run_load  # noqa: E402
+from submit_throughput import ASSERTION_TYPE, SAMPLE, free_port, run_load, wait_ready  # noqa: E402
 
 HCM, Q4 = "000.00.00.H29", "000.00.04.H29"
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -153,14 +153,7 @@ class Deployment:
                 )
             )
         for port in self.ports:
-            for _ in range(150):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                    c.request("GET", "/readyz")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    time.sleep(0.2)
+            wait_ready(port)
 
     def gateway(self, *args: str) -> None:
         subprocess.run([*CLI, *args], env=self.env, check=True, capture_output=True)

@@ -40,6 +40,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the gateway on port {port} did not become ready in {seconds:.0f} s")
+
+
 def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
@@ -109,14 +123,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
+        wait_ready(port)
         keys = home / "keys" / "agencies" / "000.00.00.H29"
         signing_key = pki.load_private_key(keys / "signing.key")
         chain = pki.load_certificates(keys / "signing.crt")

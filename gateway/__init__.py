@@ -16,6 +16,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
     from gateway.api import audit, auditors, citizens, deliveries, documents, oauth, ops
     from gateway.api.problems import register_error_handlers
+    from gateway.documents import schema
     from gateway.identity.dev_idp import dev_idp_blueprint
     from gateway.observability import Metrics, configure_logging, install_request_hooks
     from gateway.services import Services
@@ -29,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging(app, config.log_level)
     metrics = Metrics()
     app.extensions["gateway"] = Services.build(config)
+    schema.warm_up()  # compile the XSDs before threads serve requests
     # The workbench's session cookie is signed with a key derived from the deployment's pepper, so
     # every worker and host agrees on it without another secret to distribute.
     app.secret_key = hmac.new(app.extensions["gateway"].keys.pepper, b"workbench-session", hashlib.sha256).digest()

@@ -36,6 +36,21 @@ def _wait_for_port(port: int, seconds: float = 20) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
 
 
+def wait_ready(base: str, seconds: float = 40) -> None:
+    """Until the gateway at ``base`` answers ``/readyz`` with 200."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} did not become ready in {seconds:.0f} s")
+
+
 class PrivatePostgres:
     """A throw-away cluster in its own folder under the system temp dir (the server user must reach it)."""
 

@@ -442,3 +442,19 @@ def test_submitting_wakes_an_idle_worker_in_the_same_process(svc, agency, receiv
     svc.deliveries.wakeup.notify = notify  # type: ignore[method-assign]
     _send(agency)
     assert woken.is_set()
+
+
+def test_deliveries_health_reports_each_push_agency(svc, receiver, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    _push_to(svc, "http", url=receiver.url)
+    with svc.db.write() as conn:
+        svc.registry.set_adapter(conn, NOIVU, "filesystem", {"folder": str(tmp_path / "absent")})
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", svc.config.database_url)
+    monkeypatch.setenv("GATEWAY_KEYS_DIR", str(svc.config.keys_dir))
+    monkeypatch.setenv("GATEWAY_DEMO", "true")
+    result = CliRunner().invoke(main, ["deliveries", "health", "--json"])
+    rows = {r["agency"]: r for r in json.loads(result.output)}
+    assert rows[Q4]["healthy"] is True and rows[NOIVU]["healthy"] is False and result.exit_code == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.servers import wait_ready
 from tests.support import ASSERTION_TYPE, sample
 
 pytestmark = pytest.mark.slow
@@ -46,14 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
+    try:
+        wait_ready(base)
+    except AssertionError:
         process.kill()
         pytest.fail(f"gateway serve did not become ready: {process.stdout.read().decode()[-2000:]}")  # type: ignore[union-attr]
     yield base, home / "keys"

@@ -98,3 +98,27 @@ def deliveries_retry(route_ids: tuple[int, ...], all_dead: bool, agency: str | N
             + (f"; not dead-lettered, left alone: {', '.join(map(str, r['not_dead']))}" if r["not_dead"] else "")
         ),
     )
+
+
+@deliveries.command("health")
+@click.option("--agency", help="Only this agency code.")
+@json_option
+def deliveries_health(agency: str | None, as_json: bool) -> None:
+    """Ask each push agency's adapter whether its endpoint, folder or stream is reachable now."""
+    import sqlalchemy as sa
+
+    from gateway.delivery.worker import AdapterCache
+    from gateway.store.tables import agencies
+
+    with cli_services() as svc:
+        with svc.db.read() as conn:
+            query = sa.select(agencies.c.code, agencies.c.adapter).where(agencies.c.adapter != "inbox")
+            found = conn.execute(query.where(agencies.c.code == agency) if agency else query).all()
+        cache = AdapterCache(svc.db, svc.tokens)
+        rows = []
+        for row in found:
+            ok, detail = cache.for_recipient(row.code).adapter.healthy()
+            rows.append({"agency": row.code, "adapter": row.adapter, "healthy": ok, "detail": detail})
+    emit(rows, as_json, lambda r: table(r, ["agency", "adapter", "healthy", "detail"]))
+    if any(not r["healthy"] for r in rows):
+        raise SystemExit(1)
