@@ -36,8 +36,9 @@ def worker(batch: int, idle: float) -> None:
 
         def report(claimed: int) -> None:
             nonlocal handled, last_report
+            reported = handled
             handled += claimed
-            if time.monotonic() - last_report >= 60:
+            if handled != reported and time.monotonic() - last_report >= 60:
                 click.echo(f"worker {delivery_worker.name}: {handled} routes handled so far", err=True)
                 last_report = time.monotonic()
 

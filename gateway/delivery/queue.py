@@ -147,7 +147,9 @@ class DeliveryQueue:
         values: dict[str, Any] = {"claimed_by": None, "lease_until": None}
         event: tuple[str, str] | None = None  # (audit event, outcome)
         if result.outcome == "delivered":
-            values.update(state=DELIVERED, delivered_at=now, receipt=result.receipt, last_error=None)
+            values.update(
+                state=DELIVERED, delivered_at=now, receipt=result.receipt, last_error=None, next_attempt_at=None
+            )
             event = ("delivery.delivered", "ok")
         elif result.outcome in ("awaiting-receipt", "awaiting-pull"):
             values.update(state=AWAITING_RECEIPT, next_attempt_at=now + self.receipt_poll, last_error=None)
