@@ -6,7 +6,6 @@ exit non-zero.  Private keys are never printed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,19 +13,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway import pki
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config, table
+from gateway.audit.commands import audit
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config
 from gateway.config import Config
 from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
+from gateway.routing.commands import agency
 
 
 @click.group()
@@ -193,187 +192,6 @@ def keys_agency(code: str, name: str) -> None:
         click.echo(f"{path}")
 
 
-# --- agencies -------------------------------------------------------------------------------------
-
-
-@main.group()
-def agency() -> None:
-    """Register and manage agencies."""
-
-
-@agency.command("add")
-@click.argument("code")
-@click.option("--name", required=True, help="Official name, e.g. 'Ủy ban nhân dân Quận 4'.")
-@click.option(
-    "--cert",
-    "certs",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Signing certificate (PEM); repeat for several.",
-)
-@click.option(
-    "--client-key",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="The agency's client public key (PEM) for private_key_jwt.",
-)
-@click.option("--organization-in-charge", default="", help="Parent organisation (OrganizationInCharge).")
-@click.option("--adapter", default="inbox", show_default=True, help="Delivery adapter.")
-@click.option("--adapter-setting", "adapter_settings", multiple=True, help="KEY=VALUE, repeatable.")
-@click.option(
-    "--may-send-to",
-    "may_send_to",
-    multiple=True,
-    default=("*",),
-    show_default=True,
-    help="Agency code or prefix ending in * the agency may send to; repeatable.",
-)
-@json_option
-def agency_add(
-    code: str,
-    name: str,
-    certs: tuple[Path, ...],
-    client_key: Path,
-    organization_in_charge: str,
-    adapter: str,
-    adapter_settings: tuple[str, ...],
-    may_send_to: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Register an agency: its code, names, signing certificates, client key, adapter and permissions."""
-    from gateway.routing.registry import NewAgency
-
-    settings = _adapter_settings(adapter_settings)
-    try:
-        certificates = [c for path in certs for c in pki.load_certificates(path)]
-    except ValueError as exc:
-        fail(f"cannot read certificate: {exc}")
-    with cli_services() as svc:
-        try:
-            with svc.db.write() as conn:
-                added = svc.registry.add(
-                    conn,
-                    NewAgency(
-                        code=code,
-                        name=name,
-                        client_public_key_pem=client_key.read_text(),
-                        certificates=certificates,
-                        organization_in_charge=organization_in_charge,
-                        adapter=adapter,
-                        adapter_settings=settings,
-                        may_send_to=may_send_to,
-                    ),
-                    svc.keys.trust,
-                )
-        except Refusal as refusal:
-            fail(refusal.reason)
-        emit(added.public_view(), as_json, lambda v: f"registered {v['code']} ({v['name']})")
-
-
-def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--adapter-setting {item!r}: write KEY=VALUE")
-        settings[key] = int(value) if value.isdigit() else value
-    return settings
-
-
-@agency.command("set-adapter")
-@click.argument("code")
-@click.option("--adapter", required=True, help="inbox, http, filesystem or redis-stream.")
-@click.option("--adapter-setting", "adapter_settings", multiple=True, help="KEY=VALUE, repeatable.")
-def agency_set_adapter(code: str, adapter: str, adapter_settings: tuple[str, ...]) -> None:
-    """Change how an agency receives documents (e.g. --adapter http --adapter-setting url=https://…)."""
-    with cli_services() as svc:
-        try:
-            with svc.db.write() as conn:
-                svc.registry.set_adapter(conn, code, adapter, _adapter_settings(adapter_settings))
-        except Refusal as refusal:
-            fail(refusal.reason)
-    click.echo(f"{code} now receives through {adapter}")
-
-
-@agency.command("list")
-@json_option
-def agency_list(as_json: bool) -> None:
-    """All registered agencies."""
-    with cli_services() as svc, svc.db.read() as conn:
-        rows = [
-            {
-                "code": a.code,
-                "name": a.name,
-                "enabled": a.enabled,
-                "adapter": a.adapter,
-                "may_send_to": ",".join(a.may_send_to),
-            }
-            for a in svc.registry.all(conn)
-        ]
-    emit(rows, as_json, lambda r: table(r, ["code", "name", "enabled", "adapter", "may_send_to"]))
-
-
-@agency.command("show")
-@click.argument("code")
-@json_option
-def agency_show(code: str, as_json: bool) -> None:
-    """One agency with its certificates."""
-    with cli_services() as svc, svc.db.read() as conn:
-        found = svc.registry.get(conn, code)
-    if found is None:
-        fail(f"agency {code} is not registered; see `gateway agency list`")
-        return
-    view = found.public_view()
-
-    def render(v: dict[str, Any]) -> str:
-        lines = [
-            f"{k}: {v[k]}"
-            for k in (
-                "code",
-                "form",
-                "name",
-                "organization_in_charge",
-                "enabled",
-                "adapter",
-                "may_send_to",
-                "client_key_id",
-            )
-        ]
-        lines.append("certificates:")
-        lines += [f"  sha256={c['sha256']}  {c['subject']}  until {c['not_after']}" for c in v["certificates"]]
-        return "\n".join(lines)
-
-    emit(view, as_json, render)
-
-
-def _set_enabled(code: str, enabled: bool) -> None:
-    with cli_services() as svc:
-        try:
-            with svc.db.write() as conn:
-                svc.registry.set_enabled(conn, code, enabled)
-        except Refusal as refusal:
-            fail(refusal.reason)
-    click.echo(f"{code} {'enabled' if enabled else 'disabled'}")
-
-
-@agency.command("disable")
-@click.argument("code")
-def agency_disable(code: str) -> None:
-    """Stop an agency from authenticating, sending and receiving (its history stays)."""
-    _set_enabled(code, False)
-
-
-@agency.command("enable")
-@click.argument("code")
-def agency_enable(code: str) -> None:
-    """Re-enable a disabled agency."""
-    _set_enabled(code, True)
-
-
-# --- documents ------------------------------------------------------------------------------------
-
-
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--key", required=True, type=click.Path(exists=True, path_type=Path), help="Signing key (PEM).")
@@ -487,94 +305,6 @@ def dev_idp(host: str, port: int, audience: str | None) -> None:
     app.run(host=host, port=port)
 
 
-@main.group()
-def audit() -> None:
-    """The tamper-evident audit log."""
-
-
-@audit.command("vkey")
-def audit_vkey() -> None:
-    """Print the verifier key of the log's checkpoints (give it to auditors, agencies and citizens)."""
-    from gateway.audit.checkpoint import NoteSigner
-    from gateway.keys import load_ed25519_key
-
-    config = load_config()
-    if not config.audit_key_path.is_file():
-        fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
-    click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
-
-
-def _verifier(vkey: str) -> Any:
-    from gateway.audit.checkpoint import NoteVerifier
-
-    text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
-    try:
-        return NoteVerifier.parse(text)
-    except Refusal as refusal:
-        fail(f"--vkey: {refusal.reason}")
-
-
-@audit.command("verify-receipt")
-@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
-@json_option
-def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
-    """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
-    from gateway.audit.receipt import verify_receipt
-
-    try:
-        data = json.loads(receipt.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        fail(f"{receipt} is not a JSON receipt: {exc}")
-    report = verify_receipt(data, _verifier(vkey))
-    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
-    if report["verdict"] != "valid":
-        sys.exit(1)
-
-
-@audit.command("export")
-@click.option("--from", "first", type=int, default=0, show_default=True, help="First entry index.")
-@click.option("--to", "last", type=int, default=None, help="End index (exclusive); default: the whole log.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def audit_export(first: int, last: int | None, out: Path) -> None:
-    """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
-    from gateway.audit.bundle import export_bundle
-
-    with cli_services() as svc:
-        svc.checkpoints.refresh(force=True)
-        with svc.db.read() as conn:
-            size = svc.audit.size(conn)
-            end = size if last is None else last
-            if not 0 <= first < end <= size:
-                fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
-            try:
-                out.write_bytes(export_bundle(conn, svc.checkpoints, first, end))
-            except Refusal as refusal:
-                fail(refusal.reason)
-    click.echo(f"wrote {out}")
-
-
-@audit.command("verify")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
-@json_option
-def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
-    """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""
-    from gateway.audit.bundle import verify_bundle
-
-    def progress(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
-
-    verdict = verify_bundle(bundle, _verifier(vkey), progress if sys.stderr.isatty() else None)
-    if sys.stderr.isatty():
-        click.echo("", err=True)
-    emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
-    if not verdict.valid:
-        sys.exit(1)
-
-
 # --- client helper --------------------------------------------------------------------------------
 
 
@@ -604,8 +334,8 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
     click.echo(jwt.encode(claims, signing_key, algorithm=alg))
 
 
-main.add_command(worker)
-main.add_command(deliveries)
+for command in (agency, audit, worker, deliveries):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,101 @@
+"""``gateway audit …``: the verifier key, exports, and offline verification of bundles and receipts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config
+from gateway.policy import Refusal
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("vkey")
+def audit_vkey() -> None:
+    """Print the verifier key of the log's checkpoints (give it to auditors, agencies and citizens)."""
+    from gateway.audit.checkpoint import NoteSigner
+    from gateway.keys import load_ed25519_key
+
+    config = load_config()
+    if not config.audit_key_path.is_file():
+        fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
+    click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
+
+
+def _verifier(vkey: str) -> Any:
+    from gateway.audit.checkpoint import NoteVerifier
+
+    text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
+    try:
+        return NoteVerifier.parse(text)
+    except Refusal as refusal:
+        fail(f"--vkey: {refusal.reason}")
+
+
+@audit.command("verify-receipt")
+@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@json_option
+def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
+    """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
+    from gateway.audit.receipt import verify_receipt
+
+    try:
+        data = json.loads(receipt.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"{receipt} is not a JSON receipt: {exc}")
+    report = verify_receipt(data, _verifier(vkey))
+    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    if report["verdict"] != "valid":
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.option("--from", "first", type=int, default=0, show_default=True, help="First entry index.")
+@click.option("--to", "last", type=int, default=None, help="End index (exclusive); default: the whole log.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def audit_export(first: int, last: int | None, out: Path) -> None:
+    """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
+    from gateway.audit.bundle import export_bundle
+
+    with cli_services() as svc:
+        svc.checkpoints.refresh(force=True)
+        with svc.db.read() as conn:
+            size = svc.audit.size(conn)
+            end = size if last is None else last
+            if not 0 <= first < end <= size:
+                fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
+            try:
+                out.write_bytes(export_bundle(conn, svc.checkpoints, first, end))
+            except Refusal as refusal:
+                fail(refusal.reason)
+    click.echo(f"wrote {out}")
+
+
+@audit.command("verify")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@json_option
+def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
+    """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""
+    from gateway.audit.bundle import verify_bundle
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
+
+    verdict = verify_bundle(bundle, _verifier(vkey), progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
+    if not verdict.valid:
+        sys.exit(1)
