@@ -12,11 +12,14 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -67,6 +70,34 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return bytes(generate_latest(registry))
         return bytes(generate_latest(self.registry))
+
+
+def state_exposition(route_states: Mapping[str, int], oldest_due_seconds: float, audit_entries: int) -> bytes:
+    """Gauges read from the database at scrape time.
+
+    Every process would report the same numbers, so they are metric families built per scrape rather
+    than multiprocess-file gauges.
+    """
+    routes = GaugeMetricFamily("gateway_routes", "Routes by delivery state", labels=["state"])
+    for state, count in sorted(route_states.items()):
+        routes.add_metric([state], count)
+    families = [
+        routes,
+        GaugeMetricFamily(
+            "gateway_delivery_oldest_due_seconds",
+            "How long the oldest due push delivery has waited (0 when none)",
+            value=oldest_due_seconds,
+        ),
+        GaugeMetricFamily("gateway_audit_entries", "Entries in the audit log", value=audit_entries),
+    ]
+
+    class _Snapshot(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families
+
+    registry = CollectorRegistry()
+    registry.register(_Snapshot())
+    return bytes(generate_latest(registry))
 
 
 def count_document(kind: str, outcome: str, code: str) -> None:

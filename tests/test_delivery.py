@@ -458,3 +458,14 @@ def test_deliveries_health_reports_each_push_agency(svc, receiver, tmp_path, mon
     result = CliRunner().invoke(main, ["deliveries", "health", "--json"])
     rows = {r["agency"]: r for r in json.loads(result.output)}
     assert rows[Q4]["healthy"] is True and rows[NOIVU]["healthy"] is False and result.exit_code == 1
+
+
+def test_metrics_show_routes_by_state_the_oldest_due_delivery_and_the_audit_log_size(app, svc, agency, clock):
+    _push_to(svc, "http", url="http://127.0.0.1:9/edxml")
+    _send(agency)
+    clock.advance(30)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'gateway_routes{state="queued"} 1.0' in text and 'gateway_routes{state="pending"} 1.0' in text
+    oldest = next(line for line in text.splitlines() if line.startswith("gateway_delivery_oldest_due_seconds "))
+    assert float(oldest.split()[1]) >= 30
+    assert "gateway_audit_entries " in text

@@ -9,8 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.documents.schema import schemas_dir
-from gateway.observability import Metrics
+from gateway.observability import Metrics, state_exposition
 from gateway.services import services
+from gateway.store.db import DatabaseUnavailable
 
 bp = Blueprint("ops", __name__)
 
@@ -35,7 +36,15 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     registry: Metrics = current_app.extensions["gateway.metrics"]
-    return Response(registry.exposition(), mimetype="text/plain; version=0.0.4")
+    body = registry.exposition()
+    svc = services()
+    try:
+        with svc.db.read() as conn:
+            size = svc.audit.size(conn)
+        body += state_exposition(svc.deliveries.counts(), svc.deliveries.oldest_due_seconds(), size)
+    except DatabaseUnavailable:
+        pass  # the process metrics still help while the database is away; /readyz says why
+    return Response(body, mimetype="text/plain; version=0.0.4")
 
 
 @cache

@@ -23,6 +23,7 @@ from gateway.delivery.backoff import RetryPolicy
 from gateway.delivery.wakeup import Wakeup
 from gateway.routing.events import document_event
 from gateway.store.db import Database
+from gateway.store.helpers import as_utc
 from gateway.store.tables import agencies, documents, routes
 
 PULL_WAITING = "pending"
@@ -251,6 +252,19 @@ class DeliveryQueue:
             query = query.where(sa.or_(routes.c.recipient == agency, documents.c.sender == agency))
         with self._db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def oldest_due_seconds(self) -> float:
+        """How long the longest-waiting due push route has been due: the backlog an operator watches."""
+        now = self.clock()
+        with self._db.read() as conn:
+            oldest = conn.execute(
+                sa.select(sa.func.min(routes.c.next_attempt_at)).where(
+                    routes.c.state == QUEUED, routes.c.next_attempt_at <= now
+                )
+            ).scalar_one_or_none()
+        if oldest is None:
+            return 0.0
+        return max(0.0, (now - as_utc(oldest)).total_seconds())
 
     def counts(self) -> dict[str, int]:
         with self._db.read() as conn:
