@@ -92,3 +92,53 @@ def test_database_outage_answers_503_and_readiness_fails(dev_pki):
     assert token.headers["Retry-After"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+query_text = st.one_of(
+    st.text(max_size=25),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(["99999999999999999999999", "9223372036854775808", "-2", "-1", "0", "2026-11-23", "+07:00"]),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(
+        ["/v1/inbox", "/v1/deliveries", "/v1/deliveries/dead-letters", "/v1/audit/entries", "/audit/"]
+    ),
+    params=st.dictionaries(
+        st.sampled_from(["after", "limit", "state", "agency", "from", "to", "event", "document"]), query_text
+    ),
+)
+def test_operator_and_auditor_query_parameters_never_break_the_server(app, agency, path, params):
+    svc = app.extensions["gateway"]
+    object.__setattr__(svc.config, "operators", (HCM,))
+    object.__setattr__(svc.config, "auditors", (HCM,))
+    client = agency(HCM).client
+    if path.startswith("/audit/"):
+        with client.session_transaction() as session:
+            session["auditor"] = {"actor": HCM, "display": HCM}
+        response = client.get(path, query_string=params)
+    else:
+        response = client.get(path, query_string=params, headers=agency(HCM).headers())
+    assert response.status_code in (200, 400), response.get_data(as_text=True)[:300]
+    if response.status_code == 400:
+        assert response.mimetype == "application/problem+json"
+
+
+def test_nul_characters_and_out_of_range_ids_get_a_problem_not_a_500(app, agency):
+    svc = app.extensions["gateway"]
+    object.__setattr__(svc.config, "operators", (HCM,))
+    sender = agency(HCM)
+    with sender.client.session_transaction() as session:
+        session["auditor"] = {"actor": HCM, "display": HCM}
+    for method, url, status in [
+        ("POST", "/v1/deliveries/99999999999999999999999/retry", 409),
+        ("GET", "/audit/documents/%00", 400),
+        ("GET", "/audit/?document=%00", 400),
+        ("GET", "/v1/deliveries?agency=%00", 400),
+        ("GET", "/v1/documents/%00", 400),
+        ("POST", "/v1/inbox/%00/ack", 400),
+    ]:
+        response = sender.client.open(url, method=method, headers=sender.headers())
+        assert response.status_code == status and response.mimetype == "application/problem+json", url

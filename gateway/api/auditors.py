@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.api.auth import bearer_token
+from gateway.api.paging import page_parameters
 from gateway.audit import AuditEvent
 from gateway.audit.bundle import export_bundle
 from gateway.audit.statistics import as_csv, processing_statistics
@@ -128,11 +129,7 @@ def zip_download(bundle: bytes, name: str) -> Response:
 
 def search_query() -> tuple[sa.Select[tuple[int, bytes]], int, int]:
     """The auditor's filters as one query; also used by the web workbench."""
-    try:
-        after = int(request.args.get("after", "-1"))
-        limit = min(MAX_PAGE, max(1, int(request.args.get("limit", "50"))))
-    except ValueError:
-        raise Refusal("invalid-request", "after and limit must be whole numbers") from None
+    after, limit = page_parameters(default_limit=50, max_limit=MAX_PAGE, first=-1)
     query = sa.select(audit_search.c.idx, audit_entries.c.body).join(
         audit_entries, audit_entries.c.idx == audit_search.c.idx
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.api.auditors import Auditor, authenticated_in_role
+from gateway.api.paging import MAX_CURSOR, page_parameters
 from gateway.delivery.queue import DEAD, PUSH_STATES
 from gateway.policy import Refusal
 from gateway.services import services
@@ -24,11 +25,7 @@ def _operator() -> Auditor:
 
 
 def _listing(states: tuple[str, ...]) -> Response:
-    try:
-        limit = min(500, max(1, int(request.args.get("limit", "100"))))
-        after = int(request.args.get("after", "0"))
-    except ValueError:
-        raise Refusal("invalid-request", "limit and after must be whole numbers") from None
+    after, limit = page_parameters(default_limit=100, max_limit=500)
     rows = services().deliveries.listing(states=states, agency=request.args.get("agency"), limit=limit, after=after)
     items = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()} for row in rows]
     return jsonify({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
@@ -53,7 +50,7 @@ def dead_letters() -> Response:
 @bp.post("/v1/deliveries/<int:route_id>/retry")
 def retry(route_id: int) -> Response:
     operator = _operator()
-    if not services().deliveries.retry([route_id], actor=operator.actor):
+    if route_id > MAX_CURSOR or not services().deliveries.retry([route_id], actor=operator.actor):
         raise Refusal(
             "not-dead-lettered", f"route {route_id} is not dead-lettered; see GET /v1/deliveries/dead-letters"
         )

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway.api.auth import require_agency
+from gateway.api.paging import page_parameters
 from gateway.audit.receipt import build_receipt
 from gateway.observability import count_document
 from gateway.policy import RateLimited, Refusal
@@ -119,13 +120,7 @@ def get_seal(doc_id: str) -> Response:
 @bp.get("/v1/inbox")
 @require_agency
 def list_inbox() -> Response:
-    try:
-        after = int(request.args.get("after", "0"))
-        limit = int(request.args.get("limit", "50"))
-    except ValueError:
-        raise Refusal("invalid-request", "after and limit must be whole numbers") from None
-    if not 0 <= after < 2**63 or limit < 1:
-        raise Refusal("invalid-request", "after must be a cursor from next_after (≥ 0) and limit ≥ 1")
+    after, limit = page_parameters(default_limit=50, max_limit=inbox.MAX_PAGE)
     with services().db.read() as conn:
         return jsonify(inbox.list_pending(conn, g.agency, after, limit))
 

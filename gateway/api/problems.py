@@ -120,6 +120,12 @@ def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul() -> None:
+        """No text column of ours (and none of PostgreSQL's) can hold NUL; a URL carrying one is malformed."""
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            raise Refusal("invalid-request", "the URL contains a NUL character")
+
     @app.errorhandler(Refusal)
     def _refusal(exc: Refusal) -> Response:
         if isinstance(exc, RateLimited):
