@@ -469,3 +469,28 @@ def test_metrics_show_routes_by_state_the_oldest_due_delivery_and_the_audit_log_
     oldest = next(line for line in text.splitlines() if line.startswith("gateway_delivery_oldest_due_seconds "))
     assert float(oldest.split()[1]) >= 30
     assert "gateway_audit_entries " in text
+
+
+def test_a_recipient_switched_to_its_inbox_finds_queued_documents_there(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    doc_id = _send(agency)
+    _push_to(svc, "inbox")
+    _worker(svc).run_once()
+    assert _route(svc, doc_id).state == "pending" and receiver.requests == 0
+    assert doc_id in [i["id"] for i in agency(Q4).get("/v1/inbox").get_json()["items"]]
+
+
+def test_routes_to_a_disabled_recipient_wait_without_spending_attempts(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url)
+    doc_id = _send(agency)
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, Q4, False)
+    _worker(svc).run_once()
+    route = _route(svc, doc_id)
+    assert route.state == QUEUED and route.attempts == 0 and "disabled" in route.last_error
+    assert receiver.requests == 0
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, Q4, True)
+    clock.advance(301)
+    _worker(svc).run_once()
+    assert _route(svc, doc_id).state == DELIVERED

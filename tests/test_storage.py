@@ -108,12 +108,18 @@ def _limits_hold(store: StateStore) -> None:
     assert store.hit(f"{key}-other", 3, 60).allowed
 
 
+def _mid_minute() -> float:
+    """Fixed windows reset on the minute: a clock held mid-minute keeps five hits in one window."""
+    now = time.time()
+    return now - now % 60 + 30
+
+
 def test_sql_rate_limit_counts_across_calls(database_url):
-    _limits_hold(SqlStateStore(Database(database_url)))
+    _limits_hold(SqlStateStore(Database(database_url), clock=_mid_minute))
 
 
 def test_redis_rate_limit_counts_across_calls():
-    _limits_hold(RedisStateStore(REDIS_URL))
+    _limits_hold(RedisStateStore(REDIS_URL, clock=_mid_minute))
 
 
 def test_sql_rate_limit_is_exact_under_concurrency(database_url):

@@ -152,7 +152,10 @@ class DeliveryQueue:
                 state=DELIVERED, delivered_at=now, receipt=result.receipt, last_error=None, next_attempt_at=None
             )
             event = ("delivery.delivered", "ok")
-        elif result.outcome in ("awaiting-receipt", "awaiting-pull"):
+        elif result.outcome == "awaiting-pull":  # the agency was switched to a pull adapter: into its inbox
+            values.update(state=PULL_WAITING, adapter="inbox", next_attempt_at=None, last_error=None)
+            event = ("delivery.handed-over", "ok")
+        elif result.outcome == "awaiting-receipt":
             values.update(state=AWAITING_RECEIPT, next_attempt_at=now + self.receipt_poll, last_error=None)
             if claim.state == DELIVERING:
                 event = ("delivery.handed-over", "ok")

@@ -30,16 +30,22 @@ from gateway.store.db import Database, DatabaseUnavailable
 from gateway.store.tables import agencies, blobs, documents
 
 log = logging.getLogger("gateway.delivery")
+DISABLED_WAIT = 300.0  # seconds between looks at a disabled recipient's routes
 
 
 @dataclass(frozen=True)
 class _Recipient:
     adapter: Adapter
     policy: RetryPolicy
+    enabled: bool
 
 
 class AdapterCache:
-    """One adapter per recipient, rebuilt when the agency's registration changes."""
+    """One adapter per recipient, rebuilt when the agency's registration changes.
+
+    Routes not yet delivered go through the recipient's adapter as registered now: an operator who
+    switches an agency to another adapter does so because the old way stopped working.
+    """
 
     def __init__(self, db: Database, tokens: TokenAuthority) -> None:
         self._db = db
@@ -49,17 +55,19 @@ class AdapterCache:
     def for_recipient(self, code: str) -> _Recipient:
         with self._db.read() as conn:
             row = conn.execute(
-                sa.select(agencies.c.adapter, agencies.c.adapter_settings, agencies.c.client_public_key).where(
-                    agencies.c.code == code
-                )
+                sa.select(
+                    agencies.c.adapter, agencies.c.adapter_settings, agencies.c.client_public_key, agencies.c.enabled
+                ).where(agencies.c.code == code)
             ).one()
-        fingerprint = json.dumps([row.adapter, row.adapter_settings, row.client_public_key], sort_keys=True)
+        fingerprint = json.dumps(
+            [row.adapter, row.adapter_settings, row.client_public_key, bool(row.enabled)], sort_keys=True
+        )
         cached = self._built.get(code)
         if cached is None or cached[0] != fingerprint:
             settings = dict(row.adapter_settings)
             side = GatewayCredentials(self._tokens, load_public_key(row.client_public_key))
             adapter = get_adapter_class(row.adapter)(settings, side)
-            cached = (fingerprint, _Recipient(adapter, RetryPolicy.from_settings(settings)))
+            cached = (fingerprint, _Recipient(adapter, RetryPolicy.from_settings(settings), bool(row.enabled)))
             self._built[code] = cached
         return cached[1]
 
@@ -112,6 +120,11 @@ class DeliveryWorker:
 
     def _handle(self, claim: Claim) -> None:
         recipient = self._adapters.for_recipient(claim.recipient)
+        if not recipient.enabled and claim.state != CHECKING:
+            self._queue.postpone(
+                claim, DISABLED_WAIT, f"{claim.recipient} is disabled; delivery waits until it is enabled"
+            )
+            return
         wait = self._breakers.allows(claim.recipient)
         if wait is not None and claim.state != CHECKING:
             self._queue.postpone(claim, wait, f"circuit open for {claim.recipient}: recent attempts failed")

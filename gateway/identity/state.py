@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,18 +51,19 @@ class StateStore(ReplayCache, RateLimiter, Protocol):
     def ping(self) -> bool: ...
 
 
-def _window(window: int) -> tuple[int, int]:
-    now = int(time.time())
+def _window(window: int, clock: Callable[[], float]) -> tuple[int, int]:
+    now = int(clock())
     start = now - now % window
     return start, start + window - now
 
 
 class SqlStateStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._db = db
 
     def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
-        now = int(time.time())
+        now = int(self._clock())
         try:
             with self._db.write() as conn:
                 conn.execute(
@@ -79,7 +81,7 @@ class SqlStateStore:
         return True
 
     def hit(self, key: str, limit: int, window: int) -> RateDecision:
-        start, remaining = _window(window)
+        start, remaining = _window(window, self._clock)
         with self._db.write() as conn:
             dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
             insert = dialect.insert(rate_limits).values(key=key, window_start=start, count=1)
@@ -105,18 +107,19 @@ class RedisStateStore:
     (``state-unavailable``) and the client retries; rate limits let requests through meanwhile,
     since refusing all work to protect against overload would be the outage itself."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
     def first_use(self, namespace: str, key: str, expires_at: int) -> bool:
-        ttl = max(1, expires_at - int(time.time()) + 1)
+        ttl = max(1, expires_at - int(self._clock()) + 1)
         try:
             return bool(self._redis.set(f"gw:replay:{namespace}:{key}", b"1", nx=True, ex=ttl))
         except redis.RedisError as exc:
             raise StateUnavailable(f"Redis is unreachable ({type(exc).__name__})") from None
 
     def hit(self, key: str, limit: int, window: int) -> RateDecision:
-        start, remaining = _window(window)
+        start, remaining = _window(window, self._clock)
         name = f"gw:rate:{key}:{start}"
         pipe = self._redis.pipeline()
         pipe.incr(name)

@@ -142,7 +142,7 @@ class AgencyRegistry:
     def set_adapter(
         self, conn: Connection, code: str, adapter: str, settings: dict[str, Any], *, actor: str = "operator"
     ) -> Agency:
-        """Change how an agency receives; routes already queued keep the adapter they were queued with."""
+        """Change how an agency receives; routes not yet delivered go the new way too."""
         _check_adapter(adapter, settings)
         result = conn.execute(
             sa.update(agencies)
