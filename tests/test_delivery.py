@@ -494,3 +494,14 @@ def test_routes_to_a_disabled_recipient_wait_without_spending_attempts(svc, agen
     clock.advance(301)
     _worker(svc).run_once()
     assert _route(svc, doc_id).state == DELIVERED
+
+
+def test_a_document_whose_workers_keep_dying_is_dead_lettered_not_retried_forever(svc, agency, receiver, clock):
+    _push_to(svc, "http", url=receiver.url, max_attempts=2)
+    doc_id = _send(agency)
+    for _ in range(2):  # two attempts whose workers die before recording anything
+        assert len(svc.deliveries.claim("doomed", 10)) == 1
+        clock.advance(svc.deliveries.lease.total_seconds() + 1)
+    assert _worker(svc).run_once() == 1
+    route = _route(svc, doc_id)
+    assert route.state == DEAD and "never finished" in route.last_error and receiver.requests == 0

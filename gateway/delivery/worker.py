@@ -125,6 +125,11 @@ class DeliveryWorker:
                 claim, DISABLED_WAIT, f"{claim.recipient} is disabled; delivery waits until it is enabled"
             )
             return
+        if claim.state != CHECKING and claim.attempts > recipient.policy.max_attempts:
+            # Every earlier attempt ended with its worker gone (a document that crashes workers, say).
+            gave_up = DeliveryResult("permanent", "attempts never finished: their workers died or hung")
+            self._queue.record(claim, gave_up, recipient.policy, 0)
+            return
         wait = self._breakers.allows(claim.recipient)
         if wait is not None and claim.state != CHECKING:
             self._queue.postpone(claim, wait, f"circuit open for {claim.recipient}: recent attempts failed")
