@@ -27,7 +27,11 @@ class AdapterSettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One document for one recipient.  ``document_uuid`` is the id receivers deduplicate on."""
+    """One document for one recipient.  ``document_uuid`` is the id receivers deduplicate on.
+
+    For :meth:`Adapter.check_receipt` the worker leaves ``content`` and ``seal`` empty: a receipt is
+    found by the document id and ``reference``, and polls should not read the bytes again.
+    """
 
     document_uuid: str
     recipient: str

@@ -430,8 +430,7 @@ def test_redis_wakeups_carry_a_token_per_submission_and_survive_redis_being_away
     away.wait(0.01)  # falls back to a short poll
 
 
-def test_submitting_wakes_an_idle_worker_in_the_same_process(svc, agency, receiver, clock):
-    _push_to(svc, "http", url=receiver.url)
+def test_submitting_wakes_an_idle_worker_only_when_a_push_route_was_queued(svc, agency, receiver, clock):
     woken = threading.Event()
     original = svc.deliveries.wakeup.notify
 
@@ -440,7 +439,10 @@ def test_submitting_wakes_an_idle_worker_in_the_same_process(svc, agency, receiv
         original()
 
     svc.deliveries.wakeup.notify = notify  # type: ignore[method-assign]
-    _send(agency)
+    _send(agency, 1)  # both recipients pull: no worker has anything to do
+    assert not woken.is_set()
+    _push_to(svc, "http", url=receiver.url)
+    _send(agency, 2)
     assert woken.is_set()
 
 

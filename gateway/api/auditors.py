@@ -36,10 +36,10 @@ class Auditor:
     display: str
 
 
-def authenticated_in_role(allowed: frozenset[str], refusal: Refusal) -> Auditor:
+def authenticated_in_role(allowed: frozenset[str], refusal: Refusal, refused_event: str) -> Auditor:
     """The caller, by a gateway token (an agency) or a national-ID token (a person), if ``allowed``.
 
-    Any refusal, ``refusal`` included when the identity is not in ``allowed``, is audited.
+    Any refusal, ``refusal`` included when the identity is not in ``allowed``, is audited as ``refused_event``.
     """
     svc = services()
     try:
@@ -57,7 +57,7 @@ def authenticated_in_role(allowed: frozenset[str], refusal: Refusal) -> Auditor:
         if identity not in allowed:
             raise refusal
     except Refusal as refused:
-        svc.audit.refused(svc.db, f"{refusal.code.removeprefix('not-an-')}.refused", refused)
+        svc.audit.refused(svc.db, refused_event, refused)
         raise
     return person
 
@@ -66,6 +66,7 @@ def authenticated_auditor() -> Auditor:
     return authenticated_in_role(
         services().config.auditor_identities,
         Refusal("not-an-auditor", "this identity has no auditor role (GATEWAY_AUDITORS)"),
+        "auditor.refused",
     )
 
 

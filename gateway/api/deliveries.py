@@ -21,6 +21,7 @@ def _operator() -> Auditor:
     return authenticated_in_role(
         frozenset(services().config.operators),
         Refusal("not-an-operator", "this identity has no operator role (GATEWAY_OPERATORS)"),
+        "operator.refused",
     )
 
 

@@ -76,8 +76,11 @@ class DeliveryQueue:
     # --- routes come in -------------------------------------------------------------------
 
     @staticmethod
-    def route_rows(conn: Connection, document: str, recipients: Sequence[str], now: datetime) -> list[dict[str, Any]]:
-        """New routes: in the inbox for pull recipients, queued for a worker for everyone else."""
+    def add_routes(conn: Connection, document: str, recipients: Sequence[str], now: datetime) -> int:
+        """New routes: in the inbox for pull recipients, queued for a worker for everyone else.
+
+        Returns how many were queued, so the caller wakes a worker (after commit) only when needed.
+        """
         adapter_of = {
             r.code: r.adapter
             for r in conn.execute(
@@ -98,7 +101,9 @@ class DeliveryQueue:
                     "next_attempt_at": None if pull else now,
                 }
             )
-        return rows
+        if rows:
+            conn.execute(sa.insert(routes), rows)
+        return sum(1 for row in rows if row["state"] == QUEUED)
 
     # --- workers take and record ------------------------------------------------------------
 

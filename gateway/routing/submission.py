@@ -209,8 +209,9 @@ class SubmissionService:
         for attempt in (1, 2):
             try:
                 with self._db.write() as conn:
-                    stored = self._store_in(conn, checked)
-                self._deliveries.wakeup.notify()
+                    stored, pushes = self._store_in(conn, checked)
+                if pushes:  # committed: wake a delivery worker; pull-only routes need nobody
+                    self._deliveries.wakeup.notify()
                 return stored
             except IntegrityError:
                 # A concurrent identical submission won the unique constraint; the retry sees its row.
@@ -218,7 +219,8 @@ class SubmissionService:
                     raise
         raise AssertionError("unreachable")
 
-    def _store_in(self, conn: Connection, c: _Checked) -> Accepted:
+    def _store_in(self, conn: Connection, c: _Checked) -> tuple[Accepted, int]:
+        """Store the checked submission; also returns how many push routes it queued."""
         existing = conn.execute(
             sa.select(documents).where(
                 documents.c.sender == c.caller, documents.c.kind == c.kind, documents.c.document_id == c.document_id
@@ -234,7 +236,7 @@ class SubmissionService:
             recipients = tuple(
                 r.recipient for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == existing.id))
             )
-            return Accepted(
+            duplicate = Accepted(
                 existing.id,
                 c.kind,
                 c.document_id,
@@ -244,7 +246,9 @@ class SubmissionService:
                 recipients,
                 duplicate=True,
             )
+            return duplicate, 0
         doc_uuid = str(uuid.uuid4())
+        pushes = 0
         route_now = c.recipients[:1] if c.sequential else c.recipients
         insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
         entries = self._audit.append_many(
@@ -302,26 +306,28 @@ class SubmissionService:
                 )
             )
             if c.status.status_code == "06":
-                self._route_next_in_sequence(conn, c.original, c.caller)
-        conn.execute(sa.insert(routes), DeliveryQueue.route_rows(conn, doc_uuid, route_now, accepted.time))
+                pushes += self._route_next_in_sequence(conn, c.original, c.caller)
+        pushes += DeliveryQueue.add_routes(conn, doc_uuid, route_now, accepted.time)
         stored = Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
         if c.on_stored is not None:
             c.on_stored(conn, stored)
-        return stored
+        return stored, pushes
 
-    def _route_next_in_sequence(self, conn: Connection, original: str, finished_by: str) -> None:
-        """A recipient finished (status 06): the next agency of a sequential procedure receives the document."""
+    def _route_next_in_sequence(self, conn: Connection, original: str, finished_by: str) -> int:
+        """A recipient finished (status 06): the next agency of a sequential procedure receives the document.
+
+        Returns how many push routes that queued (0 or 1)."""
         doc = conn.execute(sa.select(documents).where(documents.c.id == original)).one()
         pending = list(doc.pending_recipients or [])
         if not pending:
-            return
+            return 0
         routed = {r.recipient for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == original))}
         if finished_by not in routed:
-            return
+            return 0
         following, rest = pending[0], pending[1:]
         now = datetime.now(UTC)
         conn.execute(sa.update(documents).where(documents.c.id == original).values(pending_recipients=rest or None))
-        conn.execute(sa.insert(routes), DeliveryQueue.route_rows(conn, original, [following], now))
+        pushes = DeliveryQueue.add_routes(conn, original, [following], now)
         self._audit.append(
             conn,
             document_event(
@@ -333,6 +339,7 @@ class SubmissionService:
                 reason=f"sequential procedure: {finished_by} finished (06)",
             ),
         )
+        return pushes
 
     def _event(self, c: _Checked, event: str, doc_uuid: str, recipient: str | None = None) -> AuditEvent:
         if c.status is not None:
