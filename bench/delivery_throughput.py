@@ -47,7 +47,7 @@ POSTGRES = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://pos
 def token_for(base: str, keys: Path, code: str) -> str:
     import jwt
 
-    from gateway import pki
+    from gateway.trust import pki
 
     now = int(time.time())
     claims = {
@@ -174,8 +174,8 @@ class Deployment:
 
 def measure(deployment: Deployment, adapter: str, documents: int, clients: int, rate: float = 0) -> dict[str, Any]:
     """Saturated when ``rate`` is 0; else submissions paced at ``rate`` per second in all."""
-    from gateway import pki
     from gateway.documents.signing import sign_edxml
+    from gateway.trust import pki
     from tests.receiver import Receiver
 
     keys = deployment.home / "keys"

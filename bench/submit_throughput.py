@@ -99,11 +99,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import jwt
 
-    from gateway import pki
     from gateway.documents import edxml, xmlsafe
     from gateway.documents.signing import sign_edxml
-    from gateway.documents.truststore import TrustStore
     from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
+    from gateway.trust import pki
+    from gateway.trust.chain import TrustStore
 
     home = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     port = free_port()

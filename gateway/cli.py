@@ -19,13 +19,13 @@ import click
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway import pki
 from gateway.audit.commands import audit
 from gateway.cli_support import cli_services, emit, fail, json_option, load_config
 from gateway.config import Config
 from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
 from gateway.routing.commands import agency
+from gateway.trust import pki
 
 
 @click.group()

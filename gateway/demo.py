@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from gateway import pki
 from gateway.keys import load_development_ca
 from gateway.routing.registry import NewAgency
+from gateway.trust import pki
 
 if TYPE_CHECKING:
     from gateway.services import Services

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import pki
 from gateway.config import Config
-from gateway.documents.truststore import TrustStore
+from gateway.trust import pki
+from gateway.trust.chain import TrustStore
 
 DEV_FILES = (
     "ca.key",

@@ -34,10 +34,10 @@ from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.keys import GatewayKeys
-from gateway.pki import PublicKey, load_private_key, load_public_key
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import SubmissionService
 from gateway.store.db import Database
+from gateway.trust.pki import PublicKey, load_private_key, load_public_key
 
 DEMO_PORTAL = ("000.00.99.H29", "Cổng Dịch vụ công Thành phố Hồ Chí Minh (demo)")
 EDXML_SIGNATURE_PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"

@@ -13,10 +13,10 @@ from typing import Any
 import jwt
 import sqlalchemy as sa
 
-from gateway import pki
 from gateway.documents.signing import sign_edxml
 from gateway.store.db import Database
 from gateway.store.tables import metadata
+from gateway.trust import pki
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))

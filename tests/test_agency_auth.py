@@ -9,8 +9,8 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from gateway import pki
 from gateway.store.tables import audit_entries
+from gateway.trust import pki
 from tests.support import ASSERTION_TYPE, HCM, PUBLIC_URL, Q4
 
 

@@ -25,8 +25,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from gateway import pki
 from gateway.documents.signing import sign_edxml
+from gateway.trust import pki
 from tests.receiver import Receiver
 from tests.servers import PrivatePostgres, PrivateRedis, free_port, wait_ready
 from tests.support import HCM, NOIVU, Q4, sample

@@ -20,16 +20,16 @@ from signxml.exceptions import InvalidInput, InvalidSignature, SignXMLException
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents import xmlsafe
-from gateway.documents.truststore import TrustStore
 from gateway.documents.verification import (
     EnvelopedSignatureVerifier,
     SignatureProfile,
     embedded_certificates,
     find_signature,
 )
-from gateway.keypolicy import check_public_key_strength
 from gateway.policy import Refusal
 from gateway.services import EDXML_SIGNATURE_PARENT
+from gateway.trust.chain import TrustStore
+from gateway.trust.keypolicy import check_public_key_strength
 from tests.support import VECTORS
 
 INTEROP = VECTORS / "xmldsig-interop"

@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import pki
 from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.personal_id import check_personal_id, hashed, mask
 from gateway.identity.state import ReplayCache
 from gateway.policy import Refusal
+from gateway.trust import pki
 
 ISSUER = "https://sso.example.gov.vn"
 AUDIENCE = "interconnect-gateway"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import pki
 from gateway.documents.signing import sign_edxml
 from gateway.store.tables import audit_entries
+from gateway.trust import pki
 from tests.support import HCM, Q4, TAX, VECTORS, sample, snapshot
 
 

@@ -90,8 +90,8 @@ def _token(base: str, keys: Path, code: str) -> str:
 
 
 def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
-    from gateway import pki
     from gateway.documents.signing import sign_edxml
+    from gateway.trust import pki
 
     base, keys = server
     hcm, q4 = "000.00.00.H29", "000.00.04.H29"

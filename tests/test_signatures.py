@@ -17,13 +17,13 @@ from signxml.algorithms import (
 )
 from signxml.signer import XMLSigner
 
-from gateway import pki
 from gateway.documents import edxml, xmlsafe
 from gateway.documents.signing import edxml_header, sign_edxml, sign_enveloped
-from gateway.documents.truststore import TrustStore
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
 from gateway.policy import Refusal
 from gateway.services import EDXML_SIGNATURE_PARENT
+from gateway.trust import pki
+from gateway.trust.chain import TrustStore
 from tests.support import sample
 
 

@@ -71,8 +71,8 @@ def _log_in(driver: webdriver.Chrome, base: str, citizen: int) -> None:
 
 
 def _send_a_document(base: str, keys: Path) -> str:
-    from gateway import pki
     from gateway.documents.signing import sign_edxml
+    from gateway.trust import pki
 
     folder = keys / "agencies" / "000.00.00.H29"
     data = sample("cong-van.edxml").replace(b"1024/UBND-VX</edXML:DocumentId>", b"4242/UBND-VX</edXML:DocumentId>")

@@ -7,8 +7,8 @@ import hashlib
 from adapters import Delivery
 from gateway.identity.access_tokens import TokenAuthority
 from gateway.identity.claims import decode_verified, peek
-from gateway.pki import PublicKey
 from gateway.policy import Refusal
+from gateway.trust.pki import PublicKey
 
 RECEIPT_TYPE = "receipt+jwt"
 

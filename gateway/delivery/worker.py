@@ -25,9 +25,9 @@ from gateway.delivery.breaker import CircuitBreakers
 from gateway.delivery.gateway_side import GatewayCredentials
 from gateway.delivery.queue import CHECKING, Claim, DeliveryQueue
 from gateway.identity.access_tokens import TokenAuthority
-from gateway.pki import load_public_key
 from gateway.store.db import Database, DatabaseUnavailable
 from gateway.store.tables import agencies, blobs, documents
+from gateway.trust.pki import load_public_key
 
 log = logging.getLogger("gateway.delivery")
 DISABLED_WAIT = 300.0  # seconds between looks at a disabled recipient's routes

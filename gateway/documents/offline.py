@@ -14,7 +14,6 @@ from cryptography import x509
 
 from gateway.documents import edxml, schema, xmlsafe
 from gateway.documents.seal import check_document_matches, verify_seal
-from gateway.documents.truststore import TrustStore
 from gateway.documents.verification import (
     EnvelopedSignatureVerifier,
     SignatureProfile,
@@ -22,6 +21,7 @@ from gateway.documents.verification import (
     find_signature,
 )
 from gateway.policy import Refusal
+from gateway.trust.chain import TrustStore
 
 _PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
 

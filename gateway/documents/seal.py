@@ -18,10 +18,10 @@ from lxml import etree
 
 from gateway.documents import schema, xmlsafe
 from gateway.documents.signing import sign_enveloped
-from gateway.documents.truststore import TrustStore
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
-from gateway.pki import SigningKey
 from gateway.policy import Refusal
+from gateway.trust.chain import TrustStore
+from gateway.trust.pki import SigningKey
 
 SEAL_NS = "urn:vn-gov:interconnect-gateway:seal:1"
 

@@ -21,7 +21,7 @@ from signxml.signer import XMLSigner
 
 from gateway.documents.edxml import DS_NS, q
 from gateway.documents.xmlsafe import parse
-from gateway.pki import SigningKey
+from gateway.trust.pki import SigningKey
 
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 

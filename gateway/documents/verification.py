@@ -29,9 +29,9 @@ from signxml.exceptions import (
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents.edxml import DS_NS
-from gateway.documents.truststore import TrustStore
-from gateway.pki import fingerprint
 from gateway.policy import AllOf, Refusal
+from gateway.trust.chain import TrustStore
+from gateway.trust.pki import fingerprint
 
 _DS = {"ds": DS_NS}
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"

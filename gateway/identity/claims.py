@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway.pki import PublicKey
 from gateway.policy import Refusal
+from gateway.trust.pki import PublicKey
 
 MAX_TOKEN_BYTES = 8 * 1024
 RSA_ALGORITHMS = frozenset({"RS256", "PS256"})

@@ -14,8 +14,8 @@ from typing import Any
 
 from gateway.identity.claims import decode_verified, peek
 from gateway.identity.state import ReplayCache
-from gateway.pki import PublicKey
 from gateway.policy import AllOf, Refusal
+from gateway.trust.pki import PublicKey
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CODE = "invalid-client"

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.identity.personal_id import mask
 from gateway.identity.state import ReplayCache
-from gateway.pki import key_id
+from gateway.trust.pki import key_id
 
 TOKEN_LIFETIME = 600
 CODE_LIFETIME = 60

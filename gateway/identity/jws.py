@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from gateway.keypolicy import check_public_key_strength
 from gateway.policy import Refusal
+from gateway.trust.keypolicy import check_public_key_strength
 
 MAX_TOKEN_BYTES = 8 * 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from gateway import pki
 from gateway.cli_support import cli_services, emit, fail, json_option, table
 from gateway.policy import Refusal
+from gateway.trust import pki
 
 
 @click.group()

@@ -12,12 +12,12 @@ from cryptography import x509
 from sqlalchemy.engine import Connection
 
 from adapters import AdapterSettingsError, UnknownAdapter, get_adapter_class
-from gateway import pki
 from gateway.audit import AuditEvent, AuditLog
 from gateway.documents.identifiers import agency_code_form
-from gateway.documents.truststore import TrustStore
 from gateway.policy import Refusal
 from gateway.store.tables import agencies, agency_certificates
+from gateway.trust import pki
+from gateway.trust.chain import TrustStore
 
 
 @dataclass(frozen=True)

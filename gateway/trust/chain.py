@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509 import verification as xv
 
-from gateway.keypolicy import check_public_key_strength
-from gateway.pki import fingerprint
 from gateway.policy import Refusal
+from gateway.trust.keypolicy import check_public_key_strength
+from gateway.trust.pki import fingerprint
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
