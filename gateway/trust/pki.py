@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -150,11 +151,19 @@ def issue_signing_certificate(
     days: int = 825,
     not_before: datetime | None = None,
     key_usage_signing: bool = True,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    extended_key_usage: Sequence[x509.ObjectIdentifier] | None = None,
+    ca_flag: bool = False,
 ) -> Issued:
-    """A document-signing certificate (digitalSignature + nonRepudiation) issued by ``ca``."""
+    """A document-signing certificate (digitalSignature + nonRepudiation) issued by ``ca``.
+
+    ``ocsp_url`` and ``crl_url`` become the AIA and CDP extensions relying parties look up status at
+    (RFC 5280 §4.2.2.1, §4.2.1.13); the other options exist to make the certificates a policy must refuse.
+    """
     key = key or generate_key("rsa")
     start = not_before or datetime.now(UTC) - timedelta(minutes=5)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organization))
         .issuer_name(ca.cert.subject)
@@ -162,7 +171,7 @@ def issue_signing_certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca_flag, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=key_usage_signing,
@@ -182,6 +191,83 @@ def issue_signing_certificate(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
-        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key, _finish(builder, ca, ocsp_url, crl_url, extended_key_usage))
+
+
+def _finish(
+    builder: x509.CertificateBuilder,
+    ca: Issued,
+    ocsp_url: str | None,
+    crl_url: str | None,
+    extended_key_usage: Sequence[x509.ObjectIdentifier] | None,
+    *,
+    eku_critical: bool = False,
+) -> x509.Certificate:
+    if ocsp_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]
+            ),
+            critical=False,
+        )
+    if crl_url:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+            ),
+            critical=False,
+        )
+    if extended_key_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=eku_critical)
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def issue_service_certificate(
+    ca: Issued,
+    common_name: str,
+    purpose: x509.ObjectIdentifier,
+    *,
+    key: SigningKey | None = None,
+    days: int = 825,
+    not_before: datetime | None = None,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    ocsp_no_check: bool = False,
+) -> Issued:
+    """A certificate for one of the CA's services: an OCSP responder (``id-kp-OCSPSigning``) or a TSA
+    (``id-kp-timeStamping``, critical as RFC 3161 §2.3 requires)."""
+    key = key or generate_key("ec")
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, "Development only - not for production"))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=purpose == ExtendedKeyUsageOID.TIME_STAMPING,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    )
+    if ocsp_no_check:  # RFC 6960 §4.2.2.2.1: the responder's own certificate is not checked by OCSP
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    cert = _finish(
+        builder, ca, ocsp_url, crl_url, [purpose], eku_critical=purpose == ExtendedKeyUsageOID.TIME_STAMPING
     )
     return Issued(key, cert)
