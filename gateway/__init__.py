@@ -55,4 +55,9 @@ def create_app(config: Config | None = None) -> Flask:
 
     if services.dev_idp is not None:  # demo mode only, never a production configuration
         app.register_blueprint(dev_idp_blueprint(services.dev_idp))
+    if services.dev_pki is not None:  # demo mode only: the development CA's OCSP responder, CRL and TSA
+        from gateway.trust.dev_service import dev_pki_blueprint
+
+        dev = services.dev_pki
+        app.register_blueprint(dev_pki_blueprint(dev.ca, dev.revocations, dev.tsa))
     return app

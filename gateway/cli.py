@@ -41,12 +41,12 @@ def main() -> None:
 @click.option("--demo", is_flag=True, help="Also create development keys and register the demo agencies.")
 def init(demo: bool) -> None:
     """Prepare a deployment: check the configuration, migrate the database, and (with --demo) add demo data."""
-    from gateway.keys import init_development_keys
+    from gateway.keys import DevStatusUrls, init_development_keys
     from gateway.store import upgrade
 
     config = load_config()
     if demo and config.missing_key_files():
-        written = init_development_keys(config.keys_dir)
+        written = init_development_keys(config.keys_dir, DevStatusUrls(config.public_url))
         click.echo(f"development keys written to {config.keys_dir}/: {', '.join(p.name for p in written)}")
     missing = config.missing_key_files()
     if missing:
@@ -66,11 +66,12 @@ def _redact(url: str) -> str:
 
 def _register_demo(config: Config) -> None:
     from gateway.demo import DEMO_AGENCIES, make_agency_keys, register_demo_agency, register_demo_portal
+    from gateway.keys import DevStatusUrls
     from gateway.services import DEMO_PORTAL
 
     with cli_services() as svc:
         for code, name, parent in DEMO_AGENCIES:
-            files = make_agency_keys(config.keys_dir, code, name)
+            files = make_agency_keys(config.keys_dir, code, name, DevStatusUrls(config.public_url))
             certificates = pki.load_certificates(files.signing_cert)
             if register_demo_agency(svc, code, name, parent, files.client_public_key.read_text(), certificates):
                 click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
@@ -162,11 +163,11 @@ def keys() -> None:
 @click.option("--force", is_flag=True, help="Replace existing development keys.")
 def keys_init(force: bool) -> None:
     """Create a development CA, the gateway's seal key and certificate, and its token key in keys/."""
-    from gateway.keys import init_development_keys
+    from gateway.keys import DevStatusUrls, init_development_keys
 
     config = load_config()
     try:
-        written = init_development_keys(config.keys_dir, force=force)
+        written = init_development_keys(config.keys_dir, DevStatusUrls(config.public_url), force=force)
     except FileExistsError as exc:
         fail(str(exc))
     for path in written:
@@ -180,16 +181,59 @@ def keys_agency(code: str, name: str) -> None:
     """Issue development keys for an agency: signing key + certificate, client key (ES256)."""
     from gateway.demo import make_agency_keys
     from gateway.documents.identifiers import is_agency_code
+    from gateway.keys import DevStatusUrls
 
     if not is_agency_code(code):
         fail(f"{code!r} is not an agency code (000.00.00.H29 or H55.242 form)")
     config = load_config()
     try:
-        files = make_agency_keys(config.keys_dir, code, name or code)
+        files = make_agency_keys(config.keys_dir, code, name or code, DevStatusUrls(config.public_url))
     except FileNotFoundError as exc:
         fail(str(exc))
     for path in (files.signing_key, files.signing_cert, files.client_key, files.client_public_key):
         click.echo(f"{path}")
+
+
+REVOCATION_REASONS = ("keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "unspecified")
+
+
+@keys.command("revoke")
+@click.argument("code")
+@click.option(
+    "--reason", type=click.Choice(REVOCATION_REASONS), default="keyCompromise", show_default=True, help="CRLReason."
+)
+@click.option("--cert", "cert_file", type=click.Path(exists=True, path_type=Path), help="Revoke this certificate.")
+@json_option
+def keys_revoke(code: str, reason: str, cert_file: Path | None, as_json: bool) -> None:
+    """Revoke a development agency certificate at the development CA (demo mode's OCSP responder and CRL)."""
+    from cryptography import x509
+
+    from gateway.demo import agency_key_files
+    from gateway.trust.dev_pki import DevRevocations
+
+    config = load_config()
+    path = cert_file or agency_key_files(config.keys_dir, code).signing_cert
+    if not path.is_file():
+        fail(f"{path} is missing: `gateway keys revoke` revokes development certificates made by `gateway init --demo`")
+    cert = pki.load_certificates(path)[0]
+    revocations = DevRevocations(config.dev_revocations_path)
+    revocations.revoke(cert, reason=x509.ReasonFlags(reason))
+    found = revocations.lookup(cert.serial_number)
+    assert found is not None
+    emit(
+        {
+            "agency": code,
+            "certificate_sha256": pki.fingerprint(cert),
+            "serial": format(cert.serial_number, "x"),
+            "revoked_at": found[0].isoformat(),
+            "reason": reason,
+        },
+        as_json,
+        lambda r: (
+            f"revoked {r['agency']}'s certificate {r['certificate_sha256'][:16]}… ({r['reason']}) at "
+            f"{r['revoked_at']}; the development OCSP responder and CRL say so from now on"
+        ),
+    )
 
 
 @main.command()

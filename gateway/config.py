@@ -50,6 +50,18 @@ class Config:
     delivery_receipt_poll_seconds: int = 15  # how often to look for filesystem / stream receipts
     delivery_breaker_threshold: int = 5  # consecutive failures that open an agency's circuit
     delivery_breaker_cooldown_seconds: int = 30
+    # Revocation (issue 9): OCSP first, CRL as fallback, cached per certificate for the freshness
+    # window and refreshed in the background after the refresh interval (X-Road's 3600 s / 1200 s).
+    revocation_freshness_seconds: int = 3600
+    revocation_refresh_seconds: int = 1200
+    revocation_unknown: str = "refuse"  # or "flag": accept a signature whose status cannot be had, flagged
+    revocation_timeout_seconds: int = 3
+    ocsp_responders: Mapping[str, str] = field(default_factory=dict)  # issuer sha256 → responder URL
+    crl_urls: Mapping[str, str] = field(default_factory=dict)  # issuer sha256 → CRL URL
+    # Trusted timestamps (RFC 3161): the TSA, and how long to keep accepting while it is unreachable.
+    tsa_url: str | None = None
+    timestamp_failure_seconds: int = 14400  # X-Road's timeStampingIntervalSeconds-style grace period
+    certificate_expiry_warning_days: int = 30
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
@@ -107,6 +119,31 @@ class Config:
         return self.public_url.rstrip("/") + "/oauth/token"
 
     @property
+    def effective_tsa_url(self) -> str | None:
+        """Demo mode timestamps with the development TSA the gateway serves itself."""
+        return self.tsa_url or (self.public_url.rstrip("/") + "/dev-pki/tsa" if self.demo else None)
+
+    @property
+    def portal_key_path(self) -> Path:
+        return self.keys_dir / "portal-signing.key"
+
+    @property
+    def portal_cert_path(self) -> Path:
+        return self.keys_dir / "portal-signing.crt"
+
+    @property
+    def dev_revocations_path(self) -> Path:
+        return self.keys_dir / "dev-revocations.json"
+
+    @property
+    def dev_tsa_key_path(self) -> Path:
+        return self.keys_dir / "dev-tsa.key"
+
+    @property
+    def dev_tsa_cert_path(self) -> Path:
+        return self.keys_dir / "dev-tsa.crt"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -125,7 +162,7 @@ class Config:
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 problems.append(f"GATEWAY_CONFIG: {path} is not valid TOML ({exc})")
         for f in fields(cls):
-            if f.name in ("extra", "issuers"):
+            if f.name in ("extra", "issuers", "ocsp_responders", "crl_urls"):
                 continue
             value = env.get(ENV_PREFIX + f.name.upper())
             if value is not None and value != "":
@@ -166,6 +203,25 @@ class Config:
             problems.append("GATEWAY_ACCESS_TOKEN_TTL: must be between 30 and 3600 seconds")
         if not 10 <= self.client_assertion_max_lifetime <= 3600:
             problems.append("GATEWAY_CLIENT_ASSERTION_MAX_LIFETIME: must be between 10 and 3600 seconds")
+        if self.revocation_unknown not in ("refuse", "flag"):
+            problems.append("GATEWAY_REVOCATION_UNKNOWN: refuse (the default) or flag")
+        if not 60 <= self.revocation_freshness_seconds <= 7 * 86400:
+            problems.append("GATEWAY_REVOCATION_FRESHNESS_SECONDS: between 60 and 604800")
+        if not 0 <= self.revocation_refresh_seconds < self.revocation_freshness_seconds:
+            problems.append(
+                "GATEWAY_REVOCATION_REFRESH_SECONDS: at least 0 and below GATEWAY_REVOCATION_FRESHNESS_SECONDS, "
+                "so statuses are refreshed before they go stale"
+            )
+        if not 1 <= self.revocation_timeout_seconds <= 30:
+            problems.append("GATEWAY_REVOCATION_TIMEOUT_SECONDS: between 1 and 30")
+        if not 0 <= self.timestamp_failure_seconds <= 7 * 86400:
+            problems.append("GATEWAY_TIMESTAMP_FAILURE_SECONDS: between 0 and 604800")
+        for name, table in (("ocsp_responders", self.ocsp_responders), ("crl_urls", self.crl_urls)):
+            for issuer, url in table.items():
+                if len(issuer) != 64 or urlsplit(url).scheme not in ("http", "https"):
+                    problems.append(f"{name}: map an issuer certificate's SHA-256 (64 hex digits) to an http(s) URL")
+        if self.tsa_url is not None and urlsplit(self.tsa_url).scheme not in ("http", "https"):
+            problems.append("GATEWAY_TSA_URL: must be an http(s) URL of an RFC 3161 timestamp authority")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("GATEWAY_LOG_LEVEL: one of DEBUG, INFO, WARNING, ERROR")
         return problems
@@ -181,7 +237,9 @@ class Config:
             *self.trust_anchor_paths,
         ]
         if self.demo:
-            wanted.append(self.dev_idp_key_path)
+            wanted += [self.dev_idp_key_path, self.dev_tsa_key_path, self.dev_tsa_cert_path]
+        if self.demo or self.portal_agency:
+            wanted += [self.portal_key_path, self.portal_cert_path]
         return [
             f"{p} is missing: run `gateway keys init` (development) or point the setting at your key file"
             for p in wanted
@@ -198,6 +256,10 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
             raise ValueError("issuers must be [[issuers]] tables in the TOML file")
         return tuple(value)
+    if name in ("ocsp_responders", "crl_urls"):
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a TOML table of issuer SHA-256 = URL")
+        return {str(k).lower(): str(v) for k, v in value.items()}
     if name in ("auditors", "operators"):
         items = value if isinstance(value, list) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())
@@ -216,6 +278,11 @@ def _coerce(name: str, value: Any) -> Any:
         "delivery_receipt_poll_seconds",
         "delivery_breaker_threshold",
         "delivery_breaker_cooldown_seconds",
+        "revocation_freshness_seconds",
+        "revocation_refresh_seconds",
+        "revocation_timeout_seconds",
+        "timestamp_failure_seconds",
+        "certificate_expiry_warning_days",
     ):
         if isinstance(value, bool):
             raise ValueError("must be a whole number")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from gateway.keys import load_development_ca
+from gateway.keys import DevStatusUrls, load_development_ca
 from gateway.routing.registry import NewAgency
 from gateway.trust import pki
 
@@ -54,13 +54,13 @@ def agency_key_files(keys_dir: Path, code: str) -> AgencyKeyFiles:
     return AgencyKeyFiles(keys_dir / "agencies" / code)
 
 
-def make_agency_keys(keys_dir: Path, code: str, name: str) -> AgencyKeyFiles:
+def make_agency_keys(keys_dir: Path, code: str, name: str, status: DevStatusUrls) -> AgencyKeyFiles:
     """An RSA-2048 document-signing key and certificate plus an EC P-256 client key (ES256 assertions)."""
     files = agency_key_files(keys_dir, code)
     if files.signing_key.exists():
         return files
     ca = load_development_ca(keys_dir)
-    signing = pki.issue_signing_certificate(ca, name, code)
+    signing = pki.issue_signing_certificate(ca, name, code, ocsp_url=status.ocsp, crl_url=status.crl)
     client = pki.generate_key("ec")
     pki.save_private_key(signing.key, files.signing_key)
     pki.save_certificate(signing.cert, files.signing_cert)
@@ -99,7 +99,7 @@ def register_demo_agency(
 
 
 def register_demo_portal(svc: Services, code: str, name: str) -> bool:
-    """The city's citizen portal, the sender of dossiers the gateway builds and signs with its own key.
+    """The city's citizen portal, the sender of dossiers the gateway builds and signs with the portal key.
 
     Its client key is thrown away at once: nobody authenticates as the portal over /oauth/token.
     """
@@ -109,5 +109,5 @@ def register_demo_portal(svc: Services, code: str, name: str) -> bool:
         name,
         "Ủy ban nhân dân Thành phố Hồ Chí Minh",
         pki.public_pem(pki.generate_key("ec")),
-        list(svc.keys.seal_chain[:1]),
+        list(svc.keys.portal_chain[:1]),
     )

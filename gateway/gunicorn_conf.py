@@ -2,8 +2,9 @@
 
 With several workers, Prometheus metrics live in files under ``PROMETHEUS_MULTIPROC_DIR``; a
 worker that exits must be marked dead or its gauges linger in ``/metrics``.  Each worker also runs
-a small thread that signs an audit checkpoint once a second while entries arrive (signing is
-locked and idempotent, so several workers and hosts doing it is harmless).
+a small thread that, once a second, signs an audit checkpoint while entries arrive and timestamps
+the documents accepted since the last pass (both locked and idempotent, so several workers and
+hosts doing it is harmless).
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ def child_exit(_server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     app = worker.wsgi
-    checkpoints = app.extensions["gateway"].checkpoints
+    services = app.extensions["gateway"]
     stop = threading.Event()
 
-    def sign_every_second() -> None:
+    def every_second() -> None:
         while not stop.wait(1.0):
-            checkpoints.refresh_quietly()
+            services.background_tick()
 
-    threading.Thread(target=sign_every_second, name="audit-checkpoints", daemon=True).start()
+    threading.Thread(target=every_second, name="audit-checkpoints-timestamps", daemon=True).start()
     worker.gateway_stop_checkpoints = stop
 
 

@@ -29,7 +29,30 @@ DEV_FILES = (
     "citizen-id-pepper.key",
     "dev-idp.key",
     "audit-log.key",
+    "dev-tsa.key",
+    "dev-tsa.crt",
+    "portal-signing.key",
+    "portal-signing.crt",
 )
+
+
+@dataclass(frozen=True)
+class DevStatusUrls:
+    """Where development certificates say their status and the development TSA are (demo mode serves them)."""
+
+    base: str
+
+    @property
+    def ocsp(self) -> str:
+        return self.base.rstrip("/") + "/dev-pki/ocsp"
+
+    @property
+    def crl(self) -> str:
+        return self.base.rstrip("/") + "/dev-pki/crl"
+
+    @property
+    def tsa(self) -> str:
+        return self.base.rstrip("/") + "/dev-pki/tsa"
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,10 @@ class GatewayKeys:
     trust: TrustStore
     pepper: bytes
     audit_key: Ed25519PrivateKey
+    # The citizen portal's document-signing key: dossiers the gateway builds are signed with it, never
+    # with the seal key, so a seal is always by a different certificate than the document it seals.
+    portal_key: pki.SigningKey | None = None
+    portal_chain: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def load(cls, config: Config) -> GatewayKeys:
@@ -59,6 +86,10 @@ class GatewayKeys:
             trust=TrustStore(anchors),
             pepper=config.pepper_path.read_bytes(),
             audit_key=load_ed25519_key(config.audit_key_path),
+            portal_key=pki.load_private_key(config.portal_key_path) if config.portal_key_path.is_file() else None,
+            portal_chain=tuple(pki.load_certificates(config.portal_cert_path))
+            if config.portal_cert_path.is_file()
+            else (),
         )
 
 
@@ -69,10 +100,11 @@ def load_ed25519_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
+def init_development_keys(keys_dir: Path, status: DevStatusUrls, *, force: bool = False) -> list[Path]:
     """Create the development keys that are missing (all of them with ``force``); returns what was written.
 
     Existing keys are kept unless ``force``: documents and seals made with them must keep verifying.
+    Certificates name ``status`` as their OCSP responder and CRL, like a real CA's do.
     """
     if not force and all((keys_dir / name).exists() for name in DEV_FILES):
         raise FileExistsError(
@@ -97,10 +129,24 @@ def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
             "Interconnect Gateway seal (development)",
             "Interconnect Gateway",
             key=pki.generate_key("ec"),
+            ocsp_url=status.ocsp,
+            crl_url=status.crl,
         )
         pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
         pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
         written += [keys_dir / "gateway-seal.key", keys_dir / "gateway-seal.crt"]
+    if missing("portal-signing.key", "portal-signing.crt"):
+        portal = pki.issue_signing_certificate(
+            load_development_ca(keys_dir),
+            "Cổng Dịch vụ công (development)",
+            "Interconnect Gateway citizen portal",
+            key=pki.generate_key("ec"),
+            ocsp_url=status.ocsp,
+            crl_url=status.crl,
+        )
+        pki.save_private_key(portal.key, keys_dir / "portal-signing.key")
+        pki.save_certificate(portal.cert, keys_dir / "portal-signing.crt")
+        written += [keys_dir / "portal-signing.key", keys_dir / "portal-signing.crt"]
     if missing("gateway-token.key"):
         pki.save_private_key(pki.generate_key("ec"), keys_dir / "gateway-token.key")
         written.append(keys_dir / "gateway-token.key")
@@ -110,6 +156,19 @@ def init_development_keys(keys_dir: Path, *, force: bool = False) -> list[Path]:
     if missing("audit-log.key"):
         pki.save_private_key(Ed25519PrivateKey.generate(), keys_dir / "audit-log.key")
         written.append(keys_dir / "audit-log.key")
+    if missing("dev-tsa.key", "dev-tsa.crt"):
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        tsa = pki.issue_service_certificate(
+            load_development_ca(keys_dir),
+            "Interconnect Gateway TSA (development)",
+            ExtendedKeyUsageOID.TIME_STAMPING,
+            ocsp_url=status.ocsp,
+            crl_url=status.crl,
+        )
+        pki.save_private_key(tsa.key, keys_dir / "dev-tsa.key")
+        pki.save_certificate(tsa.cert, keys_dir / "dev-tsa.crt")
+        written += [keys_dir / "dev-tsa.key", keys_dir / "dev-tsa.crt"]
     if missing("dev-idp.key"):
         pki.save_private_key(pki.generate_key("rsa"), keys_dir / "dev-idp.key")
         written.append(keys_dir / "dev-idp.key")

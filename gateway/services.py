@@ -7,6 +7,7 @@ it through :func:`services`, never through module-level globals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,11 +34,17 @@ from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
-from gateway.keys import GatewayKeys
+from gateway.keys import GatewayKeys, load_development_ca
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import SubmissionService
 from gateway.store.db import Database
-from gateway.trust.pki import PublicKey, load_private_key, load_public_key
+from gateway.trust.chain import issuer_among
+from gateway.trust.dev_pki import DevRevocations
+from gateway.trust.dev_tsa import DevTsa
+from gateway.trust.pki import Issued, PublicKey, load_certificates, load_private_key, load_public_key
+from gateway.trust.revocation import RevocationChecker, RevocationSettings
+from gateway.trust.timestamper import Timestamper
+from gateway.trust.timestamps import Timestamp
 
 DEMO_PORTAL = ("000.00.99.H29", "Cổng Dịch vụ công Thành phố Hồ Chí Minh (demo)")
 EDXML_SIGNATURE_PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
@@ -59,6 +66,14 @@ class Services:
     dev_idp: DevIdpSettings | None
     checkpoints: CheckpointLog
     deliveries: DeliveryQueue
+    revocation: RevocationChecker
+    timestamper: Timestamper
+    dev_pki: DevPki | None = None
+
+    def background_tick(self) -> None:
+        """What every server process does about once a second besides answering requests."""
+        self.checkpoints.refresh_quietly()
+        self.timestamper.run_quietly()
 
     def delivery_worker(self, **options: Any) -> DeliveryWorker:
         options.setdefault(
@@ -83,15 +98,44 @@ class Services:
             receipt_poll_seconds=config.delivery_receipt_poll_seconds,
         )
 
-        def client_key(code: str) -> PublicKey | None:
+        def client_key(code: str) -> list[PublicKey]:
             with db.read() as conn:
-                agency = registry.get(conn, code)
+                agency = registry.lookup(conn, [code]).get(code)
             if agency is None or not agency.enabled:
-                return None
-            return load_public_key(agency.client_public_key)
+                return []
+            return [load_public_key(pem) for pem in agency.client_keys(datetime.now(UTC))]
 
+        dev_pki = DevPki.load(config) if config.demo else None
+        revocation = RevocationChecker(
+            RevocationSettings(
+                freshness_seconds=config.revocation_freshness_seconds,
+                refresh_seconds=config.revocation_refresh_seconds,
+                unknown_policy="flag" if config.revocation_unknown == "flag" else "refuse",
+                timeout=float(config.revocation_timeout_seconds),
+                ocsp_responders=dict(config.ocsp_responders),
+                crl_urls=dict(config.crl_urls),
+            ),
+            # Demo mode: `gateway keys revoke` is seen by the next verification, not after the refresh.
+            generation=dev_pki.revocations_version if dev_pki is not None else None,
+        )
+
+        def check_tsa(stamp: Timestamp) -> None:
+            issuer = issuer_among(stamp.tsa_certificate, keys.trust.anchors)
+            if issuer is not None:
+                revocation.check(stamp.tsa_certificate, issuer)
+
+        timestamper = Timestamper(
+            db,
+            url=config.effective_tsa_url,
+            anchors=keys.trust.anchors,
+            failure_seconds=config.timestamp_failure_seconds,
+            check_tsa=check_tsa,
+        )
         verifier = EnvelopedSignatureVerifier(
-            keys.trust, SignatureProfile.for_deployment(config.allow_rsa_sha1), EDXML_SIGNATURE_PARENT
+            keys.trust,
+            SignatureProfile.for_deployment(config.allow_rsa_sha1),
+            EDXML_SIGNATURE_PARENT,
+            revocation=revocation,
         )
         submissions = SubmissionService(
             db=db,
@@ -102,6 +146,7 @@ class Services:
             limits=XmlLimits(max_bytes=config.max_document_bytes),
             gateway_url=config.public_url,
             deliveries=deliveries,
+            timestamper=timestamper,
         )
         dev_idp = None
         issuers = issuers_from_config(config.issuers)
@@ -151,7 +196,32 @@ class Services:
             dev_idp=dev_idp,
             checkpoints=CheckpointLog(db, NoteSigner(config.audit_origin, keys.audit_key)),
             deliveries=deliveries,
+            revocation=revocation,
+            timestamper=timestamper,
+            dev_pki=dev_pki,
         )
+
+
+@dataclass(frozen=True)
+class DevPki:
+    """The development CA's status services (demo mode only): what `gateway keys revoke` writes to."""
+
+    ca: Issued
+    revocations: DevRevocations
+    tsa: DevTsa
+
+    @classmethod
+    def load(cls, config: Config) -> DevPki:
+        ca = load_development_ca(config.keys_dir)
+        tsa = Issued(load_private_key(config.dev_tsa_key_path), load_certificates(config.dev_tsa_cert_path)[0])
+        return cls(ca, DevRevocations(config.dev_revocations_path), DevTsa(tsa, [ca.cert]))
+
+    def revocations_version(self) -> object:
+        try:
+            found = self.revocations.path.stat()
+        except FileNotFoundError:
+            return None
+        return (found.st_ino, found.st_mtime_ns, found.st_size)
 
 
 def services() -> Services:

@@ -15,27 +15,40 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from gateway import create_app, pki
+from gateway import create_app
 from gateway.config import Config
 from gateway.demo import DEMO_AGENCIES, register_demo_agency, register_demo_portal
-from gateway.keys import init_development_keys, load_development_ca
+from gateway.keys import DevStatusUrls, init_development_keys, load_development_ca
 from gateway.services import DEMO_PORTAL, Services
 from gateway.store import upgrade
 from gateway.store.db import Database
+from gateway.trust import pki
+from gateway.trust.dev_tsa import DevTsa
+from tests.pki_server import LoopbackServer, dev_pki_app
 from tests.support import PUBLIC_URL, AgencyKeys, GatewayClient, Pki, reset_database
 
 POSTGRES_ADMIN_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
-def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+def status_server() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory, status_server: LoopbackServer) -> Pki:
+    """The session's development CA, whose OCSP responder, CRL and TSA answer on a real loopback server."""
     keys_dir = tmp_path_factory.mktemp("keys")
-    init_development_keys(keys_dir)
+    status = DevStatusUrls(status_server.base)
+    init_development_keys(keys_dir, status)
     ca = load_development_ca(keys_dir)
-    material = Pki(keys_dir=keys_dir, ca=ca)
+    tsa = pki.Issued(pki.load_private_key(keys_dir / "dev-tsa.key"), pki.load_certificates(keys_dir / "dev-tsa.crt")[0])
+    material = Pki(keys_dir=keys_dir, ca=ca, status=status)
+    status_server.serve(dev_pki_app(ca, material.revocations, DevTsa(tsa, [ca.cert])))
     for code, name, _parent in DEMO_AGENCIES:
-        signing = pki.issue_signing_certificate(ca, name, code)
-        material.agencies[code] = AgencyKeys(code, signing, pki.generate_key("ec"))
+        material.agencies[code] = AgencyKeys(code, material.issue(code, name), pki.generate_key("ec"))
     return material
 
 
@@ -78,7 +91,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
-    settings: dict[str, object] = {"demo": True, "public_url": PUBLIC_URL, **overrides}
+    settings: dict[str, object] = {"demo": True, "public_url": PUBLIC_URL, "tsa_url": dev_pki.status.tsa, **overrides}
     return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, **settings)  # type: ignore[arg-type]
 
 

@@ -14,9 +14,11 @@ import jwt
 import sqlalchemy as sa
 
 from gateway.documents.signing import sign_edxml
+from gateway.keys import DevStatusUrls
 from gateway.store.db import Database
 from gateway.store.tables import metadata
 from gateway.trust import pki
+from gateway.trust.dev_pki import DevRevocations
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
@@ -65,7 +67,18 @@ class AgencyKeys:
 class Pki:
     keys_dir: Path
     ca: pki.Issued
+    status: DevStatusUrls
     agencies: dict[str, AgencyKeys] = field(default_factory=dict)
+
+    def issue(self, code: str, name: str = "Test agency", **options: Any) -> pki.Issued:
+        """A signing certificate from the development CA naming the suite's status server."""
+        options.setdefault("ocsp_url", self.status.ocsp)
+        options.setdefault("crl_url", self.status.crl)
+        return pki.issue_signing_certificate(self.ca, name, code, **options)
+
+    @property
+    def revocations(self) -> DevRevocations:
+        return DevRevocations(self.keys_dir / "dev-revocations.json")
 
 
 # Counters of attempts, not records of documents: a refused submission still counts against its

@@ -28,7 +28,7 @@ def test_signed_document_reaches_every_recipient_with_exact_bytes_and_a_verifiab
         content = recipient.get(f"/v1/documents/{doc_id}/content")
         assert content.data == signed  # forwarded byte-for-byte as signed
         seal = recipient.get(f"/v1/documents/{doc_id}/seal").data
-        report = verify_offline(content.data, [dev_pki.ca.cert], seal=seal)
+        report = verify_offline(content.data, [dev_pki.ca.cert], seal=seal, gateway_certs=svc.keys.seal_chain)
         assert report["verdict"] == "valid", report
         assert report["seal"]["audit_index"] == body["audit_index"]
         assert report["seal"]["recipients"] == [Q4, NOIVU]

@@ -28,6 +28,7 @@ from gateway.routing.submission import Accepted, SubmissionService
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc
 from gateway.store.tables import documents, dossiers, routes, statuses
+from gateway.trust.pki import SigningKey
 
 MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -76,6 +77,15 @@ class DossierService:
             )
             raise
 
+    def _portal_key(self) -> SigningKey:
+        if self._keys.portal_key is None or not self._keys.portal_chain:
+            raise Refusal(
+                "dossiers-unavailable",
+                "the citizen portal's signing key is missing (keys/portal-signing.key and .crt); "
+                "`gateway keys init` makes development ones",
+            )
+        return self._keys.portal_key
+
     def submit(self, citizen: CitizenIdentity, request: Any) -> dict[str, Any]:
         code = request.get("procedure") if isinstance(request, dict) else None
         with self._refusals_audited(citizen, code if isinstance(code, str) else None):
@@ -115,7 +125,7 @@ class DossierService:
                 now=now,
                 due=due,
             )
-            signed = sign_edxml(unsigned, self._keys.seal_key, self._keys.seal_chain)
+            signed = sign_edxml(unsigned, self._portal_key(), self._keys.portal_chain)
 
             def record(conn: Connection, accepted: Accepted) -> None:
                 conn.execute(

@@ -30,8 +30,9 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents.edxml import DS_NS
 from gateway.policy import AllOf, Refusal
-from gateway.trust.chain import TrustStore
+from gateway.trust.chain import Chain, TrustStore
 from gateway.trust.pki import fingerprint
+from gateway.trust.revocation import Decision, RevocationChecker
 
 _DS = {"ds": DS_NS}
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -85,11 +86,18 @@ class SignedContent:
     signer_fingerprint: str
     signature_method: str
     legacy_algorithm: bool
+    signature_value: bytes = b""  # the decoded ds:SignatureValue: what a trusted timestamp covers
+    chain: Chain | None = None
+    revocation: Decision | None = None  # None when the verifier checks no status (offline seal checks)
 
     @property
     def summary(self) -> str:
         flag = " LEGACY-SHA1" if self.legacy_algorithm else ""
-        return f"valid {self.signature_method}{flag} signer={self.signer_fingerprint}"
+        status = ""
+        if self.revocation is not None:
+            found = self.revocation.status
+            status = f" status={found.state}/{found.source}" if found else " status=UNKNOWN-ACCEPTED"
+        return f"valid {self.signature_method}{flag} signer={self.signer_fingerprint}{status}"
 
 
 def _short(uri: str) -> str:
@@ -155,6 +163,14 @@ def embedded_certificates(signature: etree._Element) -> list[x509.Certificate]:
     return found
 
 
+def signature_value(signature: etree._Element) -> bytes:
+    node = signature.find("ds:SignatureValue", _DS)
+    try:
+        return base64.b64decode("".join((node.text or "").split())) if node is not None else b""
+    except (ValueError, binascii.Error):
+        raise Refusal("signature-invalid", "SignatureValue is not base64") from None
+
+
 def find_signature(root: etree._Element) -> etree._Element | None:
     return root if root.tag == f"{{{DS_NS}}}Signature" else root.find(f".//{{{DS_NS}}}Signature")
 
@@ -169,8 +185,16 @@ class EnvelopedSignatureVerifier:
     ``{ns}edXMLEnvelope/{ns}edXMLHeader`` for edXML.
     """
 
-    def __init__(self, trust: TrustStore, profile: SignatureProfile, parent_path: str) -> None:
+    def __init__(
+        self,
+        trust: TrustStore,
+        profile: SignatureProfile,
+        parent_path: str,
+        *,
+        revocation: RevocationChecker | None = None,
+    ) -> None:
         self._trust = trust
+        self._revocation = revocation
         self._profile = profile
         self._parent_path = parent_path
         self._structure: AllOf[etree._Element] = AllOf(
@@ -190,8 +214,10 @@ class EnvelopedSignatureVerifier:
         if not candidates:
             raise Refusal("certificate-not-registered", "the sender has no registered signing certificate")
         signer, intermediates = self._pin(signature, candidates)
-        self._trust.verify(signer, intermediates)
+        chain = self._trust.verify(signer, intermediates)
         signed_root = self._verify_crypto(data, signer)
+        # Status last: a responder is asked only about signatures that are otherwise good.
+        decision = self._revocation.check(chain.leaf, chain.issuer) if self._revocation is not None else None
         method = signature.find("ds:SignedInfo/ds:SignatureMethod", _DS)
         uri = method.get("Algorithm", "") if method is not None else ""
         return SignedContent(
@@ -200,6 +226,9 @@ class EnvelopedSignatureVerifier:
             signer_fingerprint=fingerprint(signer),
             signature_method=_short(uri),
             legacy_algorithm=uri == SignatureMethod.RSA_SHA1.value,
+            signature_value=signature_value(signature),
+            chain=chain,
+            revocation=decision,
         )
 
     def _locate(self, root: etree._Element) -> etree._Element:

@@ -8,7 +8,7 @@ short-lived JWT: ``iss`` = ``sub`` = its agency code, ``aud`` = our token endpoi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +67,7 @@ class ClientAssertionVerifier:
         *,
         token_endpoint: str,
         issuer_url: str,
-        client_key: Callable[[str], PublicKey | None],
+        client_key: Callable[[str], Sequence[PublicKey]],
         replay: ReplayCache,
         max_lifetime: int = 300,
     ) -> None:
@@ -83,16 +83,26 @@ class ClientAssertionVerifier:
             raise Refusal(CODE, "assertion lacks iss")
         if client_id is not None and client_id != issuer:
             raise Refusal(CODE, "client_id does not match the assertion's iss")
-        key = self._client_key(issuer)
-        if key is None:
+        keys = self._client_key(issuer)
+        if not keys:
             raise Refusal(CODE, "no enabled agency is registered with this code")
-        claims = decode_verified(
-            assertion,
-            key,
-            str(unverified.header.get("alg")),
-            code=CODE,
-            audience=self._audiences,
-            required=("exp", "iss", "sub", "aud", "jti"),
-        )
+        claims: dict[str, Any] | None = None
+        failure: Refusal | None = None
+        for key in keys:  # the current key, then a rotated-out one still within its overlap
+            try:
+                claims = decode_verified(
+                    assertion,
+                    key,
+                    str(unverified.header.get("alg")),
+                    code=CODE,
+                    audience=self._audiences,
+                    required=("exp", "iss", "sub", "aud", "jti"),
+                )
+                break
+            except Refusal as refusal:
+                failure = failure or refusal
+        if claims is None:
+            assert failure is not None
+            raise failure
         self._policy.verify(Assertion(issuer, claims, int(time.time())))
         return issuer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from adapters import AdapterSettingsError, UnknownAdapter, get_adapter_class
 from gateway.audit import AuditEvent, AuditLog
 from gateway.documents.identifiers import agency_code_form
 from gateway.policy import Refusal
+from gateway.store.helpers import as_utc
 from gateway.store.tables import agencies, agency_certificates
 from gateway.trust import pki
 from gateway.trust.chain import TrustStore
@@ -31,6 +32,15 @@ class Agency:
     adapter_settings: dict[str, Any]
     may_send_to: tuple[str, ...]
     certificates: tuple[dict[str, Any], ...] = field(default=())
+    previous_client_public_key: str | None = None
+    previous_client_key_until: datetime | None = None
+
+    def client_keys(self, now: datetime) -> list[str]:
+        """PEM client keys that authenticate at ``now``: the current one, and a rotated-out one in its overlap."""
+        keys = [self.client_public_key]
+        if self.previous_client_public_key and self.previous_client_key_until and now < self.previous_client_key_until:
+            keys.append(self.previous_client_public_key)
+        return keys
 
     def public_view(self) -> dict[str, Any]:
         """What operators see: no private material exists here, but keep the shape explicit."""
@@ -105,14 +115,119 @@ class AgencyRegistry:
         assert agency is not None
         return agency
 
-    def add_certificate(self, conn: Connection, code: str, cert: x509.Certificate, trust: TrustStore) -> None:
+    def add_certificate(
+        self, conn: Connection, code: str, cert: x509.Certificate, trust: TrustStore, *, actor: str = "operator"
+    ) -> None:
         if self.get(conn, code) is None:
-            raise Refusal("unknown-agency", f"agency {code} is not registered")
+            raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
         trust.verify(cert)
-        self._insert_certificate(conn, code, cert, datetime.now(UTC))
+        fp = pki.fingerprint(cert)
+        owner = conn.execute(
+            sa.select(agency_certificates.c.agency_code, agency_certificates.c.removed_at).where(
+                agency_certificates.c.fingerprint == fp
+            )
+        ).one_or_none()
+        if owner is not None:
+            if owner.agency_code != code:
+                raise Refusal("certificate-exists", f"certificate {fp[:16]}… is registered to {owner.agency_code}")
+            if owner.removed_at is None:
+                raise Refusal("certificate-exists", f"certificate {fp[:16]}… is already registered to {code}")
+            conn.execute(
+                sa.update(agency_certificates)
+                .where(agency_certificates.c.fingerprint == fp)
+                .values(removed_at=None, added_at=datetime.now(UTC))
+            )
+        else:
+            self._insert_certificate(conn, code, cert, datetime.now(UTC))
         self._audit.append(
-            conn, AuditEvent(event="agency.certificate-added", outcome="ok", actor="operator", sender=code)
+            conn,
+            AuditEvent(event="agency.certificate-added", outcome="ok", actor=actor, sender=code, reason=f"sha256 {fp}"),
         )
+
+    def remove_certificate(self, conn: Connection, code: str, fp_prefix: str, *, actor: str = "operator") -> str:
+        """Stop accepting signatures by one certificate (its row stays, so old evidence still names the owner).
+
+        ``fp_prefix`` is the SHA-256 fingerprint or an unambiguous prefix of at least 8 hex digits."""
+        prefix = fp_prefix.strip().lower().replace(":", "")
+        if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+            raise Refusal("invalid-request", "name the certificate by its SHA-256 fingerprint (at least 8 hex digits)")
+        rows = conn.execute(
+            sa.select(agency_certificates.c.fingerprint).where(
+                agency_certificates.c.agency_code == code,
+                agency_certificates.c.removed_at.is_(None),
+                agency_certificates.c.fingerprint.startswith(prefix, autoescape=True),
+            )
+        ).all()
+        if not rows:
+            raise Refusal(
+                "certificate-not-found",
+                f"{code} has no registered certificate {prefix}…; see `gateway agency cert list {code}`",
+            )
+        if len(rows) > 1:
+            raise Refusal("invalid-request", f"{prefix} matches {len(rows)} certificates; give more digits")
+        fp = rows[0].fingerprint
+        conn.execute(
+            sa.update(agency_certificates)
+            .where(agency_certificates.c.fingerprint == fp)
+            .values(removed_at=datetime.now(UTC))
+        )
+        self._audit.append(
+            conn,
+            AuditEvent(
+                event="agency.certificate-removed", outcome="ok", actor=actor, sender=code, reason=f"sha256 {fp}"
+            ),
+        )
+        return str(fp)
+
+    def certificate_rows(self, conn: Connection, code: str) -> list[Any]:
+        """Every certificate ever registered to ``code``, newest first, removed ones included."""
+        if self.get(conn, code) is None:
+            raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        return list(
+            conn.execute(
+                sa.select(agency_certificates)
+                .where(agency_certificates.c.agency_code == code)
+                .order_by(agency_certificates.c.added_at.desc(), agency_certificates.c.fingerprint)
+            ).all()
+        )
+
+    def rotate_client_key(
+        self, conn: Connection, code: str, public_key_pem: str, overlap: timedelta, *, actor: str = "operator"
+    ) -> Agency:
+        """Register a new client key; the old one keeps authenticating for ``overlap``, then stops."""
+        agency = self.get(conn, code)
+        if agency is None:
+            raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        try:
+            new_id = pki.key_id(pki.load_public_key(public_key_pem))
+        except ValueError as exc:
+            raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
+        if new_id == pki.key_id(pki.load_public_key(agency.client_public_key)):
+            raise Refusal("client-key-invalid", "that is already the agency's client key")
+        now = datetime.now(UTC)
+        conn.execute(
+            sa.update(agencies)
+            .where(agencies.c.code == code)
+            .values(
+                client_public_key=public_key_pem,
+                previous_client_public_key=agency.client_public_key,
+                previous_client_key_until=now + overlap,
+                updated_at=now,
+            )
+        )
+        self._audit.append(
+            conn,
+            AuditEvent(
+                event="agency.client-key-rotated",
+                outcome="ok",
+                actor=actor,
+                sender=code,
+                reason=f"new key {new_id}; the previous one is accepted until {(now + overlap).isoformat()}",
+            ),
+        )
+        rotated = self.get(conn, code)
+        assert rotated is not None
+        return rotated
 
     def _insert_certificate(self, conn: Connection, code: str, cert: x509.Certificate, now: datetime) -> None:
         conn.execute(
@@ -165,8 +280,8 @@ class AgencyRegistry:
             return None
         certs = conn.execute(
             sa.select(agency_certificates)
-            .where(agency_certificates.c.agency_code == code)
-            .order_by(agency_certificates.c.added_at)
+            .where(agency_certificates.c.agency_code == code, agency_certificates.c.removed_at.is_(None))
+            .order_by(agency_certificates.c.added_at.desc())
         ).all()
         return _agency(row, certs)
 
@@ -174,11 +289,20 @@ class AgencyRegistry:
         rows = conn.execute(sa.select(agencies).order_by(agencies.c.code)).all()
         return [_agency(row, ()) for row in rows]
 
-    def signing_certificates(self, conn: Connection, code: str) -> list[x509.Certificate]:
+    def signing_certificates(
+        self, conn: Connection, code: str, *, at: datetime | None = None
+    ) -> list[x509.Certificate]:
+        """The agency's certificates that may sign now: not removed, not expired, newest first."""
+        now = at or datetime.now(UTC)
         rows = conn.execute(
-            sa.select(agency_certificates.c.fingerprint, agency_certificates.c.pem).where(
-                agency_certificates.c.agency_code == code
+            sa.select(agency_certificates.c.fingerprint, agency_certificates.c.pem)
+            .where(
+                agency_certificates.c.agency_code == code,
+                agency_certificates.c.removed_at.is_(None),
+                agency_certificates.c.not_after > now,
+                agency_certificates.c.not_before <= now,
             )
+            .order_by(agency_certificates.c.added_at.desc(), agency_certificates.c.not_after.desc())
         ).all()
         found = []
         for row in rows:  # parsed once per process; the database stays the authority on who owns which
@@ -211,6 +335,8 @@ def _agency(row: Any, certs: Sequence[Any]) -> Agency:
         adapter=row.adapter,
         adapter_settings=dict(row.adapter_settings),
         may_send_to=tuple(row.may_send_to),
+        previous_client_public_key=row.previous_client_public_key,
+        previous_client_key_until=as_utc(row.previous_client_key_until) if row.previous_client_key_until else None,
         certificates=tuple(
             {
                 "sha256": c.fingerprint,

@@ -33,7 +33,9 @@ from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
-from gateway.store.tables import blobs, documents, routes, statuses
+from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
+from gateway.trust.pki import cert_pem
+from gateway.trust.timestamper import Timestamper
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,29 @@ class _Checked:
     on_stored: StoredHook | None = None
 
 
+def store_status_evidence(conn: Connection, signed: SignedContent) -> str | None:
+    """Keep the OCSP response or CRL the signer's status was decided on, once however many documents cite it."""
+    status = signed.revocation.status if signed.revocation is not None else None
+    if status is None:
+        return None
+    insert_ignoring_duplicates(
+        conn,
+        trust_evidence,
+        {
+            "sha256": status.evidence_sha256,
+            "kind": status.source,
+            "content": status.evidence,
+            "created_at": datetime.now(UTC),
+        },
+    )
+    return status.evidence_sha256
+
+
+def chain_pem(signed: SignedContent) -> str:
+    certificates = signed.chain.certificates if signed.chain is not None else (signed.signer,)
+    return "".join(cert_pem(c) for c in certificates)
+
+
 class SubmissionService:
     def __init__(
         self,
@@ -83,6 +108,7 @@ class SubmissionService:
         limits: xmlsafe.XmlLimits,
         gateway_url: str,
         deliveries: DeliveryQueue,
+        timestamper: Timestamper,
     ) -> None:
         self._db = db
         self._audit = audit
@@ -92,6 +118,7 @@ class SubmissionService:
         self._limits = limits
         self._gateway_url = gateway_url
         self._deliveries = deliveries
+        self._timestamper = timestamper
 
     # --- documents --------------------------------------------------------------------------
 
@@ -206,6 +233,7 @@ class SubmissionService:
         ROUTING_POLICY.verify(RouteRequest(sender, recipients, known))
 
     def _store(self, checked: _Checked) -> Accepted:
+        self._timestamper.refuse_if_overdue()  # accepting what cannot be timestamped would be unprovable
         for attempt in (1, 2):
             try:
                 with self._db.write() as conn:
@@ -251,6 +279,7 @@ class SubmissionService:
         pushes = 0
         route_now = c.recipients[:1] if c.sequential else c.recipients
         insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
+        evidence = store_status_evidence(conn, c.signed)
         entries = self._audit.append_many(
             conn,
             [
@@ -291,6 +320,10 @@ class SubmissionService:
                 audit_index=accepted.index,
                 seal=seal,
                 pending_recipients=list(c.recipients[len(route_now) :]) or None,
+                signature_value=c.signed.signature_value,
+                signer_chain=chain_pem(c.signed),
+                signer_status=evidence,
+                status_flag=c.signed.revocation.flag if c.signed.revocation else None,
             )
         )
         if c.status is not None and c.original is not None:

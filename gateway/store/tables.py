@@ -34,6 +34,10 @@ agencies = sa.Table(
     sa.Column("may_send_to", sa.JSON, nullable=False),
     sa.Column("created_at", UTC_DATETIME, nullable=False),
     sa.Column("updated_at", UTC_DATETIME, nullable=False),
+    # A rotated-out client key keeps authenticating until ``previous_client_key_until``, so a
+    # departmental system can switch keys without a moment in which neither works.
+    sa.Column("previous_client_public_key", sa.Text, nullable=True),
+    sa.Column("previous_client_key_until", UTC_DATETIME, nullable=True),
 )
 
 agency_certificates = sa.Table(
@@ -46,6 +50,7 @@ agency_certificates = sa.Table(
     sa.Column("not_before", UTC_DATETIME, nullable=False),
     sa.Column("not_after", UTC_DATETIME, nullable=False),
     sa.Column("added_at", UTC_DATETIME, nullable=False),
+    sa.Column("removed_at", UTC_DATETIME, nullable=True),  # kept, so old evidence still names its owner
 )
 
 blobs = sa.Table(
@@ -73,6 +78,16 @@ documents = sa.Table(
     sa.Column("seal", sa.LargeBinary, nullable=False),
     # Recipients still to be routed, in order, for procedures handled one agency after another.
     sa.Column("pending_recipients", sa.JSON, nullable=True),
+    # Trust evidence (issue 9): the signature value the timestamp covers, the signer's verified chain
+    # (PEM, leaf first), the OCSP response or CRL the decision used, a flag when status was unknown
+    # and accepted by configuration, and the timestamp batch and leaf once timestamped.
+    sa.Column("signature_value", sa.LargeBinary, nullable=True),
+    sa.Column("signer_chain", sa.Text, nullable=True),
+    sa.Column("signer_status", sa.String(64), nullable=True),
+    sa.Column("status_flag", sa.String(300), nullable=True),
+    sa.Column("timestamp_batch", sa.BigInteger, nullable=True),
+    sa.Column("timestamp_leaf", sa.Integer, nullable=True),
+    sa.Index("ix_documents_untimestamped", "timestamp_batch", "received_at"),
     sa.UniqueConstraint("sender", "kind", "document_id", name="uq_documents_sender_kind_document_id"),
 )
 
@@ -166,6 +181,39 @@ audit_search = sa.Table(
     sa.Column("recipient", sa.String(35), nullable=True, index=True),
     sa.Column("document", sa.String(36), nullable=True, index=True),
     sa.Column("document_id", sa.String(255), nullable=True, index=True),
+)
+
+# OCSP responses, CRLs and timestamp tokens exactly as received, stored once by SHA-256 however many
+# documents they vouch for.
+trust_evidence = sa.Table(
+    "trust_evidence",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "ocsp" | "crl" | "timestamp"
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+)
+
+# One RFC 3161 token per batch: its message imprint is the RFC 9162 Merkle root of the batch's
+# signature values, so one TSA call covers every document accepted in that second.
+timestamp_batches = sa.Table(
+    "timestamp_batches",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("leaves", sa.LargeBinary, nullable=False),  # the batch's leaf hashes, 32 bytes each, in order
+    sa.Column("token", sa.String(64), sa.ForeignKey("trust_evidence.sha256"), nullable=False),
+    sa.Column("gen_time", UTC_DATETIME, nullable=False),
+    sa.Column("tsa_status", sa.String(64), sa.ForeignKey("trust_evidence.sha256"), nullable=True),
+)
+
+checkpoint_timestamps = sa.Table(
+    "checkpoint_timestamps",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("token", sa.String(64), sa.ForeignKey("trust_evidence.sha256"), nullable=False),
+    sa.Column("gen_time", UTC_DATETIME, nullable=False),
 )
 
 replay_cache = sa.Table(

@@ -267,7 +267,5 @@ def issue_service_certificate(
     )
     if ocsp_no_check:  # RFC 6960 §4.2.2.2.1: the responder's own certificate is not checked by OCSP
         builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
-    cert = _finish(
-        builder, ca, ocsp_url, crl_url, [purpose], eku_critical=purpose == ExtendedKeyUsageOID.TIME_STAMPING
-    )
+    cert = _finish(builder, ca, ocsp_url, crl_url, [purpose], eku_critical=purpose == ExtendedKeyUsageOID.TIME_STAMPING)
     return Issued(key, cert)

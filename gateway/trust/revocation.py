@@ -1,0 +1,272 @@
+"""Is a signing certificate revoked?  Asked on every verification, answered from a cache.
+
+Status comes from OCSP first (RFC 6960; the certificate's AIA, or a responder configured for its
+issuing CA), then from the CRL (RFC 5280; the certificate's CDP, or configured).  The answer is
+kept per certificate for a freshness window (default 3600 s, as X-Road's ``ocspFreshnessSeconds``)
+and refreshed in the background once it is older than the refresh interval (default 1200 s, as
+X-Road's ``ocspFetchInterval``), so a responder outage shorter than the window changes nothing and
+the request path never waits on a responder once the cache is warm.
+
+Past the window with no fresh answer the policy decides: ``refuse`` (``certificate-status-unknown``,
+the default for agency signatures) or ``flag`` (accept, and the document carries the reason).  A
+revoked certificate is always refused with ``certificate-revoked``.  The exact OCSP response or CRL
+used travels with the decision so the caller can keep it as evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import requests
+from cryptography import x509
+
+from gateway.policy import Refusal
+from gateway.trust import crl, ocsp
+from gateway.trust.fetch import Bounds
+from gateway.trust.pki import fingerprint
+from gateway.trust.status import CertStatus
+
+log = logging.getLogger(__name__)
+
+UnknownPolicy = Literal["refuse", "flag"]
+UNAVAILABLE = frozenset({"ocsp-unavailable", "crl-unavailable"})
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RevocationSettings:
+    freshness_seconds: int = 3600
+    refresh_seconds: int = 1200
+    unknown_policy: UnknownPolicy = "refuse"
+    timeout: float = 3.0
+    max_bytes: int = 1024 * 1024
+    retry_failed_seconds: float = 30.0  # a failed lookup is not repeated by every request meanwhile
+    # Configured sources per issuing CA, keyed by the issuer certificate's SHA-256 fingerprint.
+    ocsp_responders: Mapping[str, str] = field(default_factory=dict)
+    crl_urls: Mapping[str, str] = field(default_factory=dict)
+    trusted_responders: tuple[x509.Certificate, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A certificate may be relied on: ``status`` is the evidence, or ``flag`` says why there is none."""
+
+    status: CertStatus | None
+    flag: str | None = None
+
+
+def _reason_text(status: CertStatus) -> str:
+    when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC" if status.revoked_at else "an unknown time"
+    return f"revoked at {when} (reason: {status.reason or 'unspecified'}), according to the {status.source.upper()}"
+
+
+def refuse_if_revoked(cert: x509.Certificate, status: CertStatus) -> None:
+    if status.state == "revoked":
+        raise Refusal("certificate-revoked", f"certificate {cert.subject.rfc4514_string()} was {_reason_text(status)}")
+
+
+class RevocationChecker:
+    def __init__(
+        self,
+        settings: RevocationSettings,
+        *,
+        session: requests.Session | None = None,
+        clock: Callable[[], datetime] = now_utc,
+        generation: Callable[[], object] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._generation = generation
+        self._seen_generation = generation() if generation is not None else None
+        self._session = session or requests.Session()
+        self._clock = clock
+        self._bounds = Bounds(settings.timeout, settings.max_bytes)
+        self._cache: dict[str, CertStatus] = {}
+        self._failed: dict[str, tuple[datetime, Refusal]] = {}
+        self._refreshing: set[str] = set()
+        self._subjects: dict[str, tuple[x509.Certificate, x509.Certificate]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.lookups = 0  # network lookups made (for /metrics and the benchmark's calls per document)
+
+    @property
+    def settings(self) -> RevocationSettings:
+        return self._settings
+
+    def check(self, cert: x509.Certificate, issuer: x509.Certificate) -> Decision:
+        """The status to rely on now, or :class:`Refusal` (revoked, or unknown under the ``refuse`` policy)."""
+        now = self._clock()
+        fp = fingerprint(cert)
+        self._forget_if_generation_changed()
+        with self._lock:
+            cached = self._cache.get(fp)
+        if cached is not None and self._age(cached, now) <= self._settings.freshness_seconds:
+            if self._age(cached, now) > self._settings.refresh_seconds:
+                self._refresh_later(fp, cert, issuer)
+            refuse_if_revoked(cert, cached)
+            return Decision(cached)
+        try:
+            status = self._fetch_or_recent_failure(fp, cert, issuer, now)
+        except Refusal as refusal:
+            return self._unknown(cert, refusal)
+        refuse_if_revoked(cert, status)
+        return Decision(status)
+
+    def refresh_due(self) -> int:
+        """Refresh, in this thread, every cached status older than the refresh interval; returns how many."""
+        now = self._clock()
+        with self._lock:
+            due = [fp for fp, s in self._cache.items() if self._age(s, now) > self._settings.refresh_seconds]
+        refreshed = 0
+        for fp in due:
+            pair = self._subjects.get(fp)
+            if pair is None:
+                continue
+            try:
+                self._fetch(fp, *pair, now)
+                refreshed += 1
+            except Refusal as refusal:
+                log.warning("revocation status refresh failed: %s", refusal.reason)
+        return refreshed
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _forget_if_generation_changed(self) -> None:
+        if self._generation is None:
+            return
+        current = self._generation()
+        if current != self._seen_generation:
+            with self._lock:
+                self._cache.clear()
+                self._failed.clear()
+                self._seen_generation = current
+
+    @staticmethod
+    def _age(status: CertStatus, now: datetime) -> float:
+        return (now - status.this_update).total_seconds()
+
+    def _unknown(self, cert: x509.Certificate, refusal: Refusal) -> Decision:
+        reason = f"revocation status of {cert.subject.rfc4514_string()} cannot be established: {refusal.reason}"
+        if self._settings.unknown_policy == "flag":
+            return Decision(None, flag=reason[:300])
+        unavailable = refusal.code in UNAVAILABLE or refusal.code == "status-unknown"
+        raise Refusal("certificate-status-unknown" if unavailable else refusal.code, reason)
+
+    def _fetch_or_recent_failure(
+        self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
+    ) -> CertStatus:
+        with self._lock:
+            failed = self._failed.get(fp)
+        if failed is not None and (now - failed[0]).total_seconds() < self._settings.retry_failed_seconds:
+            raise failed[1]
+        try:
+            return self._fetch(fp, cert, issuer, now)
+        except Refusal as refusal:
+            with self._lock:
+                self._failed[fp] = (now, refusal)
+            raise
+
+    def _fetch(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> CertStatus:
+        """OCSP sources, then CRL sources; the first valid answer wins.  A source that answered with
+        something invalid is reported in preference to one that did not answer, so a forged or stale
+        response is refused under its own code."""
+        failures: list[Refusal] = []
+        issuer_fp = fingerprint(issuer)
+        for url in _unique([self._settings.ocsp_responders.get(issuer_fp), *ocsp.responder_urls(cert)]):
+            self.lookups += 1
+            try:
+                status = ocsp.query(
+                    self._session,
+                    url,
+                    cert,
+                    issuer,
+                    now=now,
+                    max_age=self._settings.freshness_seconds,
+                    bounds=self._bounds,
+                    trusted_responders=self._settings.trusted_responders,
+                )
+            except Refusal as refusal:
+                failures.append(refusal)
+                continue
+            if status.state != "unknown":
+                return self._remember(fp, cert, issuer, status)
+            failures.append(Refusal("status-unknown", f"the OCSP responder at {url} does not know the certificate"))
+        for url in _unique([self._settings.crl_urls.get(issuer_fp), *crl.distribution_points(cert)]):
+            self.lookups += 1
+            try:
+                status = crl.fetch_crl(
+                    self._session,
+                    url,
+                    cert,
+                    issuer,
+                    now=now,
+                    max_age=self._settings.freshness_seconds,
+                    bounds=self._bounds,
+                )
+            except Refusal as refusal:
+                failures.append(refusal)
+                continue
+            return self._remember(fp, cert, issuer, status)
+        if not failures:
+            raise Refusal("status-unknown", "the certificate names no OCSP responder or CRL, and none is configured")
+        invalid = [f for f in failures if f.code not in UNAVAILABLE and f.code != "status-unknown"]
+        first = invalid[0] if invalid else failures[0]
+        raise Refusal(first.code, "; ".join(f.reason for f in failures))
+
+    def _remember(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, status: CertStatus) -> CertStatus:
+        with self._lock:
+            self._cache[fp] = status
+            self._subjects[fp] = (cert, issuer)
+            self._failed.pop(fp, None)
+        return status
+
+    def _refresh_later(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+        with self._lock:
+            if fp in self._refreshing:
+                return
+            failed = self._failed.get(fp)
+            if failed is not None and (self._clock() - failed[0]).total_seconds() < self._settings.retry_failed_seconds:
+                return
+            self._refreshing.add(fp)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revocation-refresh")
+            pool = self._pool
+
+        def refresh() -> None:
+            try:
+                self._fetch_or_recent_failure(fp, cert, issuer, self._clock())
+            except Refusal as refusal:
+                log.warning("revocation status refresh failed (cached status still fresh): %s", refusal.reason)
+            except Exception:
+                log.exception("revocation status refresh crashed")
+            finally:
+                with self._lock:
+                    self._refreshing.discard(fp)
+
+        pool.submit(refresh)
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """For tests and shutdown: until background refreshes have finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._refreshing:
+                    return
+            time.sleep(0.02)
+
+
+def _unique(urls: list[str | None]) -> list[str]:
+    seen: list[str] = []
+    for url in urls:
+        if url and url not in seen:
+            seen.append(url)
+    return seen

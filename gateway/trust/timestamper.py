@@ -1,0 +1,226 @@
+"""Obtaining RFC 3161 timestamps for accepted documents, in batches, off the request path.
+
+Why batches: one TSA round trip per document would put the TSA's latency and signing cost on every
+submission.  Instead each pass takes the documents not yet timestamped, builds the RFC 9162 Merkle
+tree of their signature values (the same hashing as the audit log), and asks the TSA for one token
+whose message imprint is the tree's root.  A document's proof of time is then the token plus its
+inclusion path — what X-Road does with its batched hash chains.  Passes run about once a second in
+every server process (the gunicorn worker thread), so the time a token attests is within a second or
+two of acceptance.
+
+While the TSA is unreachable the gateway keeps accepting for ``failure_seconds`` (X-Road's default
+grace is 14 400 s) and timestamps the backlog when it returns; past the period submissions are
+refused with 503 ``timestamp-unavailable`` rather than accepted unprovable.
+
+The audit log's checkpoints are timestamped the same way, at least once a minute while it grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+import sqlalchemy as sa
+from cryptography import x509
+
+from gateway.audit.merkle import LeafHashes, hash_leaf, inclusion_path, root_hash
+from gateway.policy import Refusal
+from gateway.store.db import Database
+from gateway.store.helpers import as_utc, insert_ignoring_duplicates
+from gateway.store.tables import audit_checkpoints, checkpoint_timestamps, documents, timestamp_batches, trust_evidence
+from gateway.trust.fetch import Bounds
+from gateway.trust.timestamps import Timestamp, request_timestamp
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_SECONDS = 60
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def signature_leaf(signature_value: bytes) -> bytes:
+    """The leaf a document contributes to its batch: RFC 9162 leaf hash of its decoded SignatureValue."""
+    return hash_leaf(signature_value)
+
+
+def batch_inclusion(leaves: bytes, index: int) -> tuple[bytes, list[bytes]]:
+    """The batch root and the inclusion path of leaf ``index`` (leaves: 32-byte hashes concatenated)."""
+    hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
+    tree = LeafHashes(hashes)
+    return root_hash(tree, len(hashes)), inclusion_path(tree, index, len(hashes))
+
+
+@dataclass(frozen=True)
+class TimestampHealth:
+    enabled: bool
+    pending: int
+    failing_since: datetime | None
+    last_error: str | None
+
+
+class Timestamper:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        url: str | None,
+        anchors: Sequence[x509.Certificate],
+        failure_seconds: int,
+        check_tsa: Callable[[Timestamp], None] | None = None,
+        session: requests.Session | None = None,
+        clock: Callable[[], datetime] = now_utc,
+        batch_limit: int = 4096,
+        bounds: Bounds = Bounds(timeout=5.0, max_bytes=256 * 1024),  # noqa: B008 - frozen
+    ) -> None:
+        self._db = db
+        self.url = url
+        self._anchors = tuple(anchors)
+        self._failure_seconds = failure_seconds
+        self._check_tsa = check_tsa
+        self._session = session or requests.Session()
+        self._clock = clock
+        self._batch_limit = batch_limit
+        self._bounds = bounds
+        self._failing_since: datetime | None = None
+        self._last_error: str | None = None
+        self._lock = threading.Lock()  # one pass at a time per process
+        self.requests = 0  # TSA calls made, for /metrics and the benchmark
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    def refuse_if_overdue(self) -> None:
+        """Refuse new submissions once the TSA has been failing for longer than the failure period."""
+        since = self._failing_since
+        if since is None or (self._clock() - since).total_seconds() <= self._failure_seconds:
+            return
+        raise Refusal(
+            "timestamp-unavailable",
+            f"the timestamp authority has not answered since {since:%Y-%m-%d %H:%M:%S} UTC "
+            f"({self._last_error or 'no answer'}); nothing was stored, retry later",
+        )
+
+    def health(self) -> TimestampHealth:
+        pending = 0
+        if self.enabled:
+            with self._db.read() as conn:
+                pending = int(
+                    conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(documents)
+                        .where(documents.c.timestamp_batch.is_(None), documents.c.signature_value.is_not(None))
+                    ).scalar_one()
+                )
+        return TimestampHealth(self.enabled, pending, self._failing_since, self._last_error)
+
+    def run_once(self) -> int:
+        """One pass: timestamp the waiting documents (one token) and, when due, the latest checkpoint."""
+        if not self.enabled:
+            return 0
+        with self._lock:
+            done = self._documents()
+            self._checkpoint()
+            return done
+
+    def run_quietly(self) -> None:
+        try:
+            self.run_once()
+        except Exception:
+            log.exception("timestamping pass failed")
+
+    # --- passes -------------------------------------------------------------------------------
+
+    def _request(self, digest: bytes) -> Timestamp | None:
+        assert self.url is not None
+        self.requests += 1
+        try:
+            stamp = request_timestamp(self._session, self.url, digest, self._anchors, bounds=self._bounds)
+            if self._check_tsa is not None:
+                self._check_tsa(stamp)
+        except Refusal as refusal:
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+            self._last_error = f"{refusal.code}: {refusal.reason}"[:300]
+            log.warning("timestamp authority failed: %s", self._last_error)
+            return None
+        self._failing_since = None
+        self._last_error = None
+        return stamp
+
+    def _documents(self) -> int:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(documents.c.id, documents.c.signature_value)
+                .where(documents.c.timestamp_batch.is_(None), documents.c.signature_value.is_not(None))
+                .order_by(documents.c.received_at, documents.c.id)
+                .limit(self._batch_limit)
+            ).all()
+        if not rows:
+            return 0
+        leaves = [signature_leaf(bytes(r.signature_value)) for r in rows]
+        root = root_hash(LeafHashes(leaves), len(leaves))
+        stamp = self._request(root)
+        if stamp is None:
+            return 0
+        with self._db.write() as conn:
+            token = self._store_token(conn, stamp)
+            batch = conn.execute(
+                sa.insert(timestamp_batches)
+                .values(
+                    root=root.hex(), size=len(leaves), leaves=b"".join(leaves), token=token, gen_time=stamp.gen_time
+                )
+                .returning(timestamp_batches.c.id)
+            ).scalar_one()
+            conn.execute(
+                sa.update(documents)
+                .where(documents.c.id == sa.bindparam("doc"), documents.c.timestamp_batch.is_(None))
+                .values(timestamp_batch=batch, timestamp_leaf=sa.bindparam("leaf")),
+                [{"doc": r.id, "leaf": i} for i, r in enumerate(rows)],
+            )
+        return len(rows)
+
+    def _checkpoint(self) -> None:
+        with self._db.read() as conn:
+            latest = conn.execute(
+                sa.select(audit_checkpoints.c.size, audit_checkpoints.c.note)
+                .order_by(audit_checkpoints.c.size.desc())
+                .limit(1)
+            ).one_or_none()
+            last = conn.execute(
+                sa.select(checkpoint_timestamps.c.size, checkpoint_timestamps.c.gen_time)
+                .order_by(checkpoint_timestamps.c.size.desc())
+                .limit(1)
+            ).one_or_none()
+        if latest is None or (last is not None and last.size >= latest.size):
+            return
+        if last is not None and (self._clock() - _aware(last.gen_time)).total_seconds() < CHECKPOINT_INTERVAL_SECONDS:
+            return
+        stamp = self._request(hashlib.sha256(latest.note.encode()).digest())
+        if stamp is None:
+            return
+        with self._db.write() as conn:
+            token = self._store_token(conn, stamp)
+            insert_ignoring_duplicates(
+                conn, checkpoint_timestamps, {"size": latest.size, "token": token, "gen_time": stamp.gen_time}
+            )
+
+    def _store_token(self, conn: sa.Connection, stamp: Timestamp) -> str:
+        sha = hashlib.sha256(stamp.token).hexdigest()
+        insert_ignoring_duplicates(
+            conn,
+            trust_evidence,
+            {"sha256": sha, "kind": "timestamp", "content": stamp.token, "created_at": self._clock()},
+        )
+        return sha
+
+
+def _aware(moment: datetime) -> datetime:
+    return as_utc(moment)
