@@ -278,12 +278,13 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
 @click.option(
     "--sender-cert",
     type=click.Path(exists=True, path_type=Path),
-    help="Pin the sender's certificate (default: the one in the signature, if it chains to an anchor).",
+    help="Pin the sender's certificate: binds the signer to From when there is no seal.",
 )
 @click.option(
     "--gateway-cert",
     type=click.Path(exists=True, path_type=Path),
-    help="Pin the gateway's seal certificate (default: the one in the seal, if it chains to an anchor).",
+    help="Pin the gateway's seal certificate (GET /.well-known/gateway-seal.pem); "
+    "default: gateway-seal.pem beside the seal.",
 )
 @json_option
 def verify(
@@ -296,6 +297,9 @@ def verify(
 ) -> None:
     """Verify a signed edXML document (and its seal) offline: no database, no server."""
     from gateway.documents.offline import verify_offline
+
+    if seal is not None and gateway_cert is None and (seal.parent / "gateway-seal.pem").is_file():
+        gateway_cert = seal.parent / "gateway-seal.pem"
 
     if trust_files:
         anchors = [c for p in trust_files for c in pki.load_certificates(p)]

@@ -72,7 +72,14 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
-def state_exposition(route_states: Mapping[str, int], oldest_due_seconds: float, audit_entries: int) -> bytes:
+def state_exposition(
+    route_states: Mapping[str, int],
+    oldest_due_seconds: float,
+    audit_entries: int,
+    *,
+    certificates_expiring: int = 0,
+    timestamps_pending: int = 0,
+) -> bytes:
     """Gauges read from the database at scrape time.
 
     Every process would report the same numbers, so they are metric families built per scrape rather
@@ -89,6 +96,16 @@ def state_exposition(route_states: Mapping[str, int], oldest_due_seconds: float,
             value=oldest_due_seconds,
         ),
         GaugeMetricFamily("gateway_audit_entries", "Entries in the audit log", value=audit_entries),
+        GaugeMetricFamily(
+            "gateway_certificates_expiring",
+            "Registered agency signing certificates expiring within the warning window",
+            value=certificates_expiring,
+        ),
+        GaugeMetricFamily(
+            "gateway_timestamps_pending",
+            "Accepted documents still waiting for their RFC 3161 timestamp",
+            value=timestamps_pending,
+        ),
     ]
 
     class _Snapshot(Collector):

@@ -84,7 +84,9 @@ def test_interconnected_dossier_reaches_both_agencies_and_the_citizen_follows_it
         assert [i["document_id"] for i in items] == [dossier["document_id"]]
         content = office.get(f"/v1/documents/{items[0]['id']}/content").data
         seal = office.get(f"/v1/documents/{items[0]['id']}/seal").data
-        report = verify_offline(content, [dev_pki.ca.cert], seal=seal, gateway_certs=app.extensions["gateway"].keys.seal_chain)
+        report = verify_offline(
+            content, [dev_pki.ca.cert], seal=seal, gateway_certs=app.extensions["gateway"].keys.seal_chain
+        )
         assert report["verdict"] == "valid" and report["sender"] == DEMO_PORTAL[0]
         assert b"079203001234" not in content  # the number travels base64-encoded inside ho-so.json …
         attached = content.split(b"<edXML:ContentTransferEncoded>")[1].split(b"<")[0]

@@ -128,6 +128,8 @@ def test_sign_then_verify_offline_and_tampering_is_caught(env):
     )
     assert code == 0
     code, out = run("verify", str(signed), "--json")
+    assert code == 1 and json.loads(out)["code"] == "sender-unbound"  # nothing ties the signer to From
+    code, out = run("verify", str(signed), "--sender-cert", str(keys / "signing.crt"), "--json")
     assert code == 0 and json.loads(out)["verdict"] == "valid"
     signed.write_bytes(signed.read_bytes().replace("Quận 4".encode(), "Quận 9".encode()))
     result = CliRunner().invoke(main, ["verify", str(signed)])

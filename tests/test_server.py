@@ -133,7 +133,16 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert verdict.returncode == 0 and "verdict: valid" in verdict.stdout
+    assert verdict.returncode == 1 and "seal-unpinned" in verdict.stdout  # a seal's own certificate proves nothing
+    pinned = requests.get(base + "/.well-known/gateway-seal.pem", timeout=10).content
+    (tmp_path / "gateway-seal.pem").write_bytes(pinned)  # saved beside the seal, where verify looks for it
+    command = ["verify", str(tmp_path / "d.edxml"), "--seal", str(tmp_path / "d.seal"), "--trust", str(keys / "ca.crt")]
+    verdict = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *command],
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.returncode == 0 and "verdict: valid" in verdict.stdout, verdict.stdout
 
     reply = requests.post(
         base + "/v1/status",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -10,8 +11,11 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.documents.schema import schemas_dir
 from gateway.observability import Metrics, state_exposition
+from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.db import DatabaseUnavailable
+from gateway.store.helpers import as_utc
+from gateway.trust.pki import cert_pem
 
 bp = Blueprint("ops", __name__)
 
@@ -21,14 +25,43 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+@bp.get("/.well-known/gateway-seal.pem")
+def seal_certificate() -> Response:
+    """The certificate recipients pin when they verify seals offline (``gateway verify --gateway-cert``)."""
+    chain = "".join(cert_pem(c) for c in services().keys.seal_chain)
+    response = Response(chain, mimetype="application/x-pem-file")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
     svc = services()
     checks: dict[str, bool] = {"database": svc.db.ping(), "keys": svc.keys.seal_key is not None}
     if svc.config.redis_url:
         checks["redis"] = svc.state.ping()
+    details: dict[str, Any] = {}
+    if checks["database"]:
+        window = timedelta(days=svc.config.certificate_expiry_warning_days)
+        with svc.db.read() as conn:
+            details["certificates_expiring"] = [
+                {"agency": r.agency_code, "sha256": r.fingerprint, "not_after": as_utc(r.not_after).isoformat()}
+                for r in svc.registry.expiring_certificates(conn, window)
+            ]
+        health = svc.timestamper.health()
+        details["timestamps"] = {
+            "enabled": health.enabled,
+            "pending": health.pending,
+            "failing_since": health.failing_since.isoformat() if health.failing_since else None,
+            "last_error": health.last_error,
+        }
+        try:
+            svc.timestamper.refuse_if_overdue()
+            checks["timestamps"] = True
+        except Refusal:
+            checks["timestamps"] = False  # submissions are being refused: take this process out of rotation
     ready = all(checks.values())
-    response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
+    response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks, "details": details})
     response.status_code = 200 if ready else 503
     return response
 
@@ -41,7 +74,16 @@ def metrics() -> Response:
     try:
         with svc.db.read() as conn:
             size = svc.audit.size(conn)
-        body += state_exposition(svc.deliveries.counts(), svc.deliveries.oldest_due_seconds(), size)
+            expiring = len(
+                svc.registry.expiring_certificates(conn, timedelta(days=svc.config.certificate_expiry_warning_days))
+            )
+        body += state_exposition(
+            svc.deliveries.counts(),
+            svc.deliveries.oldest_due_seconds(),
+            size,
+            certificates_expiring=expiring,
+            timestamps_pending=svc.timestamper.health().pending,
+        )
     except DatabaseUnavailable:
         pass  # the process metrics still help while the database is away; /readyz says why
     return Response(body, mimetype="text/plain; version=0.0.4")

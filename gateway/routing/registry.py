@@ -312,6 +312,23 @@ class AgencyRegistry:
             found.append(cert)
         return found
 
+    def expiring_certificates(self, conn: Connection, within: timedelta) -> list[Any]:
+        """Registered certificates (not removed) of enabled agencies that expire within ``within``."""
+        now = datetime.now(UTC)
+        return list(
+            conn.execute(
+                sa.select(agency_certificates)
+                .join(agencies, agencies.c.code == agency_certificates.c.agency_code)
+                .where(
+                    agencies.c.enabled.is_(True),
+                    agency_certificates.c.removed_at.is_(None),
+                    agency_certificates.c.not_after > now,
+                    agency_certificates.c.not_after <= now + within,
+                )
+                .order_by(agency_certificates.c.not_after)
+            ).all()
+        )
+
     def lookup(self, conn: Connection, codes: Sequence[str]) -> dict[str, Agency]:
         """The registered agencies among ``codes`` (enabled or not), without their certificates."""
         rows = conn.execute(sa.select(agencies).where(agencies.c.code.in_(list(codes)))).all()

@@ -8,8 +8,6 @@ the next verification.  A production configuration never registers this blueprin
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
@@ -33,14 +31,6 @@ def dev_pki_blueprint(ca: pki.Issued, revocations: DevRevocations, tsa: DevTsa) 
     @bp.post("/ocsp")
     def ocsp_post() -> Response:
         return der(responder.respond(request.get_data()[:MAX_REQUEST_BYTES]), "application/ocsp-response")
-
-    @bp.get("/ocsp/<path:encoded>")
-    def ocsp_get(encoded: str) -> Response:  # RFC 6960 Appendix A.1: base64 of the DER request in the path
-        try:
-            body = base64.b64decode(encoded, validate=False)
-        except (ValueError, binascii.Error):
-            body = b""
-        return der(responder.respond(body), "application/ocsp-response")
 
     @bp.get("/crl")
     def crl() -> Response:
