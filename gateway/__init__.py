@@ -14,7 +14,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
-    from gateway.api import audit, auditors, citizens, deliveries, documents, oauth, ops
+    from gateway.api import audit, auditors, citizens, deliveries, documents, evidence, oauth, ops
     from gateway.api.problems import register_error_handlers
     from gateway.documents import schema
     from gateway.identity.dev_idp import dev_idp_blueprint
@@ -42,7 +42,17 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["gateway.metrics"] = metrics
     install_request_hooks(app, metrics)
     register_error_handlers(app)
-    for blueprint in (oauth.bp, documents.bp, citizens.bp, audit.bp, auditors.bp, deliveries.bp, workbench, ops.bp):
+    for blueprint in (
+        oauth.bp,
+        documents.bp,
+        evidence.bp,
+        citizens.bp,
+        audit.bp,
+        auditors.bp,
+        deliveries.bp,
+        workbench,
+        ops.bp,
+    ):
         app.register_blueprint(blueprint)
     services = app.extensions["gateway"]
 

@@ -264,12 +264,18 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--seal", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The gateway's seal for this document."
 )
 @click.option(
+    "--evidence",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An evidence package (GET /v1/documents/{id}/evidence): checks every part at the signing time.",
+)
+@click.option(
     "--trust",
+    "--anchors",
     "trust_files",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
@@ -284,38 +290,66 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
     "--gateway-cert",
     type=click.Path(exists=True, path_type=Path),
     help="Pin the gateway's seal certificate (GET /.well-known/gateway-seal.pem); "
-    "default: gateway-seal.pem beside the seal.",
+    "default: gateway-seal.pem beside the seal or package.",
+)
+@click.option("--vkey", help="Pin the audit log's verifier key (`gateway audit vkey`) for the package's receipt.")
+@click.option(
+    "--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True, help="Language of the report."
 )
 @json_option
 def verify(
-    file: Path,
+    file: Path | None,
     seal: Path | None,
+    evidence: Path | None,
     trust_files: tuple[Path, ...],
     sender_cert: Path | None,
     gateway_cert: Path | None,
+    vkey: str | None,
+    lang: str,
     as_json: bool,
 ) -> None:
-    """Verify a signed edXML document (and its seal) offline: no database, no server."""
+    """Verify a signed edXML document (and its seal), or an evidence package, offline: no database, no server.
+
+    \b
+    gateway verify DOC --sender-cert SENDER.crt
+    gateway verify DOC --seal SEAL --gateway-cert gateway-seal.pem
+    gateway verify --evidence PACKAGE --gateway-cert gateway-seal.pem --anchors ca.crt
+    """
     from gateway.documents.offline import verify_offline
 
-    if seal is not None and gateway_cert is None and (seal.parent / "gateway-seal.pem").is_file():
-        gateway_cert = seal.parent / "gateway-seal.pem"
-
+    if (file is None) == (evidence is None):
+        fail("give a document FILE, or --evidence PACKAGE (not both)")
+    beside = (evidence or seal or file or Path(".")).parent / "gateway-seal.pem"
+    if gateway_cert is None and (seal is not None or evidence is not None) and beside.is_file():
+        gateway_cert = beside
     if trust_files:
         anchors = [c for p in trust_files for c in pki.load_certificates(p)]
     else:
         config = load_config()
         anchors = [c for p in config.trust_anchor_paths if p.is_file() for c in pki.load_certificates(p)]
         if not anchors:
-            fail("no trust anchors: pass --trust CA.pem or run `gateway keys init`")
-    report = verify_offline(
-        file.read_bytes(),
-        anchors,
-        seal=seal.read_bytes() if seal else None,
-        sender_certs=pki.load_certificates(sender_cert) if sender_cert else None,
-        gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else None,
-    )
-    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+            fail("no trust anchors: pass --anchors CA.pem or run `gateway keys init`")
+    if evidence is not None:
+        from gateway.trust.evidence import verify_package
+        from gateway.trust.evidence_report import render
+
+        report = verify_package(
+            evidence.read_bytes(),
+            anchors=anchors,
+            gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else [],
+            vkey=vkey,
+        )
+        emit(report, as_json, lambda r: render(r, "en" if lang == "en" else "vi"))
+    else:
+        assert file is not None
+        report = verify_offline(
+            file.read_bytes(),
+            anchors,
+            seal=seal.read_bytes() if seal else None,
+            sender_certs=pki.load_certificates(sender_cert) if sender_cert else None,
+            gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else None,
+        )
+        emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
 

@@ -114,7 +114,33 @@ def test_certificate_from_an_unknown_ca_is_refused(verifier):
 def test_certificate_without_signing_key_usage_is_refused(verifier, ca):
     enc_only = pki.issue_signing_certificate(ca, "enc", "x", key_usage_signing=False)
     data = sign_edxml(sample("cong-van.edxml"), enc_only.key, [enc_only.cert])
-    assert refusal_of(verifier, data, [enc_only.cert]).code == "certificate-untrusted"
+    refusal = refusal_of(verifier, data, [enc_only.cert])
+    assert refusal.code == "certificate-usage" and "digitalSignature" in refusal.reason
+
+
+def test_tls_server_only_certificate_may_not_sign_documents(verifier, ca):
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    web = pki.issue_signing_certificate(ca, "web", "x", extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH])
+    data = sign_edxml(sample("cong-van.edxml"), web.key, [web.cert])
+    refusal = refusal_of(verifier, data, [web.cert])
+    assert refusal.code == "certificate-usage" and "serverAuth" in refusal.reason
+
+
+def test_certificate_with_tls_and_signing_purposes_may_sign(verifier, ca):
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    purposes = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    both = pki.issue_signing_certificate(ca, "both", "x", extended_key_usage=purposes)
+    data = sign_edxml(sample("cong-van.edxml"), both.key, [both.cert])
+    assert verifier.verify(data, xmlsafe.parse(data), [both.cert]).signer == both.cert
+
+
+def test_end_entity_certificate_with_ca_true_may_not_sign(verifier, ca):
+    ca_flagged = pki.issue_signing_certificate(ca, "ca-flagged", "x", ca_flag=True)
+    data = sign_edxml(sample("cong-van.edxml"), ca_flagged.key, [ca_flagged.cert])
+    refusal = refusal_of(verifier, data, [ca_flagged.cert])
+    assert refusal.code == "certificate-usage" and "CA:TRUE" in refusal.reason
 
 
 def test_weak_rsa_key_is_refused(verifier, ca):

@@ -55,6 +55,7 @@ CODES: dict[str, tuple[int, str]] = {
     "crl-stale": (422, "CRL is not fresh"),
     "crl-unavailable": (422, "CRL unavailable"),
     "timestamp-unavailable": (503, "Timestamp authority unavailable past the failure period"),
+    "evidence-not-ready": (409, "Evidence not complete yet"),
     "state-secret": (403, "State secrets may not be exchanged"),
     "unknown-agency": (422, "Unknown agency"),
     "agency-disabled": (422, "Agency is disabled"),

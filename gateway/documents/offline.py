@@ -15,6 +15,7 @@ fool it (issue 9):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
@@ -110,6 +111,8 @@ def check_seal(
     trust: TrustStore,
     gateway_certs: Sequence[x509.Certificate],
     document_signer_sha256: str,
+    *,
+    at: datetime | None = None,
 ) -> SealFacts:
     """The seal's facts, once it is shown to be the pinned gateway's and about this document and signer."""
     seal_signature = find_signature(xmlsafe.parse(seal, xmlsafe.XmlLimits(max_bytes=256 * 1024)))
@@ -122,7 +125,7 @@ def check_seal(
             "seal-forged",
             f"the seal is signed by certificate {fingerprint(embedded[0])[:16]}…, not the pinned gateway certificate",
         )
-    facts = verify_seal(seal, trust, list(gateway_certs))
+    facts = verify_seal(seal, trust, list(gateway_certs), at=at)
     check_document_matches(facts, document)
     if facts.signer_certificate_sha256 != document_signer_sha256:
         raise Refusal("seal-mismatch", "the seal names a different signing certificate than the document's")

@@ -68,12 +68,14 @@ def build_seal(facts: SealFacts, key: SigningKey, chain: Sequence[x509.Certifica
     return sign_enveloped(root, root, key, chain)
 
 
-def verify_seal(seal: bytes, trust: TrustStore, gateway_certs: Sequence[x509.Certificate]) -> SealFacts:
+def verify_seal(
+    seal: bytes, trust: TrustStore, gateway_certs: Sequence[x509.Certificate], *, at: datetime | None = None
+) -> SealFacts:
     """Check the seal's signature (pinned to the gateway's certificates, chained to ``trust``) and read it."""
     root = xmlsafe.parse(seal, xmlsafe.XmlLimits(max_bytes=256 * 1024))
     schema.validate(root, "seal")
     verifier = EnvelopedSignatureVerifier(trust, SignatureProfile(), "")
-    signed = verifier.verify(seal, root, gateway_certs).root
+    signed = verifier.verify(seal, root, gateway_certs, at=at).root
 
     def text(name: str) -> str:
         node = signed.find(_q(name))

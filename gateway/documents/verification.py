@@ -15,6 +15,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography import x509
 from lxml import etree
@@ -208,13 +209,21 @@ class EnvelopedSignatureVerifier:
             digest_algorithms=profile.digest_methods,
         )
 
-    def verify(self, data: bytes, root: etree._Element, candidates: Sequence[x509.Certificate]) -> SignedContent:
+    def verify(
+        self,
+        data: bytes,
+        root: etree._Element,
+        candidates: Sequence[x509.Certificate],
+        *,
+        at: datetime | None = None,
+    ) -> SignedContent:
+        """What was signed, by whom; ``at`` checks the certificate at a past (timestamped) moment instead of now."""
         signature = self._locate(root)
         self._structure.verify(signature)
         if not candidates:
             raise Refusal("certificate-not-registered", "the sender has no registered signing certificate")
         signer, intermediates = self._pin(signature, candidates)
-        chain = self._trust.verify(signer, intermediates)
+        chain = self._trust.verify(signer, intermediates, at=at)
         signed_root = self._verify_crypto(data, signer)
         # Status last: a responder is asked only about signatures that are otherwise good.
         decision = self._revocation.check(chain.leaf, chain.issuer) if self._revocation is not None else None

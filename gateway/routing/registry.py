@@ -179,6 +179,14 @@ class AgencyRegistry:
         )
         return str(fp)
 
+    def certificate_record(self, conn: Connection, code: str, fp: str) -> Any:
+        """The row of certificate ``fp`` if it is (or was) registered to ``code``, else None."""
+        return conn.execute(
+            sa.select(agency_certificates).where(
+                agency_certificates.c.agency_code == code, agency_certificates.c.fingerprint == fp
+            )
+        ).one_or_none()
+
     def certificate_rows(self, conn: Connection, code: str) -> list[Any]:
         """Every certificate ever registered to ``code``, newest first, removed ones included."""
         if self.get(conn, code) is None:

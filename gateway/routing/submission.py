@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from cryptography import x509
+from lxml import etree
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +26,12 @@ from gateway.delivery.queue import DeliveryQueue
 from gateway.documents import edxml, schema, xmlsafe
 from gateway.documents.identifiers import parse_document_id
 from gateway.documents.seal import SealFacts, build_seal
-from gateway.documents.verification import EnvelopedSignatureVerifier, SignedContent
+from gateway.documents.verification import (
+    EnvelopedSignatureVerifier,
+    SignedContent,
+    embedded_certificates,
+    find_signature,
+)
 from gateway.keys import GatewayKeys
 from gateway.policy import Refusal
 from gateway.routing.events import document_event
@@ -34,7 +40,7 @@ from gateway.routing.registry import AgencyRegistry
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
 from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
-from gateway.trust.pki import cert_pem
+from gateway.trust.pki import cert_pem, fingerprint
 from gateway.trust.timestamper import Timestamper
 
 
@@ -217,7 +223,36 @@ class SubmissionService:
         self._require_sender(caller, edxml.claimed_sender(root))
         with self._db.read() as conn:
             certificates: Sequence[x509.Certificate] = self._registry.signing_certificates(conn, caller)
-        return self._verifier.verify(data, root, certificates)
+        try:
+            return self._verifier.verify(data, root, certificates)
+        except Refusal as refusal:
+            if refusal.code == "certificate-not-registered":
+                self._explain_unusable_certificate(caller, root)
+            raise
+
+    def _explain_unusable_certificate(self, caller: str, root: etree._Element) -> None:
+        """A signer registered once but expired or removed since deserves to be told so, not "unknown"."""
+        signature = find_signature(root)
+        embedded = embedded_certificates(signature) if signature is not None else []
+        if not embedded:
+            return
+        with self._db.read() as conn:
+            row = self._registry.certificate_record(conn, caller, fingerprint(embedded[0]))
+        if row is None:
+            return
+        now = datetime.now(UTC)
+        if row.removed_at is not None:
+            raise Refusal(
+                "certificate-not-registered",
+                f"the signing certificate was removed from {caller} at {as_utc(row.removed_at):%Y-%m-%d %H:%M} UTC; "
+                "sign with a current one (`gateway agency cert list`)",
+            )
+        if not as_utc(row.not_before) <= now < as_utc(row.not_after):
+            raise Refusal(
+                "certificate-expired",
+                f"the signing certificate is valid from {as_utc(row.not_before):%Y-%m-%d} to "
+                f"{as_utc(row.not_after):%Y-%m-%d}; sign with a current one",
+            )
 
     @staticmethod
     def _require_sender(caller: str, sender: str) -> None:

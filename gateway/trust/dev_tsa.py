@@ -139,7 +139,7 @@ class DevTsa:
             imprint = request["message_imprint"]["hashed_message"].native
             policy = request["req_policy"]
             extensions = request["extensions"]
-        except (ValueError, TypeError, KeyError, OverflowError):
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             raise _Refused("bad_data_format", "the request is not a DER TimeStampReq") from None
         if version != "v1":
             raise _Refused("bad_data_format", "only version 1 requests are understood")

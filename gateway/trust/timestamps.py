@@ -44,13 +44,15 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import requests
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -66,6 +68,7 @@ REPLY_CONTENT_TYPE = "application/timestamp-reply"
 
 _SHA256_LENGTH = 32
 _MAX_NONCE_BITS = 64
+_MAX_STATUS_TEXT = 200  # the TSA's free text goes into refusal reasons and the audit log: keep it short
 
 _FAILURE_NAMES = {
     "bad_alg": "badAlg",
@@ -78,6 +81,23 @@ _FAILURE_NAMES = {
     "system_failure": "systemFailure",
 }
 """asn1crypto's names for the PKIFailureInfo bits → the names RFC 3161 §2.4.2 gives them (for reasons)."""
+
+_ASN1_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+"""What asn1crypto raises, lazily, on contents it cannot make sense of."""
+
+_DIGESTS = frozenset({"sha256", "sha384", "sha512"})
+_EC_SIGNATURES: dict[str, str | None] = {"sha256_ecdsa": "sha256", "sha384_ecdsa": "sha384", "sha512_ecdsa": "sha512"}
+_RSA_SIGNATURES: dict[str, str | None] = {
+    "rsassa_pkcs1v15": None,
+    "sha256_rsa": "sha256",
+    "sha384_rsa": "sha384",
+    "sha512_rsa": "sha512",
+}
+"""SignerInfo signatureAlgorithm values accepted per key type, with the digest they imply (RFC 5754 §3).
+
+OpenSSL's PKCS7_verify derives the algorithm from the key and the digestAlgorithm and never reads this
+unsigned field, so without a check here any OID could stand in it.
+"""
 
 _ESS_HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
@@ -192,6 +212,7 @@ def verify_timestamp(
     except (VerificationError, ValueError):
         _explain_failure(response, digest, anchors, intermediates, nonce)
 
+    _check_algorithms(signer_info, leaf)
     _check_signed_attributes(signer_info, leaf)
     imprint = tst_info["message_imprint"]
     if imprint["hash_algorithm"]["algorithm"].native != "sha256" or imprint["hashed_message"].native != digest:
@@ -218,7 +239,7 @@ def _parse(token: bytes) -> Asn1TimeStampResp:
     try:
         parsed = Asn1TimeStampResp.load(token, strict=True)
         status = parsed["status"]["status"].native
-    except (ValueError, TypeError, KeyError, OverflowError):
+    except _ASN1_ERRORS:
         raise Refusal("timestamp-malformed", "the timestamp is not a DER TimeStampResp") from None
     if status not in ("granted", "granted_with_mods"):
         raise Refusal("timestamp-rejected", _rejection_reason(parsed["status"]))
@@ -228,25 +249,33 @@ def _parse(token: bytes) -> Asn1TimeStampResp:
             raise ValueError("no SignedData token")
         signed_data = content_info["content"]
         _ = signed_data.native  # forces every field, certificates and signer infos included
+        if signed_data["version"].native != "v3":  # RFC 5652 §5.1: eContentType is not id-data
+            raise ValueError("a timestamp SignedData is version 3")
         encap = signed_data["encap_content_info"]
-        if encap["content_type"].native != "tst_info":
+        if encap["content_type"].native != "tst_info" or encap["content"].native is None:
             raise ValueError("the token does not encapsulate a TSTInfo")
         tst_info = encap["content"].parsed
         _ = tst_info.native
         if tst_info["version"].native != "v1":
             raise ValueError("only TSTInfo version 1 is defined")
+        gen_time = tst_info["gen_time"].native
+        if not isinstance(gen_time, datetime) or gen_time.utcoffset() != timedelta(0):
+            raise ValueError("genTime must be a UTC GeneralizedTime (RFC 3161 §2.4.2)")
         if len(signed_data["signer_infos"]) != 1:  # RFC 3161 §2.4.2: the TSA is the only signer
             raise ValueError("a timestamp has exactly one signer")
-        if signed_data["signer_infos"][0]["sid"].name != "issuer_and_serial_number":
-            raise ValueError("the signer is not identified by issuer and serial number")
-    except (ValueError, TypeError, KeyError, OverflowError):
+        signer_info = signed_data["signer_infos"][0]
+        if signer_info["sid"].name != "issuer_and_serial_number" or signer_info["version"].native != "v1":
+            raise ValueError("the signer is not identified by issuer and serial number (RFC 5652 §5.3)")
+        if signer_info["signed_attrs"].native is None:  # RFC 5652 §5.3: required with a non-data eContentType
+            raise ValueError("the token has no signed attributes")
+    except _ASN1_ERRORS:
         raise Refusal("timestamp-malformed", "the timestamp token cannot be parsed") from None
     return parsed  # type: ignore[no-any-return]  # asn1crypto ships no type hints
 
 
 def _rejection_reason(status: tsp.PKIStatusInfo) -> str:
     failures = sorted(_FAILURE_NAMES.get(name, str(name)) for name in (status["fail_info"].native or ()))
-    texts = [str(text) for text in (status["status_string"].native or ())]
+    texts = [str(text)[:_MAX_STATUS_TEXT] for text in (status["status_string"].native or ())][:3]
     reason = f"the time-stamping authority answered {status['status'].native}"
     if failures:
         reason += f" ({', '.join(failures)})"
@@ -285,7 +314,7 @@ def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate
         return []
     try:
         return [x509.load_der_x509_certificate(c.chosen.dump()) for c in choices if c.name == "certificate"]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise Refusal("timestamp-malformed", "a certificate in the timestamp cannot be parsed") from None
 
 
@@ -310,7 +339,13 @@ def _check_tsa_certificate(
 ) -> None:
     """RFC 3161 §2.3 and RFC 5280 §6 for the TSA certificate, at ``gen_time`` (RFC 3161 §4.1)."""
     subject = cert.subject.rfc4514_string()
-    check_public_key_strength(cert.public_key(), "timestamp-untrusted")
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise Refusal(
+            "timestamp-untrusted", f"the public key of the TSA certificate {subject} cannot be read"
+        ) from None
+    check_public_key_strength(key, "timestamp-untrusted")
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
         if not eku.critical:
@@ -342,7 +377,7 @@ def _check_tsa_certificate(
     )
     try:
         verifier.verify(cert, list(intermediates))
-    except xv.VerificationError as exc:
+    except (xv.VerificationError, ValueError) as exc:
         raise Refusal(
             "timestamp-untrusted", f"the TSA certificate {subject} does not chain to a trust anchor: {exc}"
         ) from None
@@ -406,6 +441,20 @@ def _explain_failure(
     if nonce is not None and response.tst_info.nonce != nonce:
         raise Refusal("timestamp-nonce", "the timestamp does not echo the nonce of the request")
     raise Refusal("timestamp-signature", "the timestamp does not verify")  # pragma: no cover - defensive
+
+
+def _check_algorithms(signer_info: cms.SignerInfo, cert: x509.Certificate) -> None:
+    """The SignerInfo names a SHA-2 digest and a signature algorithm that fits the TSA key and that digest."""
+    digest = signer_info["digest_algorithm"]["algorithm"].native
+    signature = signer_info["signature_algorithm"]["algorithm"].native
+    key = cert.public_key()
+    accepted: dict[str, str | None] = {}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        accepted = _EC_SIGNATURES
+    elif isinstance(key, rsa.RSAPublicKey):
+        accepted = _RSA_SIGNATURES
+    if digest not in _DIGESTS or signature not in accepted or accepted[signature] not in (None, digest):
+        raise Refusal("timestamp-signature", f"the token's algorithms ({signature}, {digest}) do not fit the TSA key")
 
 
 def _check_signed_attributes(signer_info: cms.SignerInfo, cert: x509.Certificate) -> None:
