@@ -29,7 +29,14 @@ def test_init_demo_registers_agencies_and_lists_them_as_table_and_json(env):
     code, out = run("init", "--demo")
     assert code == 0 and "000.00.04.H29" in out
     code, out = run("agency", "list")
-    assert code == 0 and out.splitlines()[0].split() == ["CODE", "NAME", "ENABLED", "ADAPTER", "MAY_SEND_TO"]
+    assert code == 0 and out.splitlines()[0].split() == [
+        "CODE",
+        "NAME",
+        "ENABLED",
+        "ADAPTER",
+        "MAY_SEND_TO",
+        "EXPIRING_CERTIFICATES",
+    ]
     code, out = run("agency", "list", "--json")
     assert [a["code"] for a in json.loads(out)][:2] == ["000.00.00.H29", "000.00.04.H29"]
     code, out = run("init", "--demo")  # idempotent

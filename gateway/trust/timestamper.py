@@ -85,7 +85,7 @@ class Timestamper:
         self._failure_seconds = failure_seconds
         self._check_tsa = check_tsa
         self._session = session or requests.Session()
-        self._clock = clock
+        self.clock = clock  # public so that tests and drills can move time
         self._batch_limit = batch_limit
         self._bounds = bounds
         self._failing_since: datetime | None = None
@@ -100,7 +100,7 @@ class Timestamper:
     def refuse_if_overdue(self) -> None:
         """Refuse new submissions once the TSA has been failing for longer than the failure period."""
         since = self._failing_since
-        if since is None or (self._clock() - since).total_seconds() <= self._failure_seconds:
+        if since is None or (self.clock() - since).total_seconds() <= self._failure_seconds:
             return
         raise Refusal(
             "timestamp-unavailable",
@@ -147,7 +147,7 @@ class Timestamper:
                 self._check_tsa(stamp)
         except Refusal as refusal:
             if self._failing_since is None:
-                self._failing_since = self._clock()
+                self._failing_since = self.clock()
             self._last_error = f"{refusal.code}: {refusal.reason}"[:300]
             log.warning("timestamp authority failed: %s", self._last_error)
             return None
@@ -201,7 +201,7 @@ class Timestamper:
             ).one_or_none()
         if latest is None or (last is not None and last.size >= latest.size):
             return
-        if last is not None and (self._clock() - _aware(last.gen_time)).total_seconds() < CHECKPOINT_INTERVAL_SECONDS:
+        if last is not None and (self.clock() - _aware(last.gen_time)).total_seconds() < CHECKPOINT_INTERVAL_SECONDS:
             return
         stamp = self._request(hashlib.sha256(latest.note.encode()).digest())
         if stamp is None:
@@ -217,7 +217,7 @@ class Timestamper:
         insert_ignoring_duplicates(
             conn,
             trust_evidence,
-            {"sha256": sha, "kind": "timestamp", "content": stamp.token, "created_at": self._clock()},
+            {"sha256": sha, "kind": "timestamp", "content": stamp.token, "created_at": self.clock()},
         )
         return sha
 

@@ -1,0 +1,93 @@
+"""Trusted timestamps for accepted documents: one batched RFC 3161 token per pass, a failure period
+while the TSA is away, the backlog timestamped when it returns, checkpoints timestamped too."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from gateway.store.tables import checkpoint_timestamps, documents, timestamp_batches
+from gateway.trust.timestamper import batch_inclusion, signature_leaf
+from gateway.trust.timestamps import verify_timestamp
+from tests.support import HCM, sample
+from tests.test_refusals import assert_refused
+
+
+def submit(sender, number: int):
+    return sender.submit(sender.keys.sign(sample("cong-van.edxml").replace(b"1024", str(number).encode())))
+
+
+def pending(svc) -> int:
+    with svc.db.read() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(documents).where(documents.c.timestamp_batch.is_(None))
+            ).scalar_one()
+        )
+
+
+def test_one_token_covers_a_pass_and_each_document_proves_its_place(agency, svc, dev_pki):
+    sender = agency(HCM)
+    for number in range(6001, 6006):
+        assert submit(sender, number).status_code == 202
+    calls = svc.timestamper.requests
+    assert svc.timestamper.run_once() == 5  # one TSA call for the five documents (and one for the checkpoint)
+    assert svc.timestamper.requests == calls + 2
+    with svc.db.read() as conn:
+        batch = conn.execute(sa.select(timestamp_batches)).one()
+        rows = conn.execute(sa.select(documents.c.signature_value, documents.c.timestamp_leaf)).all()
+        token = conn.execute(sa.text("SELECT content FROM trust_evidence WHERE kind = 'timestamp'")).scalars().first()
+    for row in rows:
+        root, path = batch_inclusion(bytes(batch.leaves), row.timestamp_leaf)
+        assert bytes(batch.leaves)[row.timestamp_leaf * 32 :][:32] == signature_leaf(bytes(row.signature_value))
+        assert root.hex() == batch.root and path is not None
+    assert verify_timestamp(bytes(token), bytes.fromhex(batch.root), [dev_pki.ca.cert]).digest.hex() == batch.root
+
+
+def test_tsa_down_within_the_period_keeps_accepting_and_the_backlog_is_timestamped(agency, svc, dev_pki):
+    sender = agency(HCM)
+    svc.timestamper.url = "http://127.0.0.1:9/tsa"  # nothing listens there
+    assert submit(sender, 6101).status_code == 202
+    assert svc.timestamper.run_once() == 0
+    assert svc.timestamper.health().failing_since is not None
+    assert submit(sender, 6102).status_code == 202  # within the failure period
+    svc.timestamper.url = dev_pki.status.tsa  # back
+    assert svc.timestamper.run_once() == 2 and pending(svc) == 0
+    assert svc.timestamper.health().failing_since is None
+
+
+def test_past_the_failure_period_submissions_get_503_and_nothing_is_stored(agency, svc, dev_pki):
+    sender = agency(HCM)
+    svc.timestamper.url = "http://127.0.0.1:9/tsa"
+    assert submit(sender, 6201).status_code == 202
+    svc.timestamper.run_once()
+    started = svc.timestamper.clock()
+    svc.timestamper.clock = lambda: started + timedelta(seconds=svc.config.timestamp_failure_seconds + 1)
+    data = sender.keys.sign(sample("cong-van.edxml").replace(b"1024", b"6202"))
+    assert_refused(svc, lambda: sender.submit(data), 503, "timestamp-unavailable")
+    svc.timestamper.url = dev_pki.status.tsa
+    assert svc.timestamper.run_once() == 1  # the backlog, and the door opens again
+    assert submit(sender, 6203).status_code == 202
+
+
+def test_readiness_reports_the_timestamp_backlog_and_refusal(app, agency, svc):
+    sender = agency(HCM)
+    svc.timestamper.url = "http://127.0.0.1:9/tsa"
+    submit(sender, 6301)
+    svc.timestamper.run_once()
+    ready = app.test_client().get("/readyz").get_json()
+    assert ready["details"]["timestamps"]["pending"] == 1 and ready["details"]["timestamps"]["failing_since"]
+    assert ready["checks"]["timestamps"] is True
+    started = svc.timestamper.clock()
+    svc.timestamper.clock = lambda: started + timedelta(seconds=svc.config.timestamp_failure_seconds + 1)
+    late = app.test_client().get("/readyz")
+    assert late.status_code == 503 and late.get_json()["checks"]["timestamps"] is False
+
+
+def test_audit_checkpoints_are_timestamped(agency, svc):
+    submit(agency(HCM), 6401)
+    svc.checkpoints.refresh(force=True)
+    svc.timestamper.run_once()
+    with svc.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(checkpoint_timestamps)).scalar_one() == 1
