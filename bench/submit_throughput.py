@@ -8,9 +8,14 @@ the same clients, the server's trivial ``/healthz`` endpoint is measured: the pr
 what fraction of the server's bare request capacity a verified, sealed, audited submission costs.
 A second baseline is the in-process cost of our signature verification alone (one core).
 
+The per-agency rate limit is raised out of the way and every non-2xx answer is counted and shown.
+With ``--baseline-ref REV`` the same measurement first runs on a git worktree of REV (e.g. the
+commit before a change), so "before" and "after" come from the same run on the same machine.
+After each run the database says how many OCSP responses and TSA tokens the documents needed.
+
 The client processes share the machine's cores with the server, so absolute figures are a floor.
 
-    .venv/bin/python bench/submit_throughput.py [--seconds 10] [--clients 4]
+    .venv/bin/python bench/submit_throughput.py [--seconds 10] [--clients 4] [--baseline-ref 25cbe95]
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "cong-van.edxml"
@@ -90,35 +98,85 @@ def run_load(port: int, path: str, per_client: list[list[bytes]], token: str, se
     return {"per_second": done / seconds, "errors": bad, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=4)
-    args = parser.parse_args()
+@dataclass
+class Run:
+    label: str
+    size: int = 0
+    verify_rate: float = 0.0
+    trivial: dict[str, float] = field(default_factory=dict)
+    submit: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
-    sys.path.insert(0, str(ROOT))
+
+def _token(port: int, keys: Path) -> str:
     import jwt
 
-    from gateway.documents import edxml, xmlsafe
-    from gateway.documents.signing import sign_edxml
-    from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
     from gateway.trust import pki
-    from gateway.trust.chain import TrustStore
 
+    now = int(time.time())
+    assertion = jwt.encode(
+        {
+            "iss": "000.00.00.H29",
+            "sub": "000.00.00.H29",
+            "aud": f"http://127.0.0.1:{port}/oauth/token",
+            "iat": now,
+            "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+        },
+        pki.load_private_key(keys / "client.key"),
+        algorithm="ES256",
+    )
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request(
+        "POST",
+        "/oauth/token",
+        body=f"grant_type=client_credentials&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return str(json.loads(c.getresponse().read())["access_token"])
+
+
+def _counts(db: Path) -> dict[str, int]:
+    """What the run left in the database: documents, and the OCSP responses and TSA tokens it needed."""
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        counts = {"documents": conn.execute("SELECT count(*) FROM documents").fetchone()[0]}
+        if "trust_evidence" in tables:
+            for kind, n in conn.execute("SELECT kind, count(*) FROM trust_evidence GROUP BY kind"):
+                counts[f"evidence_{kind}"] = n
+            counts["timestamp_batches"] = conn.execute("SELECT count(*) FROM timestamp_batches").fetchone()[0]
+            counts["checkpoint_timestamps"] = conn.execute("SELECT count(*) FROM checkpoint_timestamps").fetchone()[0]
+            counts["untimestamped"] = conn.execute(
+                "SELECT count(*) FROM documents WHERE timestamp_batch IS NULL"
+            ).fetchone()[0]
+    return counts
+
+
+def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
+    """One fresh embedded deployment of the code in ``code``, measured the same way as every other."""
+    from gateway.documents.signing import sign_edxml
+    from gateway.trust import pki
+
+    run = Run(label)
     home = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     port = free_port()
     env = {
         **os.environ,
+        "PYTHONPATH": str(code),
         "GATEWAY_DATABASE_URL": f"sqlite:///{home / 'gw.db'}",
         "GATEWAY_KEYS_DIR": str(home / "keys"),
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_LOG_LEVEL": "WARNING",
+        # The bench measures the gateway, not the per-agency rate limit (600 a minute by default).
+        "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
+        "GATEWAY_ACCESS_TOKEN_TTL": "3600",
     }
     cli = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True, cwd=code)
     server = subprocess.Popen(
         [*cli, "serve", "--port", str(port), "--workers", "2"],
         env=env,
+        cwd=code,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -127,74 +185,121 @@ def main() -> None:
         keys = home / "keys" / "agencies" / "000.00.00.H29"
         signing_key = pki.load_private_key(keys / "signing.key")
         chain = pki.load_certificates(keys / "signing.crt")
-        now = int(time.time())
-        assertion = jwt.encode(
-            {
-                "iss": "000.00.00.H29",
-                "sub": "000.00.00.H29",
-                "aud": f"http://127.0.0.1:{port}/oauth/token",
-                "iat": now,
-                "exp": now + 60,
-                "jti": uuid.uuid4().hex,
-            },
-            pki.load_private_key(keys / "client.key"),
-            algorithm="ES256",
-        )
-        c = http.client.HTTPConnection("127.0.0.1", port)
-        c.request(
-            "POST",
-            "/oauth/token",
-            body=f"grant_type=client_credentials&client_assertion_type={ASSERTION_TYPE}&client_assertion={assertion}",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        token = json.loads(c.getresponse().read())["access_token"]
-
+        token = _token(port, keys)
         unsigned = SAMPLE.read_bytes()
-        estimated = int(args.seconds * 400) + 200
-        print(f"signing {estimated} distinct documents before timing …", flush=True)
+        estimated = int(seconds * 400) + 200
+        print(f"[{label}] signing {estimated} distinct documents before timing …", flush=True)
         bodies = []
         for n in range(estimated):
             data = unsigned.replace(b"1024/UBND-VX</edXML:DocumentId>", f"{n}/UBND-VX</edXML:DocumentId>".encode())
             bodies.append(sign_edxml(data, signing_key, chain))
-            if n % 500 == 0:
+            if n % 1000 == 0:
                 print(f"  {n}/{estimated}", flush=True)
-        size = len(bodies[0])
-
-        # Baseline 1: in-process verification only, one core.
-        verifier = EnvelopedSignatureVerifier(
-            TrustStore(pki.load_certificates(home / "keys" / "ca.crt")),
-            SignatureProfile(),
-            f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}",
-        )
-        start, count = time.perf_counter(), 0
-        while time.perf_counter() - start < 3:
-            verifier.verify(bodies[count], xmlsafe.parse(bodies[count]), chain)
-            count += 1
-        verify_rate = count / (time.perf_counter() - start)
-
-        print(f"measuring GET /healthz for {args.seconds:.0f}s with {args.clients} clients …", flush=True)
-        trivial = run_load(port, "/healthz", [[] for _ in range(args.clients)], token, args.seconds)
-        print(f"measuring POST /v1/documents for {args.seconds:.0f}s with {args.clients} clients …", flush=True)
-        shards = [bodies[i :: args.clients] for i in range(args.clients)]
-        submit = run_load(port, "/v1/documents", shards, token, args.seconds)
-        if submit["per_second"] * args.seconds >= len(bodies) * 0.95:
+        run.size = len(bodies[0])
+        run.verify_rate = _verify_rate(home, bodies, chain)
+        print(f"[{label}] GET /healthz for {seconds:.0f}s with {clients} clients …", flush=True)
+        run.trivial = run_load(port, "/healthz", [[] for _ in range(clients)], token, seconds)
+        # Warm-up: the first submission fetches the signer's OCSP status; the cache serves the rest.
+        warm = run_load(port, "/v1/documents", [bodies[-1:]], token, 0.5)
+        print(f"[{label}] POST /v1/documents for {seconds:.0f}s with {clients} clients …", flush=True)
+        shards = [bodies[i : len(bodies) - 1 : clients] for i in range(clients)]
+        run.submit = run_load(port, "/v1/documents", shards, token, seconds)
+        run.submit["warm_up_errors"] = warm["errors"]
+        if run.submit["per_second"] * seconds >= (len(bodies) - 1) * 0.95:
             print("warning: clients ran out of distinct documents; later posts were duplicates", flush=True)
+        time.sleep(3)  # let the last timestamping pass and checkpoint happen before counting
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    run.counts = _counts(home / "gw.db")
+    return run
 
-    print()
-    print(f"document size                          {size} bytes, RSA-2048 rsa-sha256, SQLite WAL, gunicorn 2 workers")
-    print(f"signature verification, in process     {verify_rate:8.0f} /s on one core")
-    row = "{:<38} {:8.0f} /s   p50 {:.1f} ms  p99 {:.1f} ms"
-    t, d = trivial, submit
-    print(row.format("GET /healthz (baseline, same server)", t["per_second"], t["p50_ms"], t["p99_ms"]))
-    print(
-        row.format("POST /v1/documents accepted", d["per_second"], d["p50_ms"], d["p99_ms"])
-        + f"  errors {d['errors']:.0f}"
+
+def _verify_rate(home: Path, bodies: list[bytes], chain: list[Any]) -> float:
+    """Baseline: in-process signature verification alone, one core, cycling over the signed bodies."""
+    from gateway.documents import edxml, xmlsafe
+    from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
+    from gateway.trust import pki
+    from gateway.trust.chain import TrustStore
+
+    verifier = EnvelopedSignatureVerifier(
+        TrustStore(pki.load_certificates(home / "keys" / "ca.crt")),
+        SignatureProfile(),
+        f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}",
     )
-    print(f"ratio submissions / trivial requests   {submit['per_second'] / trivial['per_second']:8.3f}")
-    print(f"ratio submissions / in-process verify  {submit['per_second'] / verify_rate:8.3f}")
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < 3:
+        body = bodies[count % len(bodies)]
+        verifier.verify(body, xmlsafe.parse(body), chain)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def _worktree(ref: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="gateway-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=ROOT, check=True, capture_output=True)
+    return folder
+
+
+def report(runs: list[Run]) -> None:
+    print()
+    first = runs[0]
+    print(f"document size {first.size} bytes, RSA-2048 rsa-sha256, SQLite WAL, gunicorn 2 workers, same machine")
+    row = "{:<28} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9}"
+    print(row.format("code", "healthz/s", "accepted/s", "p50 ms", "p99 ms", "non-2xx", "ratio"))
+    for r in runs:
+        t, d = r.trivial, r.submit
+        print(
+            row.format(
+                r.label,
+                f"{t['per_second']:.0f}",
+                f"{d['per_second']:.1f}",
+                f"{d['p50_ms']:.1f}",
+                f"{d['p99_ms']:.1f}",
+                f"{d['errors'] + t['errors']:.0f}",
+                f"{d['per_second'] / t['per_second']:.4f}",
+            )
+        )
+    for r in runs:
+        print(f"[{r.label}] in-process verify {r.verify_rate:.0f}/s; database after the run: {r.counts}")
+    if len(runs) == 2:
+        before, after = runs
+        rate = after.submit["per_second"] / before.submit["per_second"]
+        normalised = (after.submit["per_second"] / after.trivial["per_second"]) / (
+            before.submit["per_second"] / before.trivial["per_second"]
+        )
+        print(
+            f"accepted/s, {after.label} / {before.label}: {rate:.3f} (each against its own /healthz: {normalised:.3f})"
+        )
+    current = runs[-1].counts
+    documents = max(1, current.get("documents", 0))
+    if "timestamp_batches" in current:
+        print(
+            f"OCSP responses fetched per accepted document: {current.get('evidence_ocsp', 0) / documents:.5f}; "
+            f"TSA calls per accepted document: {current['timestamp_batches'] / documents:.5f} "
+            f"(+{current['checkpoint_timestamps']} for checkpoints; {current['untimestamped']} left untimestamped)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--baseline-ref",
+        help="Also measure this git revision (e.g. the commit before a change) in the same run, first.",
+    )
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    runs = []
+    if args.baseline_ref:
+        folder = _worktree(args.baseline_ref)
+        try:
+            runs.append(measure(args.baseline_ref[:12], folder, args.seconds, args.clients))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+    runs.append(measure("this checkout", ROOT, args.seconds, args.clients))
+    report(runs)
 
 
 if __name__ == "__main__":
