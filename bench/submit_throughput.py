@@ -65,7 +65,7 @@ def wait_ready(port: int, seconds: float = 30) -> None:
 def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
-    done, bad, latencies = 0, 0, []
+    done, bad, latencies, first_error = 0, 0, [], ""
     deadline = time.perf_counter() + seconds
     i = 0
     while time.perf_counter() < deadline:
@@ -74,13 +74,14 @@ def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float
         start = time.perf_counter()
         conn.request("POST" if body else "GET", path, body=body, headers=headers)
         response = conn.getresponse()
-        response.read()
+        answer = response.read()
         latencies.append(time.perf_counter() - start)
         if response.status in (200, 202):
             done += 1
         else:
             bad += 1
-    queue.put((done, bad, latencies))
+            first_error = first_error or f"{response.status} {answer[:300].decode(errors='replace')}"
+    queue.put((done, bad, latencies, first_error))
 
 
 def run_load(port: int, path: str, per_client: list[list[bytes]], token: str, seconds: float) -> dict[str, float]:
@@ -95,6 +96,9 @@ def run_load(port: int, path: str, per_client: list[list[bytes]], token: str, se
     bad = sum(r[1] for r in results)
     latencies = sorted(x for r in results for x in r[2])
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    errors = [r[3] for r in results if r[3]]
+    if errors:
+        print(f"  {bad} non-2xx answers; the first: {errors[0]}", flush=True)
     return {"per_second": done / seconds, "errors": bad, "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
 
@@ -167,6 +171,8 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
         "GATEWAY_KEYS_DIR": str(home / "keys"),
         "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_LOG_LEVEL": "WARNING",
+        # As ./run.sh: the development CA's OCSP responder, CRL and TSA are served by the gateway itself.
+        "GATEWAY_DEMO": "true",
         # The bench measures the gateway, not the per-agency rate limit (600 a minute by default).
         "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
         "GATEWAY_ACCESS_TOKEN_TTL": "3600",
