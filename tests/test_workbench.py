@@ -164,3 +164,20 @@ def test_a_plain_to_date_includes_that_whole_day_in_vietnam(app, dev_pki, workbe
     yesterday = (datetime.now(LOCAL).date() - timedelta(days=1)).isoformat()
     page = workbench.get(f"/audit/?to={yesterday}&event=document.accepted").get_data(as_text=True)
     assert 'id="results"' not in page
+
+
+def test_a_documents_page_offers_its_evidence_package_which_verifies(app, dev_pki, workbench):
+    from gateway.trust.evidence import verify_package
+
+    doc_id = _send(app, dev_pki)
+    svc = app.extensions["gateway"]
+    svc.timestamper.run_once()
+    page = workbench.get(f"/audit/documents/{doc_id}").get_data(as_text=True)
+    assert f"/audit/documents/{doc_id}/evidence" in page and "gói chứng cứ" in page
+    package = workbench.get(f"/audit/documents/{doc_id}/evidence")
+    assert package.status_code == 200 and package.mimetype == "application/vnd.etsi.asic-e+zip"
+    report = verify_package(
+        package.data, anchors=[dev_pki.ca.cert], gateway_certs=list(svc.keys.seal_chain), vkey=svc.checkpoints.vkey
+    )
+    assert report["verdict"] == "valid", report
+    assert _events(app, "auditor.evidence-exported")

@@ -26,18 +26,22 @@ def _caller() -> Auditor | None:
     return authenticated_auditor()
 
 
-@bp.get("/v1/documents/<doc_id>/evidence")
-def get_evidence(doc_id: str) -> Response:
+def evidence_download(doc_id: str, auditor: Auditor | None, where: str) -> Response:
+    """The package for an auditor (the read audited) or, with ``auditor`` None, for the agency in ``g``."""
     svc = services()
-    auditor = _caller()
     checkpoint = svc.checkpoints.refresh(force=True)
     with svc.db.read() as conn:
         if auditor is None:
             inbox.document_view(conn, g.agency, doc_id)  # sender and recipients only: 404 for anyone else
         parts = collect_evidence(conn, doc_id, checkpoint, svc.checkpoints.vkey)
     if auditor is not None:
-        record_read(auditor, "auditor.evidence-exported", f"document {doc_id}")
+        record_read(auditor, "auditor.evidence-exported", f"{where} document {doc_id}")
     response = Response(build_package(parts), mimetype=MIMETYPE)
     response.headers["Content-Disposition"] = f'attachment; filename="{doc_id}.evidence.asice"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/v1/documents/<doc_id>/evidence")
+def get_evidence(doc_id: str) -> Response:
+    return evidence_download(doc_id, _caller(), "api")

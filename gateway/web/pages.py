@@ -21,6 +21,7 @@ from gateway.api.auditors import (
     search_query,
     zip_download,
 )
+from gateway.api.evidence import evidence_download as evidence_package
 from gateway.audit.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
 from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
@@ -91,6 +92,13 @@ def timeline(auditor: Auditor, doc_id: str) -> str:
         ]
     record_read(auditor, "auditor.timeline", f"workbench document {doc_id}")
     return page("timeline.html", rows=rows, doc_id=doc_id, checkpoint_size=checkpoint.size)
+
+
+@bp.get("/documents/<doc_id>/evidence")
+@auditor_page
+def evidence_download(auditor: Auditor, doc_id: str) -> Response:
+    """The same package as ``GET /v1/documents/{id}/evidence``, for the auditor's browser session."""
+    return evidence_package(doc_id, auditor, "workbench")
 
 
 @bp.get("/checkpoint")
