@@ -3,7 +3,6 @@ and database snapshots for "nothing changed but the audit entry" assertions."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,9 +20,10 @@ from gateway.trust import pki
 from gateway.trust.dev_pki import DevRevocations
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
-SAMPLES = SHARED / "edxml" / "samples"
-VECTORS = SHARED / "testvectors"
+# Everything the suite reads lives in the repository (a clone has no ../shared): the edXML samples are
+# the ones in examples/, the public attack and interop vectors are in tests/vectors/ with their licences.
+SAMPLES = ROOT / "examples"
+VECTORS = ROOT / "tests" / "vectors"
 PUBLIC_URL = "http://gateway.test"
 TOKEN_ENDPOINT = PUBLIC_URL + "/oauth/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
