@@ -123,30 +123,23 @@ def init_development_keys(keys_dir: Path, status: DevStatusUrls, *, force: bool 
         pki.save_certificate(ca.cert, keys_dir / "ca.crt")
         written += [keys_dir / "ca.key", keys_dir / "ca.crt"]
         force = True  # a new CA invalidates everything it issued
-    if missing("gateway-seal.key", "gateway-seal.crt"):
-        seal = pki.issue_signing_certificate(
-            load_development_ca(keys_dir),
-            "Interconnect Gateway seal (development)",
-            "Interconnect Gateway",
-            key=pki.generate_key("ec"),
-            ocsp_url=status.ocsp,
-            crl_url=status.crl,
-        )
-        pki.save_private_key(seal.key, keys_dir / "gateway-seal.key")
-        pki.save_certificate(seal.cert, keys_dir / "gateway-seal.crt")
-        written += [keys_dir / "gateway-seal.key", keys_dir / "gateway-seal.crt"]
-    if missing("portal-signing.key", "portal-signing.crt"):
-        portal = pki.issue_signing_certificate(
-            load_development_ca(keys_dir),
-            "Cổng Dịch vụ công (development)",
-            "Interconnect Gateway citizen portal",
-            key=pki.generate_key("ec"),
-            ocsp_url=status.ocsp,
-            crl_url=status.crl,
-        )
-        pki.save_private_key(portal.key, keys_dir / "portal-signing.key")
-        pki.save_certificate(portal.cert, keys_dir / "portal-signing.crt")
-        written += [keys_dir / "portal-signing.key", keys_dir / "portal-signing.crt"]
+    signers = (
+        ("gateway-seal", "Interconnect Gateway seal (development)", "Interconnect Gateway"),
+        ("portal-signing", "Cổng Dịch vụ công (development)", "Interconnect Gateway citizen portal"),
+    )
+    for stem, common_name, organization in signers:  # two keys: a seal is never by the document's signer
+        if missing(f"{stem}.key", f"{stem}.crt"):
+            issued = pki.issue_signing_certificate(
+                load_development_ca(keys_dir),
+                common_name,
+                organization,
+                key=pki.generate_key("ec"),
+                ocsp_url=status.ocsp,
+                crl_url=status.crl,
+            )
+            pki.save_private_key(issued.key, keys_dir / f"{stem}.key")
+            pki.save_certificate(issued.cert, keys_dir / f"{stem}.crt")
+            written += [keys_dir / f"{stem}.key", keys_dir / f"{stem}.crt"]
     if missing("gateway-token.key"):
         pki.save_private_key(pki.generate_key("ec"), keys_dir / "gateway-token.key")
         written.append(keys_dir / "gateway-token.key")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
 
 import requests
@@ -180,40 +181,15 @@ class RevocationChecker:
         something invalid is reported in preference to one that did not answer, so a forged or stale
         response is refused under its own code."""
         failures: list[Refusal] = []
-        issuer_fp = fingerprint(issuer)
-        for url in _unique([self._settings.ocsp_responders.get(issuer_fp), *ocsp.responder_urls(cert)]):
+        for url, lookup in self._sources(cert, issuer, now):
             self.lookups += 1
             try:
-                status = ocsp.query(
-                    self._session,
-                    url,
-                    cert,
-                    issuer,
-                    now=now,
-                    max_age=self._settings.freshness_seconds,
-                    bounds=self._bounds,
-                    trusted_responders=self._settings.trusted_responders,
-                )
+                status = lookup()
             except Refusal as refusal:
                 failures.append(refusal)
                 continue
-            if status.state != "unknown":
-                return self._remember(fp, cert, issuer, status)
-            failures.append(Refusal("status-unknown", f"the OCSP responder at {url} does not know the certificate"))
-        for url in _unique([self._settings.crl_urls.get(issuer_fp), *crl.distribution_points(cert)]):
-            self.lookups += 1
-            try:
-                status = crl.fetch_crl(
-                    self._session,
-                    url,
-                    cert,
-                    issuer,
-                    now=now,
-                    max_age=self._settings.freshness_seconds,
-                    bounds=self._bounds,
-                )
-            except Refusal as refusal:
-                failures.append(refusal)
+            if status.state == "unknown":
+                failures.append(Refusal("status-unknown", f"the responder at {url} does not know the certificate"))
                 continue
             return self._remember(fp, cert, issuer, status)
         if not failures:
@@ -221,6 +197,39 @@ class RevocationChecker:
         invalid = [f for f in failures if f.code not in UNAVAILABLE and f.code != "status-unknown"]
         first = invalid[0] if invalid else failures[0]
         raise Refusal(first.code, "; ".join(f.reason for f in failures))
+
+    def _sources(
+        self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
+    ) -> list[tuple[str, Callable[[], CertStatus]]]:
+        """Where to ask, in order: the configured OCSP responder, the AIA's, then configured and CDP CRLs."""
+        issuer_fp = fingerprint(issuer)
+        settings = self._settings
+        fresh, bounds = settings.freshness_seconds, self._bounds
+        ocsp_urls = _unique([settings.ocsp_responders.get(issuer_fp), *ocsp.responder_urls(cert)])
+        crl_urls = _unique([settings.crl_urls.get(issuer_fp), *crl.distribution_points(cert)])
+        found: list[tuple[str, Callable[[], CertStatus]]] = []
+        for url in ocsp_urls:
+            found.append(
+                (
+                    url,
+                    partial(
+                        ocsp.query,
+                        self._session,
+                        url,
+                        cert,
+                        issuer,
+                        now=now,
+                        max_age=fresh,
+                        bounds=bounds,
+                        trusted_responders=settings.trusted_responders,
+                    ),
+                )
+            )
+        for url in crl_urls:
+            found.append(
+                (url, partial(crl.fetch_crl, self._session, url, cert, issuer, now=now, max_age=fresh, bounds=bounds))
+            )
+        return found
 
     def _remember(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, status: CertStatus) -> CertStatus:
         with self._lock:
