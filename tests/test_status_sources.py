@@ -13,8 +13,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,73 +25,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from gateway.policy import Refusal
 from gateway.trust import crl, dev_pki, ocsp, pki
 from gateway.trust.fetch import Bounds
 from gateway.trust.status import now_utc
+from tests.pki_server import Handler, Reply
+from tests.pki_server import RouteServer as Loopback
 
 BOUNDS = Bounds(timeout=1.0, max_bytes=256 * 1024)
 MAX_AGE = 600.0
 DER = serialization.Encoding.DER
 
 
-@dataclass
-class Reply:
-    body: bytes | Iterable[bytes]
-    status: int = 200
-    content_type: str = "application/octet-stream"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-Handler = Callable[[bytes], Reply]
-
-
 def ocsp_reply(der: bytes) -> Reply:
     return Reply(der, content_type="application/ocsp-response")
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass
-
-
-class Loopback:
-    """A real threaded HTTP server on 127.0.0.1 whose routes the tests replace."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
-        self.stop = threading.Event()  # wakes handlers that sleep or stream when the module ends
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = self.handlers.get(environ["PATH_INFO"])
-        if handler is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"no such route"]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        reply = handler(environ["wsgi.input"].read(length) if length else b"")
-        headers = [("Content-Type", reply.content_type), *reply.headers]
-        if isinstance(reply.body, bytes):
-            headers.append(("Content-Length", str(len(reply.body))))
-            start_response(f"{reply.status} X", headers)
-            return [reply.body]
-        start_response(f"{reply.status} X", headers)
-        return reply.body
 
 
 @dataclass(frozen=True)
@@ -438,7 +386,7 @@ def test_responder_on_a_closed_port_is_unavailable(world: World) -> None:
 
 def test_responder_slower_than_the_timeout_is_abandoned_as_unavailable(world: World) -> None:
     def slow(body: bytes) -> Reply:
-        world.server.stop.wait(BOUNDS.timeout + 4)
+        world.server.stop_event.wait(BOUNDS.timeout + 4)
         return ocsp_reply(b"")
 
     world.server.handlers["/ocsp"] = slow
@@ -458,7 +406,7 @@ def test_responder_sending_more_than_max_bytes_is_unavailable(world: World, decl
 
         def stream() -> Iterator[bytes]:
             for _ in range(count):
-                if world.server.stop.is_set():
+                if world.server.stop_event.is_set():
                     return
                 yield chunk
 

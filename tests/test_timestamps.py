@@ -13,13 +13,11 @@ import hashlib
 import shutil
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -35,7 +33,6 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 from rfc3161_client import _rust as rfc3161_rust
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from gateway.policy import Refusal
 from gateway.trust import pki
@@ -48,6 +45,8 @@ from gateway.trust.timestamps import (
     request_timestamp,
     verify_timestamp,
 )
+from tests.pki_server import Reply
+from tests.pki_server import RouteServer as Loopback
 
 DIGEST = hashlib.sha256(b"an accepted edXML document").digest()
 OTHER_DIGEST = hashlib.sha256(b"a different document").digest()
@@ -57,61 +56,9 @@ DER = serialization.Encoding.DER
 # --- the loopback server -------------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    body: bytes | Iterable[bytes]
-    status: int = 200
-    content_type: str = REPLY_CONTENT_TYPE
-
-
-Handler = Callable[[bytes], Reply]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, type: str, message: str, *args: Any) -> None:
-        pass
-
-
-class Loopback:
-    """A real threaded HTTP server on 127.0.0.1; tests add routes (POST body → reply)."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
-        self.stop = threading.Event()  # wakes handlers that sleep or stream when the module ends
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def route(self, path: str, handler: Handler) -> str:
-        self.handlers[path] = handler
-        return f"http://127.0.0.1:{self._server.server_port}{path}"
-
-    def serve(self, path: str, tsa: DevTsa) -> str:
-        """POST ``path`` → ``tsa.respond(body)``, as application/timestamp-reply."""
-        return self.route(path, lambda body: Reply(tsa.respond(body)))
-
-    def close(self) -> None:
-        self.stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = self.handlers.get(environ["PATH_INFO"])
-        if handler is None or environ["REQUEST_METHOD"] != "POST":
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"no such route"]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        reply = handler(environ["wsgi.input"].read(length) if length else b"")
-        headers = [("Content-Type", reply.content_type)]
-        if isinstance(reply.body, bytes):
-            headers.append(("Content-Length", str(len(reply.body))))
-            start_response(f"{reply.status} X", headers)
-            return [reply.body]
-        start_response(f"{reply.status} X", headers)  # no length: werkzeug streams it chunked
-        return reply.body
+def serve_tsa(server: Loopback, path: str, tsa: DevTsa) -> str:
+    """POST ``path`` → ``tsa.respond(body)``, as application/timestamp-reply."""
+    return server.route(path, lambda body: Reply(tsa.respond(body), content_type=REPLY_CONTENT_TYPE))
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +170,7 @@ def _free_port() -> int:
 
 def test_token_is_granted_and_verifies(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
     clock = RecordingClock()
-    url = server.serve("/granted", DevTsa(pkis.tsa, clock=clock))
+    url = serve_tsa(server, "/granted", DevTsa(pkis.tsa, clock=clock))
 
     stamp = request_timestamp(session, url, DIGEST, [pkis.ca.cert])
 
@@ -240,7 +187,7 @@ def test_token_is_granted_and_verifies(server: Loopback, session: requests.Sessi
 def test_stored_token_verifies_again_from_its_bytes_alone(
     server: Loopback, session: requests.Session, pkis: Pkis
 ) -> None:
-    url = server.serve("/stored", DevTsa(pkis.tsa))
+    url = serve_tsa(server, "/stored", DevTsa(pkis.tsa))
     stamp = request_timestamp(session, url, DIGEST, [pkis.ca.cert])
     stored = bytes(stamp.token)
 
@@ -306,7 +253,7 @@ def test_granted_with_mods_is_accepted(pkis: Pkis) -> None:
 
 
 def test_different_digest_is_a_mismatch(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
-    stamp = request_timestamp(session, server.serve("/mismatch", DevTsa(pkis.tsa)), DIGEST, [pkis.ca.cert])
+    stamp = request_timestamp(session, serve_tsa(server, "/mismatch", DevTsa(pkis.tsa)), DIGEST, [pkis.ca.cert])
     assert refusal_code(lambda: verify_timestamp(stamp.token, OTHER_DIGEST, [pkis.ca.cert])) == "timestamp-mismatch"
 
 
@@ -340,13 +287,13 @@ def test_tampered_token_is_refused(pkis: Pkis, where: str) -> None:
 
 
 def test_tsa_from_another_ca_is_untrusted(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
-    url = server.serve("/stranger", DevTsa(issue_tsa_certificate(pkis.stranger_ca)))
+    url = serve_tsa(server, "/stranger", DevTsa(issue_tsa_certificate(pkis.stranger_ca)))
     assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
 
 
 def test_tsa_without_timestamping_eku_is_untrusted(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
     signer = pki.issue_signing_certificate(pkis.ca, "Document Signer", "Some Agency")
-    url = server.serve("/no-eku", DevTsa(signer))
+    url = serve_tsa(server, "/no-eku", DevTsa(signer))
     assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
 
 
@@ -435,7 +382,7 @@ def test_tsa_slower_than_the_timeout_is_unavailable_in_time(
     tsa = DevTsa(pkis.tsa)
 
     def slow(body: bytes) -> Reply:
-        server.stop.wait(5)
+        server.stop_event.wait(5)
         return Reply(tsa.respond(body))
 
     url = server.route("/slow", slow)
@@ -452,7 +399,7 @@ def test_huge_answer_is_unavailable(server: Loopback, session: requests.Session,
     def huge(body: bytes) -> Reply:
         def chunks() -> Iterator[bytes]:
             for _ in range(40):  # 2.5 MiB against the 1 MiB bound, without a Content-Length to refuse early
-                if server.stop.is_set():
+                if server.stop_event.is_set():
                     return
                 yield b"\x30" * 65536
 
