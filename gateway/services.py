@@ -6,6 +6,7 @@ it through :func:`services`, never through module-level globals.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,10 @@ class Services:
         """What every server process does about once a second besides answering requests."""
         self.checkpoints.refresh_quietly()
         self.timestamper.run_quietly()
+        try:
+            self.revocation.refresh_due()
+        except Exception:  # never let the tick thread die; the request path still checks by itself
+            logging.getLogger(__name__).exception("revocation refresh failed")
 
     def delivery_worker(self, **options: Any) -> DeliveryWorker:
         options.setdefault(
@@ -126,6 +131,7 @@ class Services:
 
         timestamper = Timestamper(
             db,
+            audit=audit,
             url=config.effective_tsa_url,
             anchors=keys.trust.anchors,
             failure_seconds=config.timestamp_failure_seconds,

@@ -55,6 +55,9 @@ def test_tsa_down_within_the_period_keeps_accepting_and_the_backlog_is_timestamp
     svc.timestamper.url = dev_pki.status.tsa  # back
     assert svc.timestamper.run_once() == 2 and pending(svc) == 0
     assert svc.timestamper.health().failing_since is None
+    with svc.db.read() as conn:  # the outage is in the audit log once, when it began and when it ended
+        events = conn.execute(sa.text("SELECT event FROM audit_search WHERE event LIKE 'timestamp.%' ORDER BY idx"))
+        assert list(events.scalars()) == ["timestamp.failing", "timestamp.recovered"]
 
 
 def test_past_the_failure_period_submissions_get_503_and_nothing_is_stored(agency, svc, dev_pki):

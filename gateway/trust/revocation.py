@@ -123,7 +123,10 @@ class RevocationChecker:
         return Decision(status)
 
     def refresh_due(self) -> int:
-        """Refresh, in this thread, every cached status older than the refresh interval; returns how many."""
+        """Refresh, in this thread, every cached status older than the refresh interval; returns how many.
+
+        Server processes call it about once a second, so statuses stay fresh even while no document
+        arrives; the request path then never meets a stale entry unless the sources were away too long."""
         now = self._clock()
         with self._lock:
             due = [fp for fp, s in self._cache.items() if self._age(s, now) > self._settings.refresh_seconds]
@@ -133,10 +136,10 @@ class RevocationChecker:
             if pair is None:
                 continue
             try:
-                self._fetch(fp, *pair, now)
+                self._fetch_or_recent_failure(fp, *pair, now)  # a failing source is retried every 30 s, not every tick
                 refreshed += 1
             except Refusal as refusal:
-                log.warning("revocation status refresh failed: %s", refusal.reason)
+                log.warning("revocation status refresh failed (cached status still used): %s", refusal.reason)
         return refreshed
 
     # --- internals ---------------------------------------------------------------------------

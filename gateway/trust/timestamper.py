@@ -28,6 +28,7 @@ import requests
 import sqlalchemy as sa
 from cryptography import x509
 
+from gateway.audit import AuditEvent, AuditLog
 from gateway.audit.merkle import LeafHashes, hash_leaf, inclusion_path, root_hash
 from gateway.policy import Refusal
 from gateway.store.db import Database
@@ -70,6 +71,7 @@ class Timestamper:
         self,
         db: Database,
         *,
+        audit: AuditLog | None = None,
         url: str | None,
         anchors: Sequence[x509.Certificate],
         failure_seconds: int,
@@ -80,6 +82,7 @@ class Timestamper:
         bounds: Bounds = Bounds(timeout=5.0, max_bytes=256 * 1024),  # noqa: B008 - frozen
     ) -> None:
         self._db = db
+        self._audit = audit
         self.url = url
         self._anchors = tuple(anchors)
         self._failure_seconds = failure_seconds
@@ -146,14 +149,28 @@ class Timestamper:
             if self._check_tsa is not None:
                 self._check_tsa(stamp)
         except Refusal as refusal:
-            if self._failing_since is None:
-                self._failing_since = self.clock()
             self._last_error = f"{refusal.code}: {refusal.reason}"[:300]
             log.warning("timestamp authority failed: %s", self._last_error)
+            if self._failing_since is None:  # audited when it starts failing and when it recovers, not every pass
+                self._failing_since = self.clock()
+                self._record("timestamp.failing", "refused", refusal.code, self._last_error)
             return None
+        if self._failing_since is not None:
+            self._record("timestamp.recovered", "ok", None, f"failing since {self._failing_since.isoformat()}")
         self._failing_since = None
         self._last_error = None
         return stamp
+
+    def _record(self, event: str, outcome: str, code: str | None, reason: str) -> None:
+        if self._audit is None:
+            return
+        try:
+            with self._db.write() as conn:
+                self._audit.append(
+                    conn, AuditEvent(event=event, outcome=outcome, actor="gateway", code=code, reason=reason)
+                )
+        except Exception:
+            log.exception("could not audit %s", event)
 
     def _documents(self) -> int:
         with self._db.read() as conn:
