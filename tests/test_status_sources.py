@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
@@ -84,7 +83,6 @@ class World:
     server: Loopback
     pkis: Pkis
     revocations: dev_pki.DevRevocations
-    session: requests.Session
 
     def serve_responder(self, responder: dev_pki.DevOcspResponder) -> None:
         self.server.handlers["/ocsp"] = lambda body: ocsp_reply(responder.respond(body))
@@ -97,26 +95,23 @@ class World:
         issuer = issuer or self.pkis.ca
         url = ocsp.responder_urls(subject.cert)[0]
         arguments: dict[str, Any] = {"now": now_utc(), "max_age": MAX_AGE, "bounds": BOUNDS, **options}
-        return ocsp.query(self.session, url, subject.cert, issuer.cert, **arguments)
+        return ocsp.query(url, subject.cert, issuer.cert, **arguments)
 
     def fetch_crl(self, subject: pki.Issued | None = None, issuer: pki.Issued | None = None, **options: Any) -> Any:
         subject = subject or self.pkis.alice
         issuer = issuer or self.pkis.ca
         url = crl.distribution_points(subject.cert)[0]
         arguments: dict[str, Any] = {"now": now_utc(), "max_age": MAX_AGE, "bounds": BOUNDS, **options}
-        return crl.fetch_crl(self.session, url, subject.cert, issuer.cert, **arguments)
+        return crl.fetch_crl(url, subject.cert, issuer.cert, **arguments)
 
 
 @pytest.fixture
 def world(server: Loopback, pkis: Pkis, tmp_path: Path) -> Iterator[World]:
     revocations = dev_pki.DevRevocations(tmp_path / "dev-revocations.json")
-    session = requests.Session()
-    session.trust_env = False  # no proxy between us and loopback
-    world = World(server, pkis, revocations, session)
+    world = World(server, pkis, revocations)
     world.serve_responder(dev_pki.DevOcspResponder(pkis.ca, revocations))
     world.serve_crl(lambda: dev_pki.build_dev_crl(pkis.ca, revocations, now=now_utc()))
     yield world
-    session.close()
     server.handlers.clear()
 
 
@@ -373,7 +368,6 @@ def test_responder_on_a_closed_port_is_unavailable(world: World) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(Refusal) as caught:
         ocsp.query(
-            world.session,
             f"http://127.0.0.1:{port}/ocsp",
             world.pkis.alice.cert,
             world.pkis.ca.cert,

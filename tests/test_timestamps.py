@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -66,12 +65,6 @@ def server() -> Iterator[Loopback]:
     loopback = Loopback()
     yield loopback
     loopback.close()
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
 
 
 # --- certificates ----------------------------------------------------------------------------------
@@ -168,11 +161,11 @@ def _free_port() -> int:
 # --- granted tokens --------------------------------------------------------------------------------
 
 
-def test_token_is_granted_and_verifies(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_token_is_granted_and_verifies(server: Loopback, pkis: Pkis) -> None:
     clock = RecordingClock()
     url = serve_tsa(server, "/granted", DevTsa(pkis.tsa, clock=clock))
 
-    stamp = request_timestamp(session, url, DIGEST, [pkis.ca.cert])
+    stamp = request_timestamp(url, DIGEST, [pkis.ca.cert])
 
     assert stamp.gen_time == clock.readings[0]  # microseconds survive: GeneralizedTime with a fraction
     assert stamp.gen_time.tzinfo is not None and stamp.gen_time.utcoffset() == timedelta(0)
@@ -184,11 +177,9 @@ def test_token_is_granted_and_verifies(server: Loopback, session: requests.Sessi
     assert decode_timestamp_response(stamp.token).status == PKIStatus.GRANTED
 
 
-def test_stored_token_verifies_again_from_its_bytes_alone(
-    server: Loopback, session: requests.Session, pkis: Pkis
-) -> None:
+def test_stored_token_verifies_again_from_its_bytes_alone(server: Loopback, pkis: Pkis) -> None:
     url = serve_tsa(server, "/stored", DevTsa(pkis.tsa))
-    stamp = request_timestamp(session, url, DIGEST, [pkis.ca.cert])
+    stamp = request_timestamp(url, DIGEST, [pkis.ca.cert])
     stored = bytes(stamp.token)
 
     again = verify_timestamp(stored, DIGEST, [pkis.ca.cert])
@@ -252,8 +243,8 @@ def test_granted_with_mods_is_accepted(pkis: Pkis) -> None:
 # --- refusals --------------------------------------------------------------------------------------
 
 
-def test_different_digest_is_a_mismatch(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
-    stamp = request_timestamp(session, serve_tsa(server, "/mismatch", DevTsa(pkis.tsa)), DIGEST, [pkis.ca.cert])
+def test_different_digest_is_a_mismatch(server: Loopback, pkis: Pkis) -> None:
+    stamp = request_timestamp(serve_tsa(server, "/mismatch", DevTsa(pkis.tsa)), DIGEST, [pkis.ca.cert])
     assert refusal_code(lambda: verify_timestamp(stamp.token, OTHER_DIGEST, [pkis.ca.cert])) == "timestamp-mismatch"
 
 
@@ -286,15 +277,15 @@ def test_tampered_token_is_refused(pkis: Pkis, where: str) -> None:
     assert code == "timestamp-signature"  # each of these flips keeps the DER valid
 
 
-def test_tsa_from_another_ca_is_untrusted(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_tsa_from_another_ca_is_untrusted(server: Loopback, pkis: Pkis) -> None:
     url = serve_tsa(server, "/stranger", DevTsa(issue_tsa_certificate(pkis.stranger_ca)))
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
 
 
-def test_tsa_without_timestamping_eku_is_untrusted(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_tsa_without_timestamping_eku_is_untrusted(server: Loopback, pkis: Pkis) -> None:
     signer = pki.issue_signing_certificate(pkis.ca, "Document Signer", "Some Agency")
     url = serve_tsa(server, "/no-eku", DevTsa(signer))
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-untrusted"
 
 
 def test_tsa_with_non_critical_timestamping_eku_is_untrusted(pkis: Pkis) -> None:
@@ -340,7 +331,7 @@ def test_ess_binding_to_another_certificate_is_refused(pkis: Pkis) -> None:
     assert refusal_code(lambda: verify_timestamp(token, DIGEST, [pkis.ca.cert])) == "timestamp-signature"
 
 
-def test_nonce_echoed_wrong_is_refused(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_nonce_echoed_wrong_is_refused(server: Loopback, pkis: Pkis) -> None:
     tsa = DevTsa(pkis.tsa)
 
     def answer_for_another_nonce(body: bytes) -> Reply:
@@ -356,7 +347,7 @@ def test_nonce_echoed_wrong_is_refused(server: Loopback, session: requests.Sessi
         return Reply(tsa.respond(other.dump()))
 
     url = server.route("/other-nonce", answer_for_another_nonce)
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-nonce"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-nonce"
 
 
 def test_missing_nonce_is_refused(pkis: Pkis) -> None:
@@ -371,14 +362,12 @@ def test_missing_nonce_is_refused(pkis: Pkis) -> None:
     assert refusal_code(lambda: verify_timestamp(token, DIGEST, [pkis.ca.cert], nonce=12345)) == "timestamp-nonce"
 
 
-def test_tsa_down_is_unavailable(session: requests.Session, pkis: Pkis) -> None:
+def test_tsa_down_is_unavailable(pkis: Pkis) -> None:
     url = f"http://127.0.0.1:{_free_port()}/tsa"  # nothing listens there any more
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
 
 
-def test_tsa_slower_than_the_timeout_is_unavailable_in_time(
-    server: Loopback, session: requests.Session, pkis: Pkis
-) -> None:
+def test_tsa_slower_than_the_timeout_is_unavailable_in_time(server: Loopback, pkis: Pkis) -> None:
     tsa = DevTsa(pkis.tsa)
 
     def slow(body: bytes) -> Reply:
@@ -388,14 +377,14 @@ def test_tsa_slower_than_the_timeout_is_unavailable_in_time(
     url = server.route("/slow", slow)
     bounds = Bounds(timeout=0.5)
     started = time.monotonic()
-    code = refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert], bounds=bounds))
+    code = refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert], bounds=bounds))
     elapsed = time.monotonic() - started
 
     assert code == "timestamp-unavailable"
     assert elapsed < bounds.timeout + 1
 
 
-def test_huge_answer_is_unavailable(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_huge_answer_is_unavailable(server: Loopback, pkis: Pkis) -> None:
     def huge(body: bytes) -> Reply:
         def chunks() -> Iterator[bytes]:
             for _ in range(40):  # 2.5 MiB against the 1 MiB bound, without a Content-Length to refuse early
@@ -406,20 +395,20 @@ def test_huge_answer_is_unavailable(server: Loopback, session: requests.Session,
         return Reply(chunks())
 
     url = server.route("/huge", huge)
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
 
 
-def test_http_error_is_unavailable(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_http_error_is_unavailable(server: Loopback, pkis: Pkis) -> None:
     url = server.route("/broken", lambda body: Reply(b"internal error", status=500, content_type="text/plain"))
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-unavailable"
 
 
-def test_rejection_is_refused_with_the_failure_info(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_rejection_is_refused_with_the_failure_info(server: Loopback, pkis: Pkis) -> None:
     tsa = DevTsa(pkis.tsa)
     url = server.route("/reject", lambda body: Reply(tsa.respond(b"mangled " + body)))
 
     with pytest.raises(Refusal) as info:
-        request_timestamp(session, url, DIGEST, [pkis.ca.cert])
+        request_timestamp(url, DIGEST, [pkis.ca.cert])
 
     assert info.value.code == "timestamp-rejected"
     assert "badDataFormat" in info.value.reason
@@ -452,9 +441,9 @@ def test_malformed_request_is_rejected_with_bad_data_format(pkis: Pkis) -> None:
         assert response["time_stamp_token"].native is None
 
 
-def test_garbage_is_malformed(server: Loopback, session: requests.Session, pkis: Pkis) -> None:
+def test_garbage_is_malformed(server: Loopback, pkis: Pkis) -> None:
     url = server.route("/garbage", lambda body: Reply(b"this is not DER at all"))
-    assert refusal_code(lambda: request_timestamp(session, url, DIGEST, [pkis.ca.cert])) == "timestamp-malformed"
+    assert refusal_code(lambda: request_timestamp(url, DIGEST, [pkis.ca.cert])) == "timestamp-malformed"
 
     for garbage in (
         b"",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-import requests
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -105,7 +104,6 @@ def verify_crl(
 
 
 def fetch_crl(
-    session: requests.Session,
     url: str,
     cert: x509.Certificate,
     issuer: x509.Certificate,
@@ -119,7 +117,7 @@ def fetch_crl(
     CRLs of large CAs run to megabytes; ``bounds.max_bytes`` is what keeps one from filling memory.
     """
     try:
-        der = fetch.fetch(session, url, accept=CONTENT_TYPE_CRL, bounds=bounds)
+        der = fetch.fetch(url, accept=CONTENT_TYPE_CRL, bounds=bounds)
     except fetch.FetchError as exc:
         raise Refusal("crl-unavailable", exc.reason) from None
     return dataclasses.replace(verify_crl(der, cert, issuer, now=now, max_age=max_age), url=url)

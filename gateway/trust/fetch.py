@@ -1,16 +1,22 @@
 """Talking to OCSP responders, CRL distribution points and timestamp authorities within bounds.
 
 A responder that answers slowly, hugely or not at all must not stall a request or fill memory: every
-call has a connect+read deadline and a total deadline, reads at most ``max_bytes``, follows no
+call has one total deadline — enforced by a watchdog that shuts the socket down, because a per-read
+timeout restarts with every byte a dripping server sends —, reads at most ``max_bytes``, follows no
 redirects, and turns every failure into :class:`FetchError` with a reason fit for the audit log.
+``http.client`` is used directly so that the watchdog holds the socket it must shut.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass
-
-import requests
+from urllib.parse import urlsplit
 
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -26,30 +32,63 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class Bounds:
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # the whole call: connect, send, headers and body
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
-def _read(response: requests.Response, url: str, bounds: Bounds, deadline: float) -> bytes:
-    if response.status_code != 200:
-        raise FetchError(f"{url} answered HTTP {response.status_code}")
-    declared = response.headers.get("Content-Length")
+class _Watchdog:
+    """Shuts the connection's socket at the deadline, which wakes any read blocked on it."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.fired = False
+        self._connection = connection
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing left to wake
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"{url!r} is not an http(s) URL")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context), path
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), path
+
+
+def _read(response: http.client.HTTPResponse, url: str, bounds: Bounds) -> bytes:
+    if response.status != 200:
+        raise FetchError(f"{url} answered HTTP {response.status}")
+    declared = response.getheader("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > bounds.max_bytes:
         raise FetchError(f"{url} sent {declared} bytes; at most {bounds.max_bytes} are read")
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(64 * 1024):
+    while True:
+        chunk = response.read1(64 * 1024)
+        if not chunk:
+            if declared is not None and declared.isdigit() and size != int(declared):
+                raise FetchError(f"{url} closed the connection after {size} of {declared} bytes")
+            return b"".join(chunks)
         size += len(chunk)
         if size > bounds.max_bytes:
             raise FetchError(f"{url} sent more than {bounds.max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise FetchError(f"{url} took longer than {bounds.timeout:g} s")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def fetch(
-    session: requests.Session,
     url: str,
     *,
     body: bytes | None = None,
@@ -57,29 +96,31 @@ def fetch(
     accept: str | None = None,
     bounds: Bounds = Bounds(),
 ) -> bytes:
-    """GET ``url`` (or POST ``body`` when given) and return the body of a 200 answer."""
-    if not url.startswith(("http://", "https://")):
-        raise FetchError(f"{url!r} is not an http(s) URL")
-    headers = {}
+    """GET ``url`` (or POST ``body`` when given) and return the body of a 200 answer, within ``bounds``."""
+    connection, path = _connection(url, bounds.timeout)
+    headers = {"Connection": "close"}
     if content_type:
         headers["Content-Type"] = content_type
     if accept:
         headers["Accept"] = accept
-    deadline = time.monotonic() + bounds.timeout
+    started = time.monotonic()
+    watchdog = _Watchdog(connection, bounds.timeout)
     try:
-        with session.request(
-            "POST" if body is not None else "GET",
-            url,
-            data=body,
-            headers=headers,
-            timeout=(bounds.timeout, bounds.timeout),
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            return _read(response, url, bounds, deadline)
-    except requests.Timeout:
-        raise FetchError(f"{url} did not answer within {bounds.timeout:g} s") from None
-    except requests.ConnectionError:
-        raise FetchError(f"{url} cannot be reached") from None
-    except requests.RequestException as exc:
+        connection.request("POST" if body is not None else "GET", path, body=body, headers=headers)
+        data = _read(connection.getresponse(), url, bounds)
+        if watchdog.fired:  # a shut socket reads as end of file: what arrived is not the whole answer
+            raise FetchError(f"{url} did not answer within {bounds.timeout:g} s")
+        return data
+    except FetchError:
+        if watchdog.fired:
+            raise FetchError(f"{url} did not answer within {bounds.timeout:g} s") from None
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if watchdog.fired or time.monotonic() - started >= bounds.timeout:
+            raise FetchError(f"{url} did not answer within {bounds.timeout:g} s") from None
+        if isinstance(exc, ConnectionRefusedError | socket.gaierror):
+            raise FetchError(f"{url} cannot be reached") from None
         raise FetchError(f"{url}: {type(exc).__name__}") from None
+    finally:
+        watchdog.cancel()
+        connection.close()

@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -141,7 +140,6 @@ def verify_response(
 
 
 def query(
-    session: requests.Session,
     url: str,
     cert: x509.Certificate,
     issuer: x509.Certificate,
@@ -163,7 +161,7 @@ def query(
     body = build_request(cert, issuer, nonce=nonce, cert_id_hash=cert_id_hash)
     try:
         der = fetch.fetch(
-            session, url, body=body, content_type=CONTENT_TYPE_REQUEST, accept=CONTENT_TYPE_RESPONSE, bounds=bounds
+            url, body=body, content_type=CONTENT_TYPE_REQUEST, accept=CONTENT_TYPE_RESPONSE, bounds=bounds
         )
     except fetch.FetchError as exc:
         raise Refusal("ocsp-unavailable", exc.reason) from None

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
 
-import requests
 from cryptography import x509
 
 from gateway.policy import Refusal
@@ -81,14 +80,12 @@ class RevocationChecker:
         self,
         settings: RevocationSettings,
         *,
-        session: requests.Session | None = None,
         clock: Callable[[], datetime] = now_utc,
         generation: Callable[[], object] | None = None,
     ) -> None:
         self._settings = settings
         self._generation = generation
         self._seen_generation = generation() if generation is not None else None
-        self._session = session or requests.Session()
         self._clock = clock
         self._bounds = Bounds(settings.timeout, settings.max_bytes)
         self._cache: dict[str, CertStatus] = {}
@@ -217,7 +214,6 @@ class RevocationChecker:
                     url,
                     partial(
                         ocsp.query,
-                        self._session,
                         url,
                         cert,
                         issuer,
@@ -229,9 +225,7 @@ class RevocationChecker:
                 )
             )
         for url in crl_urls:
-            found.append(
-                (url, partial(crl.fetch_crl, self._session, url, cert, issuer, now=now, max_age=fresh, bounds=bounds))
-            )
+            found.append((url, partial(crl.fetch_crl, url, cert, issuer, now=now, max_age=fresh, bounds=bounds)))
         return found
 
     def _remember(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, status: CertStatus) -> CertStatus:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
 import sqlalchemy as sa
 from cryptography import x509
 
@@ -76,7 +75,6 @@ class Timestamper:
         anchors: Sequence[x509.Certificate],
         failure_seconds: int,
         check_tsa: Callable[[Timestamp], None] | None = None,
-        session: requests.Session | None = None,
         clock: Callable[[], datetime] = now_utc,
         batch_limit: int = 4096,
         bounds: Bounds = Bounds(timeout=5.0, max_bytes=256 * 1024),  # noqa: B008 - frozen
@@ -87,7 +85,6 @@ class Timestamper:
         self._anchors = tuple(anchors)
         self._failure_seconds = failure_seconds
         self._check_tsa = check_tsa
-        self._session = session or requests.Session()
         self.clock = clock  # public so that tests and drills can move time
         self._batch_limit = batch_limit
         self._bounds = bounds
@@ -145,7 +142,7 @@ class Timestamper:
         assert self.url is not None
         self.requests += 1
         try:
-            stamp = request_timestamp(self._session, self.url, digest, self._anchors, bounds=self._bounds)
+            stamp = request_timestamp(self.url, digest, self._anchors, bounds=self._bounds)
             if self._check_tsa is not None:
                 self._check_tsa(stamp)
         except Refusal as refusal:

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-import requests
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -153,7 +152,6 @@ def build_request(digest: bytes, *, nonce: int) -> bytes:
 
 
 def request_timestamp(
-    session: requests.Session,
     url: str,
     digest: bytes,
     anchors: Sequence[x509.Certificate],
@@ -170,9 +168,7 @@ def request_timestamp(
     nonce = secrets.randbits(_MAX_NONCE_BITS)
     body = build_request(digest, nonce=nonce)
     try:
-        answer = fetch.fetch(
-            session, url, body=body, content_type=QUERY_CONTENT_TYPE, accept=REPLY_CONTENT_TYPE, bounds=bounds
-        )
+        answer = fetch.fetch(url, body=body, content_type=QUERY_CONTENT_TYPE, accept=REPLY_CONTENT_TYPE, bounds=bounds)
     except fetch.FetchError as exc:
         raise Refusal("timestamp-unavailable", f"the time-stamping authority is unavailable: {exc.reason}") from None
     return verify_timestamp(answer, digest, anchors, nonce=nonce)
