@@ -202,3 +202,39 @@ def test_crl_served_by_the_dev_ca_is_fresh_and_lists_revocations(dev_pki):
     crl = x509.load_der_x509_crl(requests.get(dev_pki.status.crl, timeout=5).content)
     assert crl.get_revoked_certificate_by_serial_number(signer.cert.serial_number) is not None
     assert build_dev_crl(dev_pki.ca, dev_pki.revocations, now=datetime.now(UTC))
+
+
+def test_a_revoked_certificate_stays_refused_past_the_window_even_under_the_flag_policy(dev_pki, private_status):
+    urls = DevStatusUrls(private_status.base)
+    signer = dev_pki.issue(HCM, "revoked for good", ocsp_url=urls.ocsp, crl_url=urls.crl)
+    dev_pki.revocations.revoke(signer.cert)
+    clock = Clock()
+    check = checker(clock, unknown_policy="flag")
+    with pytest.raises(Refusal) as first:
+        check.check(signer.cert, dev_pki.ca.cert)
+    private_status.serve(None)  # the sources go away, and the window passes
+    clock.now += timedelta(seconds=7200)
+    with pytest.raises(Refusal) as later:
+        check.check(signer.cert, dev_pki.ca.cert)
+    assert first.value.code == later.value.code == "certificate-revoked"
+
+
+def test_a_crl_is_cached_for_its_publication_period_not_refetched_per_document(dev_pki, private_status):
+    from flask import Flask, Response
+
+    old_crl = build_dev_crl(
+        dev_pki.ca, dev_pki.revocations, now=datetime.now(UTC) - timedelta(hours=2), validity=timedelta(days=1)
+    )
+    app = Flask("old-crl")
+
+    @app.get("/dev-pki/crl")
+    def crl() -> Response:
+        return Response(old_crl, mimetype="application/pkix-crl")
+
+    private_status.serve(app)
+    urls = DevStatusUrls(private_status.base)
+    signer = dev_pki.issue(HCM, "crl cached", ocsp_url=None, crl_url=urls.crl)
+    check = checker(Clock())
+    for _ in range(5):
+        assert check.check(signer.cert, dev_pki.ca.cert).status.source == "crl"
+    assert check.lookups == 1

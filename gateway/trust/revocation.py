@@ -89,6 +89,8 @@ class RevocationChecker:
         self._clock = clock
         self._bounds = Bounds(settings.timeout, settings.max_bytes)
         self._cache: dict[str, CertStatus] = {}
+        self._revoked: dict[str, CertStatus] = {}
+        self._fetched: dict[str, datetime] = {}
         self._failed: dict[str, tuple[datetime, Refusal]] = {}
         self._refreshing: set[str] = set()
         self._subjects: dict[str, tuple[x509.Certificate, x509.Certificate]] = {}
@@ -107,8 +109,11 @@ class RevocationChecker:
         self._forget_if_generation_changed()
         with self._lock:
             cached = self._cache.get(fp)
-        if cached is not None and self._age(cached, now) <= self._settings.freshness_seconds:
-            if self._age(cached, now) > self._settings.refresh_seconds:
+            revoked = self._revoked.get(fp)
+        if revoked is not None:  # revocation is final: no later outage or stale cache makes it unknown again
+            refuse_if_revoked(cert, revoked)
+        if cached is not None and self._age(fp, cached, now) <= self._settings.freshness_seconds:
+            if self._age(fp, cached, now) > self._settings.refresh_seconds:
                 self._refresh_later(fp, cert, issuer)
             refuse_if_revoked(cert, cached)
             return Decision(cached)
@@ -126,11 +131,11 @@ class RevocationChecker:
         arrives; the request path then never meets a stale entry unless the sources were away too long."""
         now = self._clock()
         with self._lock:
-            due = [fp for fp, s in self._cache.items() if self._age(s, now) > self._settings.refresh_seconds]
+            due = [fp for fp, s in self._cache.items() if self._age(fp, s, now) > self._settings.refresh_seconds]
         refreshed = 0
         for fp in due:
             pair = self._subjects.get(fp)
-            if pair is None:
+            if pair is None or self._fetched_recently(fp):
                 continue
             try:
                 self._fetch_or_recent_failure(fp, *pair, now)  # a failing source is retried every 30 s, not every tick
@@ -148,11 +153,19 @@ class RevocationChecker:
         if current != self._seen_generation:
             with self._lock:
                 self._cache.clear()
+                self._revoked.clear()
                 self._failed.clear()
                 self._seen_generation = current
 
-    @staticmethod
-    def _age(status: CertStatus, now: datetime) -> float:
+    def _age(self, fp: str, status: CertStatus, now: datetime) -> float:
+        """How old the answer counts as.  An OCSP response ages from its thisUpdate (X-Road's freshness
+        rule); a CRL is published for a period, so it ages from when it was fetched and is past the
+        window once its nextUpdate has gone by."""
+        if status.source == "crl":
+            if status.next_update is not None and now > status.next_update:
+                return float("inf")
+            fetched = self._fetched.get(fp, status.this_update)
+            return (now - fetched).total_seconds()
         return (now - status.this_update).total_seconds()
 
     def _unknown(self, cert: x509.Certificate, refusal: Refusal) -> Decision:
@@ -230,14 +243,25 @@ class RevocationChecker:
 
     def _remember(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, status: CertStatus) -> CertStatus:
         with self._lock:
-            self._cache[fp] = status
+            if status.state == "revoked":
+                self._revoked.setdefault(fp, status)
+            current = self._cache.get(fp)
+            if current is None or current.this_update <= status.this_update:  # a slow refresh never rolls back
+                self._cache[fp] = status
+                self._fetched[fp] = self._clock()
             self._subjects[fp] = (cert, issuer)
             self._failed.pop(fp, None)
-        return status
+            return self._cache[fp]
+
+    def _fetched_recently(self, fp: str) -> bool:
+        """A source whose answer is already old when fetched (pre-produced responses) is not asked again
+        and again: at most once per retry pause."""
+        fetched = self._fetched.get(fp)
+        return fetched is not None and (self._clock() - fetched).total_seconds() < self._settings.retry_failed_seconds
 
     def _refresh_later(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate) -> None:
         with self._lock:
-            if fp in self._refreshing:
+            if fp in self._refreshing or self._fetched_recently(fp):
                 return
             failed = self._failed.get(fp)
             if failed is not None and (self._clock() - failed[0]).total_seconds() < self._settings.retry_failed_seconds:
