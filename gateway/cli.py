@@ -76,7 +76,10 @@ def _register_demo(config: Config) -> None:
             if register_demo_agency(svc, code, name, parent, files.client_public_key.read_text(), certificates):
                 click.echo(f"  demo agency {code}  {name}  (keys in {files.directory}/)")
         if register_demo_portal(svc, *DEMO_PORTAL):
-            click.echo(f"  citizen portal {DEMO_PORTAL[0]}  {DEMO_PORTAL[1]}  (dossiers are signed with the seal key)")
+            click.echo(
+                f"  citizen portal {DEMO_PORTAL[0]}  {DEMO_PORTAL[1]}  "
+                "(dossiers are signed with the portal key, keys/portal-signing.key)"
+            )
 
 
 @main.command()
@@ -322,6 +325,7 @@ def verify(
     beside = (evidence or seal or file or Path(".")).parent / "gateway-seal.pem"
     if gateway_cert is None and (seal is not None or evidence is not None) and beside.is_file():
         gateway_cert = beside
+        click.echo(f"pinning the gateway seal certificate in {beside} (pass --gateway-cert to choose)", err=True)
     if trust_files:
         anchors = [c for p in trust_files for c in pki.load_certificates(p)]
     else:
@@ -333,12 +337,10 @@ def verify(
         from gateway.trust.evidence import verify_package
         from gateway.trust.evidence_report import render
 
-        report = verify_package(
-            evidence.read_bytes(),
-            anchors=anchors,
-            gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else [],
-            vkey=vkey,
-        )
+        pinned = pki.load_certificates(gateway_cert) if gateway_cert else []
+        report = verify_package(evidence.read_bytes(), anchors=anchors, gateway_certs=pinned, vkey=vkey)
+        if gateway_cert is not None:
+            report["gateway_certificate"] = {"file": str(gateway_cert), "sha256": pki.fingerprint(pinned[0])}
         emit(report, as_json, lambda r: render(r, "en" if lang == "en" else "vi"))
     else:
         assert file is not None
@@ -351,7 +353,7 @@ def verify(
         )
         emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
-        sys.exit(1)
+        sys.exit(2 if report["verdict"] == "indeterminate" else 1)
 
 
 @main.command("dev-idp")

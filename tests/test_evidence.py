@@ -102,7 +102,7 @@ def _rehash(data: bytes, name: str, change) -> bytes:
         ),
         ("seal.xml", lambda c: c.replace(b"<seal:Size>", b"<seal:Size>1"), "seal.xml", {"signature-invalid"}),
         ("timestamp/token.tsr", _flip_last, "timestamp/token.tsr", {"timestamp-signature", "timestamp-malformed"}),
-        ("revocation/status.der", _flip_last, "revocation/status.der", {"ocsp-signature", "ocsp-malformed"}),
+        ("revocation/status.der", _flip_last, "revocation/status.der", {"evidence-status"}),  # the seal names it
         (
             "receipt.json",
             lambda c: c.replace(b'"proof": [\n    "', b'"proof": [\n    "A'),
@@ -161,3 +161,53 @@ def test_package_verifies_in_a_fresh_process_after_the_signer_is_revoked(agency,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Result: VALID" in result.stdout and "valid, not revoked" in result.stdout
+
+
+def _without(data: bytes, name: str, manifest_change=None) -> bytes:
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == name:
+                continue
+            if info.filename == MANIFEST and manifest_change is not None:
+                content = manifest_change(content)
+            target.writestr(info, content)
+    return out.getvalue()
+
+
+def test_stripping_the_status_evidence_is_refused_because_the_seal_names_it(agency, svc, dev_pki):
+    _, data = accepted_package(svc, agency)
+
+    def forget(content: bytes) -> bytes:
+        doc = json.loads(content)
+        doc["files"].pop("revocation/status.der")
+        doc["status"] = {"source": None, "flag": None}
+        return json.dumps(doc).encode()
+
+    report = check(svc, dev_pki, _without(data, "revocation/status.der", forget))
+    assert report["verdict"] == "invalid" and report["code"] == "evidence-incomplete", report
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_two_entries_with_one_name_are_refused(agency, svc, dev_pki):
+    _, data = accepted_package(svc, agency)
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("document.edxml", b"<other/>")
+    report = check(svc, dev_pki, buffer.getvalue())
+    assert report["code"] == "evidence-malformed" and "same name" in report["reason"]
+
+
+def test_an_unreadable_signer_chain_is_a_report_naming_the_part_not_a_traceback(agency, svc, dev_pki):
+    _, data = accepted_package(svc, agency)
+    broken = b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+    report = check(svc, dev_pki, _rehash(data, "certificates/signer-chain.pem", lambda _c: broken))
+    assert report["verdict"] == "invalid" and report["part"] == "certificates/signer-chain.pem", report
+
+
+def test_an_error_answer_saved_as_a_package_says_what_it_is(svc, dev_pki):
+    body = json.dumps({"code": "invalid-token", "detail": "token has expired"}).encode()
+    report = check(svc, dev_pki, body)
+    assert report["code"] == "evidence-malformed" and "invalid-token" in report["reason"]

@@ -4,6 +4,7 @@ seal its own document, and the document's signer is bound to its From agency."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -101,3 +102,15 @@ def test_a_document_verified_without_binding_says_who_signed_but_not_valid(dev_p
     assert report["verdict"] == "invalid" and report["signer_sha256"] == pki.fingerprint(
         dev_pki.agencies[HCM].signing.cert
     )
+
+
+def test_a_planted_gateway_certificate_that_is_the_senders_own_is_refused(dev_pki):
+    """The sender seals its own document, strips KeyInfo, and leaves its certificate as gateway-seal.pem."""
+    sender = dev_pki.agencies[HCM]
+    document = sender.sign(sample("cong-van.edxml"))
+    forged = build_seal(
+        facts_for(document, pki.fingerprint(sender.signing.cert)), sender.signing.key, [sender.signing.cert]
+    )
+    forged = re.sub(rb"<ds:KeyInfo>.*?</ds:KeyInfo>", b"", forged, flags=re.S)
+    report = verify_offline(document, [dev_pki.ca.cert], seal=forged, gateway_certs=[sender.signing.cert])
+    assert report["code"] == "seal-forged", report

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
+from gateway.policy import Refusal
 from gateway.store.tables import checkpoint_timestamps, documents, timestamp_batches
 from gateway.trust.timestamper import batch_inclusion, signature_leaf
 from gateway.trust.timestamps import verify_timestamp
@@ -81,11 +83,32 @@ def test_readiness_reports_the_timestamp_backlog_and_refusal(app, agency, svc):
     svc.timestamper.run_once()
     ready = app.test_client().get("/readyz").get_json()
     assert ready["details"]["timestamps"]["pending"] == 1 and ready["details"]["timestamps"]["failing_since"]
-    assert ready["checks"]["timestamps"] is True
+    assert ready["details"]["timestamps"]["overdue"] is False
     started = svc.timestamper.clock()
     svc.timestamper.clock = lambda: started + timedelta(seconds=svc.config.timestamp_failure_seconds + 1)
-    late = app.test_client().get("/readyz")
-    assert late.status_code == 503 and late.get_json()["checks"]["timestamps"] is False
+    late = app.test_client().get("/readyz")  # reads and deliveries still work: the process stays ready
+    assert late.status_code == 200 and late.get_json()["details"]["timestamps"]["overdue"] is True
+
+
+def test_the_failure_period_is_the_databases_not_a_processs(agency, svc, dev_pki, database_url):
+    """A restarted or added worker sees the same backlog and does not grant itself a fresh period."""
+    from gateway import create_app
+    from tests.conftest import make_config
+
+    sender = agency(HCM)
+    svc.timestamper.url = "http://127.0.0.1:9/tsa"
+    assert submit(sender, 6501).status_code == 202
+    started = svc.timestamper.clock()
+    later = started + timedelta(seconds=svc.config.timestamp_failure_seconds + 1)
+    fresh = create_app(make_config(database_url, dev_pki, tsa_url="http://127.0.0.1:9/tsa"))
+    fresh_svc = fresh.extensions["gateway"]
+    fresh_svc.timestamper.clock = lambda: later
+    try:
+        with pytest.raises(Refusal) as refused:
+            fresh_svc.timestamper.refuse_if_overdue()
+        assert refused.value.code == "timestamp-unavailable"
+    finally:
+        fresh_svc.db.dispose()
 
 
 def test_audit_checkpoints_are_timestamped(agency, svc):

@@ -57,9 +57,10 @@ def readyz() -> Response:
         }
         try:
             svc.timestamper.refuse_if_overdue()
-            checks["timestamps"] = True
+            details["timestamps"]["overdue"] = False
         except Refusal:
-            checks["timestamps"] = False  # submissions are being refused: take this process out of rotation
+            # Submissions are refused with 503; reads and deliveries still work, so the process stays in rotation.
+            details["timestamps"]["overdue"] = True
     ready = all(checks.values())
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks, "details": details})
     response.status_code = 200 if ready else 503

@@ -85,6 +85,7 @@ def verify_offline(
                     "/.well-known/gateway-seal.pem): a seal's own certificate proves nothing",
                 )
             facts = check_seal(seal, document, trust, gateway_certs, signed.signer_fingerprint)
+            report["seal_signer_sha256"] = ", ".join(fingerprint(c) for c in gateway_certs[:1])
             if facts.sender != report["sender"]:
                 raise Refusal("seal-mismatch", f"the seal names sender {facts.sender}, the document {report['sender']}")
             if kind == "document" and facts.document_id != report["document_id"]:
@@ -117,9 +118,11 @@ def check_seal(
     """The seal's facts, once it is shown to be the pinned gateway's and about this document and signer."""
     seal_signature = find_signature(xmlsafe.parse(seal, xmlsafe.XmlLimits(max_bytes=256 * 1024)))
     embedded = embedded_certificates(seal_signature) if seal_signature is not None else []
-    if any(fingerprint(c) == document_signer_sha256 for c in embedded):
-        raise Refusal("seal-forged", "the seal is signed by the document's own signer, not by the gateway")
     pinned = {fingerprint(c) for c in gateway_certs}
+    if document_signer_sha256 in pinned or any(fingerprint(c) == document_signer_sha256 for c in embedded):
+        # Whatever was pinned, and whether or not the seal carries its certificate: a sender cannot seal
+        # its own document.
+        raise Refusal("seal-forged", "the seal is (or would be) signed by the document's own signer, not the gateway")
     if embedded and fingerprint(embedded[0]) not in pinned:
         raise Refusal(
             "seal-forged",

@@ -43,6 +43,8 @@ class SealFacts:
     signer_certificate_sha256: str
     received_at: datetime
     audit_index: int
+    signer_status_sha256: str | None = None  # the OCSP response or CRL the gateway relied on
+    signer_status_flag: str | None = None  # why there was none, when accepted by configuration
 
 
 def build_seal(facts: SealFacts, key: SigningKey, chain: Sequence[x509.Certificate]) -> bytes:
@@ -65,6 +67,10 @@ def build_seal(facts: SealFacts, key: SigningKey, chain: Sequence[x509.Certifica
     etree.SubElement(root, _q("SignerCertificateSha256")).text = facts.signer_certificate_sha256
     etree.SubElement(root, _q("ReceivedAt")).text = facts.received_at.isoformat(timespec="microseconds")
     etree.SubElement(root, _q("AuditIndex")).text = str(facts.audit_index)
+    if facts.signer_status_sha256:
+        etree.SubElement(root, _q("SignerStatusSha256")).text = facts.signer_status_sha256
+    if facts.signer_status_flag:
+        etree.SubElement(root, _q("SignerStatusFlag")).text = facts.signer_status_flag
     return sign_enveloped(root, root, key, chain)
 
 
@@ -93,6 +99,8 @@ def verify_seal(
         signer_certificate_sha256=text("SignerCertificateSha256"),
         received_at=datetime.fromisoformat(text("ReceivedAt")),
         audit_index=int(text("AuditIndex") or 0),
+        signer_status_sha256=text("SignerStatusSha256") or None,
+        signer_status_flag=text("SignerStatusFlag") or None,
     )
 
 

@@ -273,6 +273,8 @@ class SubmissionService:
             try:
                 with self._db.write() as conn:
                     stored, pushes = self._store_in(conn, checked)
+                if not stored.duplicate:
+                    self._timestamper.note_pending(stored.received_at)
                 if pushes:  # committed: wake a delivery worker; pull-only routes need nobody
                     self._deliveries.wakeup.notify()
                 return stored
@@ -315,6 +317,7 @@ class SubmissionService:
         route_now = c.recipients[:1] if c.sequential else c.recipients
         insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
         evidence = store_status_evidence(conn, c.signed)
+        flag = c.signed.revocation.flag if c.signed.revocation else None
         entries = self._audit.append_many(
             conn,
             [
@@ -336,6 +339,8 @@ class SubmissionService:
                 signer_certificate_sha256=c.signed.signer_fingerprint,
                 received_at=accepted.time,
                 audit_index=accepted.index,
+                signer_status_sha256=evidence,
+                signer_status_flag=flag,
             ),
             self._keys.seal_key,
             self._keys.seal_chain,
@@ -358,7 +363,7 @@ class SubmissionService:
                 signature_value=c.signed.signature_value,
                 signer_chain=chain_pem(c.signed),
                 signer_status=evidence,
-                status_flag=c.signed.revocation.flag if c.signed.revocation else None,
+                status_flag=flag,
             )
         )
         if c.status is not None and c.original is not None:

@@ -31,6 +31,7 @@ from gateway.audit.merkle import verify_inclusion
 from gateway.audit.receipt import verify_receipt
 from gateway.documents import edxml, xmlsafe
 from gateway.documents.offline import check_seal
+from gateway.documents.seal import SealFacts
 from gateway.documents.verification import (
     EnvelopedSignatureVerifier,
     SignatureProfile,
@@ -48,6 +49,7 @@ from gateway.trust.timestamps import verify_timestamp
 FORMAT = "interconnect-gateway-evidence/1"
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024
+MAX_UNPACKED_BYTES = 128 * 1024 * 1024
 _PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
 
 DOCUMENT = "document.edxml"
@@ -126,22 +128,39 @@ class PartRefusal(Refusal):
 
 
 def _part(name: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one part's check so that any failure, a refusal or unreadable input, names the part."""
     try:
         return check(*args, **kwargs)
     except PartRefusal:
         raise
     except Refusal as refusal:
         raise PartRefusal(name, refusal) from None
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        raise PartRefusal(
+            name, Refusal("evidence-malformed", f"{name} cannot be read ({type(exc).__name__})")
+        ) from None
 
 
 def _open(data: bytes) -> tuple[dict[str, bytes], dict[str, Any]]:
     if len(data) > MAX_PACKAGE_BYTES:
         raise Refusal("evidence-malformed", f"the package is larger than {MAX_PACKAGE_BYTES} bytes")
+    if data[:1] == b"{":  # a problem+json answer saved where the package should be (curl -o)
+        try:
+            problem = json.loads(data)
+            said = f"{problem.get('code')}: {problem.get('detail')}"
+        except (ValueError, AttributeError):
+            said = "JSON"
+        raise Refusal("evidence-malformed", f"this is an error answer from the gateway, not a package ({said})")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
-            if len(infos) > 32 or sum(i.file_size for i in infos) > 4 * MAX_PACKAGE_BYTES:
+            if len(infos) > 32 or sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
                 raise Refusal("evidence-malformed", "the package holds too many or too large files")
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):  # readers disagree on which of two same-named entries counts
+                raise Refusal("evidence-malformed", "the package holds two entries with the same name")
+            if not infos or infos[0].filename != "mimetype" or infos[0].compress_type != zipfile.ZIP_STORED:
+                raise Refusal("evidence-malformed", "the first entry must be the mimetype, stored (ASiC)")
             files = {i.filename: archive.read(i) for i in infos}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise Refusal("evidence-malformed", f"not a readable zip file ({exc})") from None
@@ -197,17 +216,24 @@ def _signing_time(files: dict[str, bytes], manifest: dict[str, Any], signature_v
 def _status_at(
     files: dict[str, bytes],
     manifest: dict[str, Any],
+    facts: SealFacts,
     signer: x509.Certificate,
     issuer: x509.Certificate,
-    at: datetime,
     freshness: int,
 ) -> CertStatus | None:
+    """The signer's status as the gateway relied on it: the evidence the *seal* names (the manifest is
+    not signed), fresh at the moment of receipt the seal attests."""
     section = manifest.get("status") if isinstance(manifest.get("status"), dict) else {}
     source = section.get("source") if isinstance(section, dict) else None
-    if STATUS not in files:
-        if source is not None:
-            raise Refusal("evidence-incomplete", "the manifest names a revocation status that is not in the package")
+    at = facts.received_at
+    if facts.signer_status_sha256 is None:
+        if STATUS in files:
+            raise Refusal("evidence-malformed", "the package holds a status the seal does not name")
         return None
+    if STATUS not in files:
+        raise Refusal("evidence-incomplete", "the seal names the signer's status evidence, which is not in the package")
+    if hashlib.sha256(files[STATUS]).hexdigest() != facts.signer_status_sha256:
+        raise Refusal("evidence-status", "the status evidence is not the one the seal names")
     if source == "ocsp":
         status = ocsp.verify_response(files[STATUS], signer, issuer, nonce=None, now=at, max_age=freshness)
     elif source == "crl":
@@ -230,9 +256,11 @@ def verify_package(
     gateway_certs: Sequence[x509.Certificate],
     vkey: str | None = None,
     freshness_seconds: int = 3600,
+    max_timestamp_delay_seconds: int = 14400 + 300,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A report: ``verdict`` valid/invalid, and for invalid the ``part``, ``code`` and ``reason``."""
+    """A report: ``verdict`` valid, invalid (with the ``part``, ``code`` and ``reason``) or indeterminate
+    (everything holds but the signer's revocation status was never established)."""
     report: dict[str, Any] = {"verdict": "invalid"}
     current = now or datetime.now(UTC)
     try:
@@ -266,9 +294,26 @@ def verify_package(
             else edxml.read_status_header(signed.root).sender
         )
         report["sender"] = sender
-        status = _part(STATUS, _status_at, files, manifest, signer, issuer, signed_at, freshness_seconds)
+        facts = _part(SEAL, check_seal, files[SEAL], document, trust, gateway_certs, fingerprint(signer), at=signed_at)
+        if facts.sender != sender:
+            raise PartRefusal(
+                SEAL, Refusal("seal-mismatch", f"the seal names sender {facts.sender}, the document {sender}")
+            )
+        if facts.document_uuid != manifest.get("document") or facts.kind != kind:
+            raise PartRefusal(SEAL, Refusal("seal-mismatch", "the seal is about another gateway document"))
+        delay = (signed_at - facts.received_at).total_seconds()
+        if not -300 <= delay <= max_timestamp_delay_seconds:
+            raise PartRefusal(
+                STAMP,
+                Refusal(
+                    "timestamp-mismatch",
+                    f"the timestamp ({signed_at:%Y-%m-%d %H:%M:%S}) is {delay:.0f} s from the sealed receipt time",
+                ),
+            )
+        report["received_at"] = facts.received_at.isoformat()
+        status = _part(STATUS, _status_at, files, manifest, facts, signer, issuer, freshness_seconds)
         if status is None:
-            report["revocation"] = {"state": "not-established", "flag": (manifest.get("status") or {}).get("flag")}
+            report["revocation"] = {"state": "not-established", "flag": facts.signer_status_flag}
         else:
             report["revocation"] = {
                 "state": status.state,
@@ -276,14 +321,6 @@ def verify_package(
                 "this_update": status.this_update.isoformat(),
                 "responder": status.responder,
             }
-        facts = _part(SEAL, check_seal, files[SEAL], document, trust, gateway_certs, fingerprint(signer), at=signed_at)
-        if facts.sender != sender:
-            raise PartRefusal(
-                SEAL, Refusal("seal-mismatch", f"the seal names sender {facts.sender}, the document {sender}")
-            )
-        if facts.document_uuid != manifest.get("document"):
-            raise PartRefusal(SEAL, Refusal("seal-mismatch", "the seal is about another gateway document id"))
-        report["received_at"] = facts.received_at.isoformat()
         report["recipients"] = list(facts.recipients)
         receipt = _part(RECEIPT, _receipt, files, vkey, facts)
         report["audit"] = receipt
@@ -299,7 +336,10 @@ def verify_package(
     except Refusal as refusal:
         report.update(part="package", code=refusal.code, reason=refusal.reason)
         return report
-    report["verdict"] = "valid"
+    except Exception as exc:  # an offline tool answers with a report, never a traceback
+        report.update(part="package", code="evidence-malformed", reason=f"cannot be checked ({type(exc).__name__})")
+        return report
+    report["verdict"] = "valid" if report["revocation"]["state"] == "good" else "indeterminate"
     return report
 
 

@@ -11,6 +11,11 @@ _WORDS: dict[str, dict[Lang, str]] = {
     "verdict": {"vi": "Kết quả", "en": "Result"},
     "valid": {"vi": "HỢP LỆ", "en": "VALID"},
     "invalid": {"vi": "KHÔNG HỢP LỆ", "en": "NOT VALID"},
+    "indeterminate": {
+        "vi": "CHƯA XÁC ĐỊNH (không có bằng chứng trạng thái chứng thư số)",
+        "en": "INDETERMINATE (no evidence of the certificate's status)",
+    },
+    "pinned": {"vi": "Chứng thư niêm phong đã ghim", "en": "Pinned seal certificate"},
     "document": {"vi": "Văn bản (mã trên cổng)", "en": "Document (gateway id)"},
     "signer": {"vi": "Người ký", "en": "Signer"},
     "sender": {"vi": "Cơ quan gửi", "en": "Sending agency"},
@@ -54,7 +59,7 @@ def render(report: dict[str, Any], lang: Lang = "vi") -> str:
     lines = [f"{_w('verdict', lang)}: {_w(report['verdict'], lang)}"]
     if report.get("document"):
         lines.append(f"{_w('document', lang)}: {report['document']}")
-    if report["verdict"] != "valid":
+    if report["verdict"] == "invalid":
         lines.append(f"{_w('part', lang)}: {report.get('part', '?')}")
         lines.append(f"{_w('reason', lang)}: [{report.get('code')}] {report.get('reason')}")
         return "\n".join(lines)
@@ -81,4 +86,7 @@ def render(report: dict[str, Any], lang: Lang = "vi") -> str:
         notes.append(_w(key, lang) + detail if key in _WORDS else str(note))
     if notes:
         lines.append(f"{_w('notes', lang)}: " + "; ".join(notes))
+    pinned = report.get("gateway_certificate")
+    if pinned:
+        lines.append(f"{_w('pinned', lang)}: {pinned['sha256']} ({pinned['file']})")
     return "\n".join(lines)

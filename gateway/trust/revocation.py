@@ -198,8 +198,9 @@ class RevocationChecker:
             self.lookups += 1
             try:
                 status = lookup()
-            except Refusal as refusal:
-                failures.append(refusal)
+            except Refusal as refusal:  # name the source: the certificate says where it asked
+                reason = refusal.reason if url in refusal.reason else f"{url}: {refusal.reason}"
+                failures.append(Refusal(refusal.code, reason))
                 continue
             if status.state == "unknown":
                 failures.append(Refusal("status-unknown", f"the responder at {url} does not know the certificate"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,6 +90,8 @@ class Timestamper:
         self._batch_limit = batch_limit
         self._bounds = bounds
         self._failing_since: datetime | None = None
+        self._oldest: datetime | None = None
+        self._oldest_read_at: float | None = None
         self._last_error: str | None = None
         self._lock = threading.Lock()  # one pass at a time per process
         self.requests = 0  # TSA calls made, for /metrics and the benchmark
@@ -98,15 +101,44 @@ class Timestamper:
         return self.url is not None
 
     def refuse_if_overdue(self) -> None:
-        """Refuse new submissions once the TSA has been failing for longer than the failure period."""
-        since = self._failing_since
-        if since is None or (self.clock() - since).total_seconds() <= self._failure_seconds:
+        """Refuse new submissions once an accepted document has waited longer than the failure period.
+
+        Read from the database (the oldest document still without a timestamp), not from this
+        process's memory: a restarted or added worker must not grant itself a fresh period."""
+        if not self.enabled:
+            return
+        oldest = self._oldest_pending()
+        if oldest is None:
+            return
+        waited = (self.clock() - oldest).total_seconds()
+        if waited <= self._failure_seconds:
             return
         raise Refusal(
             "timestamp-unavailable",
-            f"the timestamp authority has not answered since {since:%Y-%m-%d %H:%M:%S} UTC "
-            f"({self._last_error or 'no answer'}); nothing was stored, retry later",
+            f"accepted documents have waited {waited:.0f} s for a trusted timestamp, longer than the "
+            f"{self._failure_seconds} s allowed ({self._last_error or 'the timestamp authority is not answering'}); "
+            "nothing was stored, retry later",
         )
+
+    def note_pending(self, received_at: datetime) -> None:
+        """A document this process just accepted waits for a timestamp too (other processes' within a second)."""
+        if self._oldest is None or received_at < self._oldest:
+            self._oldest = received_at
+
+    def _oldest_pending(self) -> datetime | None:
+        """The oldest untimestamped document's receipt time, read at most once a second per process."""
+        now = time.monotonic()
+        if self._oldest_read_at is not None and now - self._oldest_read_at < 1.0:
+            return self._oldest
+        with self._db.read() as conn:
+            found = conn.execute(
+                sa.select(sa.func.min(documents.c.received_at)).where(
+                    documents.c.timestamp_batch.is_(None), documents.c.signature_value.is_not(None)
+                )
+            ).scalar_one_or_none()
+        self._oldest = as_utc(found) if found is not None else None
+        self._oldest_read_at = now
+        return self._oldest
 
     def health(self) -> TimestampHealth:
         pending = 0
@@ -127,6 +159,8 @@ class Timestamper:
             return 0
         with self._lock:
             done = self._documents()
+            if done:
+                self._oldest_read_at = None  # the backlog shrank: look again before refusing anyone
             self._checkpoint()
             return done
 
