@@ -62,6 +62,8 @@ def test_newest_certificate_is_a_candidate_even_after_many_renewals(agency, svc,
         candidates = svc.registry.signing_certificates(conn, HCM)
     assert candidates[0] == newest.cert
     assert agency(HCM).submit(signed_with(newest, 7101)).status_code == 202
+    oldest_current = dev_pki.agencies[HCM].signing  # registered first, still valid: not pushed out by renewals
+    assert agency(HCM).submit(signed_with(oldest_current, 7102)).status_code == 202
 
 
 def test_client_key_rotation_keeps_the_old_key_during_the_overlap_only(app, svc, dev_pki):

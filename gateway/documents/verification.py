@@ -53,7 +53,6 @@ _STRONG_SIGNATURES = frozenset(
     }
 )
 _STRONG_DIGESTS = frozenset({DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512})
-MAX_PINNED_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,7 @@ class EnvelopedSignatureVerifier:
         self, signature: etree._Element, candidates: Sequence[x509.Certificate]
     ) -> tuple[x509.Certificate, list[x509.Certificate]]:
         embedded = embedded_certificates(signature)
-        registered = {fingerprint(c): c for c in candidates[:MAX_PINNED_CANDIDATES]}
+        registered = {fingerprint(c): c for c in candidates}  # every current one: renewals must not push any out
         if embedded:
             for cert in embedded:
                 if fingerprint(cert) in registered:
