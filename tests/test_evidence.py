@@ -211,3 +211,15 @@ def test_an_error_answer_saved_as_a_package_says_what_it_is(svc, dev_pki):
     body = json.dumps({"code": "invalid-token", "detail": "token has expired"}).encode()
     report = check(svc, dev_pki, body)
     assert report["code"] == "evidence-malformed" and "invalid-token" in report["reason"]
+
+
+def test_a_status_message_has_its_own_evidence_package(agency, svc, dev_pki):
+    sender, district = agency(HCM), agency(Q4)
+    assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
+    reply = district.submit(district.keys.sign(sample("status-03.edxml")), "/v1/status")
+    assert reply.status_code == 202, reply.get_json()
+    svc.timestamper.run_once()
+    package = sender.get(f"/v1/documents/{reply.get_json()['id']}/evidence")
+    assert package.status_code == 200, package.get_json()
+    report = check(svc, dev_pki, package.data)
+    assert report["verdict"] == "valid" and report["sender"] == Q4, report.get("reason")

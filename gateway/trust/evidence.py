@@ -14,6 +14,7 @@ report says so.  Each failure names the part it is about.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import io
@@ -349,12 +350,17 @@ def _receipt(files: dict[str, bytes], vkey: str | None, facts: Any) -> dict[str,
         verifier = NoteVerifier.parse(vkey if vkey is not None else files.get(VKEY, b"").decode().strip())
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise Refusal("receipt-invalid", "the receipt or the audit log's verifier key cannot be read") from None
-    if not isinstance(receipt, dict) or receipt.get("document") != facts.document_uuid:
-        raise Refusal("receipt-invalid", "the receipt is about another document")
-    result = verify_receipt(receipt, verifier)
+    if not isinstance(receipt, dict):
+        raise Refusal("receipt-invalid", "the receipt is not a JSON object")
+    result = verify_receipt(receipt, verifier)  # every entry included in the signed log, about receipt["document"]
     if result["verdict"] != "valid":
         raise Refusal(result.get("code", "receipt-invalid"), result.get("reason", "the receipt does not verify"))
-    indices = [int(str(e).split(" ", 1)[0]) for e in result.get("entries", [])]
-    if facts.audit_index not in indices:
+    sealed = [e for e in receipt["entries"] if int(e["index"]) == facts.audit_index]
+    if not sealed:
         raise Refusal("receipt-invalid", f"the receipt does not include the sealed audit entry {facts.audit_index}")
+    entry = json.loads(base64.b64decode(sealed[0]["entry"]))
+    # A status message's entries are filed under the document it answers; the message is named in each.
+    about = entry.get("message") if facts.kind == "status" else entry.get("document")
+    if about != facts.document_uuid or entry.get("sha256") != facts.sha256:
+        raise Refusal("receipt-invalid", "the sealed audit entry is about another document or other bytes")
     return {"checkpoint_size": result["checkpoint_size"], "origin": result["origin"], "entries": result["entries"]}

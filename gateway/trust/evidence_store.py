@@ -7,15 +7,24 @@ a package that cannot prove its signing time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.receipt import build_receipt
 from gateway.policy import Refusal
-from gateway.store.tables import blobs, documents, timestamp_batches, trust_evidence
+from gateway.store.tables import blobs, documents, statuses, timestamp_batches, trust_evidence
 from gateway.trust.evidence import EvidenceParts
 from gateway.trust.timestamper import batch_inclusion
+
+
+def _filed_under(conn: Connection, doc: Any) -> str:
+    """The audit log files a status message's entries under the document it answers."""
+    if doc.kind != "status":
+        return str(doc.id)
+    return str(conn.execute(sa.select(statuses.c.document).where(statuses.c.message == doc.id)).scalar_one())
 
 
 def collect_evidence(conn: Connection, doc_uuid: str, checkpoint: SignedCheckpoint, audit_vkey: str) -> EvidenceParts:
@@ -57,6 +66,6 @@ def collect_evidence(conn: Connection, doc_uuid: str, checkpoint: SignedCheckpoi
         batch_size=int(batch.size),
         leaf_index=int(doc.timestamp_leaf),
         inclusion_path=path,
-        receipt=build_receipt(conn, doc.id, checkpoint),
+        receipt=build_receipt(conn, _filed_under(conn, doc), checkpoint),
         audit_vkey=audit_vkey,
     )
