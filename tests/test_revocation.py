@@ -238,3 +238,46 @@ def test_a_crl_is_cached_for_its_publication_period_not_refetched_per_document(d
     for _ in range(5):
         assert check.check(signer.cert, dev_pki.ca.cert).status.source == "crl"
     assert check.lookups == 1
+
+
+def test_a_revoked_subordinate_ca_revokes_the_signers_it_issued(dev_pki, tmp_path):
+    """Root (anchor) → subordinate CA → signer: the subordinate is asked about at the root's responder,
+    the signer at the subordinate's, and revoking the subordinate refuses the signer's documents."""
+    from flask import Flask, Response, request
+
+    from gateway.documents import xmlsafe
+    from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
+    from gateway.services import EDXML_SIGNATURE_PARENT
+    from gateway.trust.chain import TrustStore
+    from gateway.trust.dev_pki import DevOcspResponder, DevRevocations
+
+    server = LoopbackServer()
+    root = dev_pki.status
+    subordinate = pki.make_ca("Subordinate CA (test)", issuer=dev_pki.ca, ocsp_url=root.ocsp, crl_url=root.crl)
+    responder = DevOcspResponder(subordinate, DevRevocations(tmp_path / "subordinate-revocations.json"))
+    app = Flask("subordinate-responder")
+
+    @app.post("/ocsp")
+    def answer() -> Response:
+        return Response(responder.respond(request.get_data()), mimetype="application/ocsp-response")
+
+    server.serve(app)
+    try:
+        signer = pki.issue_signing_certificate(subordinate, "UBND via subordinate", HCM, ocsp_url=server.base + "/ocsp")
+        signed = sign_edxml(sample("cong-van.edxml"), signer.key, [signer.cert, subordinate.cert])
+        verifier = EnvelopedSignatureVerifier(
+            TrustStore([dev_pki.ca.cert]),
+            SignatureProfile(),
+            EDXML_SIGNATURE_PARENT,
+            revocation=checker(Clock()),
+        )
+        assert verifier.verify(signed, xmlsafe.parse(signed), [signer.cert]).revocation.status.state == "good"
+        dev_pki.revocations.revoke(subordinate.cert)
+        again = EnvelopedSignatureVerifier(
+            TrustStore([dev_pki.ca.cert]), SignatureProfile(), EDXML_SIGNATURE_PARENT, revocation=checker(Clock())
+        )
+        with pytest.raises(Refusal) as refused:
+            again.verify(signed, xmlsafe.parse(signed), [signer.cert])
+        assert refused.value.code == "certificate-revoked" and "Subordinate CA" in refused.value.reason
+    finally:
+        server.stop()

@@ -224,8 +224,13 @@ class EnvelopedSignatureVerifier:
         signer, intermediates = self._pin(signature, candidates)
         chain = self._trust.verify(signer, intermediates, at=at)
         signed_root = self._verify_crypto(data, signer)
-        # Status last: a responder is asked only about signatures that are otherwise good.
-        decision = self._revocation.check(chain.leaf, chain.issuer) if self._revocation is not None else None
+        # Status last: a responder is asked only about signatures that are otherwise good.  Every CA between
+        # the signer and the anchor is asked about too: a revoked subordinate CA revokes what it issued.
+        decision = None
+        if self._revocation is not None:
+            decision = self._revocation.check(chain.leaf, chain.issuer)
+            for ca, ca_issuer in zip(chain.certificates[1:-1], chain.certificates[2:], strict=True):
+                self._revocation.check(ca, ca_issuer)
         method = signature.find("ds:SignedInfo/ds:SignatureMethod", _DS)
         uri = method.get("Algorithm", "") if method is not None else ""
         return SignedContent(

@@ -206,7 +206,7 @@ class DevOcspResponder:
             serial = request.serial_number
             name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
             nonce = _request_nonce(request)
-            ours = name_hash + key_hash == cert_id_hashes(self._ca.cert, self._ca.cert, algorithm)
+            ours = (name_hash, key_hash) == _ca_hashes(self._ca.cert, algorithm)
         except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         this_update = self._clock()
@@ -238,6 +238,17 @@ class DevOcspResponder:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         return builder.sign(signer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _ca_hashes(ca: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    """The CertID issuer hashes of certificates ``ca`` issued: its *subject* name, and its key.
+
+    (A CertID built for the CA's own certificate would hash the CA's issuer's name instead, which is
+    the same only for a root.)"""
+    name = hashes.Hash(algorithm)
+    name.update(ca.subject.public_bytes())
+    key_hash = cert_id_hashes(ca, ca, algorithm)[algorithm.digest_size :]
+    return name.finalize(), key_hash
 
 
 def _request_nonce(request: ocsp.OCSPRequest) -> bytes | None:

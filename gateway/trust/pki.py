@@ -131,27 +131,36 @@ def _name(common_name: str, organization: str) -> x509.Name:
     )
 
 
-def make_ca(common_name: str = "Interconnect Gateway Development CA", days: int = 3650) -> Issued:
+def make_ca(
+    common_name: str = "Interconnect Gateway Development CA",
+    days: int = 3650,
+    *,
+    issuer: Issued | None = None,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+) -> Issued:
+    """A self-signed root, or with ``issuer`` a subordinate CA (as NEAC's root issues the licensed CAs)."""
     key = generate_key("ec")
     now = datetime.now(UTC)
     name = _name(common_name, "Development only - not for production")
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(
-            key_usage(key_cert_sign=True, crl_sign=True),
-            critical=True,
-        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1 if issuer is None else 0), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return Issued(key, cert)
+    if issuer is None:
+        return Issued(key, builder.sign(key, hashes.SHA256()))
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
+    )
+    return Issued(key, _finish(builder, issuer, ocsp_url, crl_url, None))
 
 
 def issue_signing_certificate(
