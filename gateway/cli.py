@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 import jwt
@@ -292,10 +293,18 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
 @click.option(
     "--gateway-cert",
     type=click.Path(exists=True, path_type=Path),
-    help="Pin the gateway's seal certificate (GET /.well-known/gateway-seal.pem); "
-    "default: gateway-seal.pem beside the seal or package.",
+    help="Pin the gateway's seal certificate: download /.well-known/gateway-seal.pem once, keep it apart "
+    "from the files you receive.",
 )
-@click.option("--vkey", help="Pin the audit log's verifier key (`gateway audit vkey`) for the package's receipt.")
+@click.option("--vkey", help="Pin the audit log's verifier key (`gateway audit vkey`); required with --evidence.")
+@click.option(
+    "--revocation-freshness-seconds",
+    "freshness",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(60, 7 * 86400),
+    help="How old the kept OCSP answer may be at receipt: the gateway's GATEWAY_REVOCATION_FRESHNESS_SECONDS.",
+)
 @click.option(
     "--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True, help="Language of the report."
 )
@@ -308,6 +317,7 @@ def verify(
     sender_cert: Path | None,
     gateway_cert: Path | None,
     vkey: str | None,
+    freshness: int,
     lang: str,
     as_json: bool,
 ) -> None:
@@ -322,23 +332,29 @@ def verify(
 
     if (file is None) == (evidence is None):
         fail("give a document FILE, or --evidence PACKAGE (not both)")
-    beside = (evidence or seal or file or Path(".")).parent / "gateway-seal.pem"
-    if gateway_cert is None and (seal is not None or evidence is not None) and beside.is_file():
-        gateway_cert = beside
-        click.echo(f"pinning the gateway seal certificate in {beside} (pass --gateway-cert to choose)", err=True)
+    # No pin is ever taken from beside the files being checked: whoever supplies them could plant it there.
+    if (seal is not None or evidence is not None) and gateway_cert is None:
+        fail(
+            "pin the gateway's seal certificate with --gateway-cert FILE (download "
+            "GATEWAY_PUBLIC_URL/.well-known/gateway-seal.pem once and keep it apart from received files)"
+        )
+    if evidence is not None and not vkey:
+        fail("pin the audit log's verifier key with --vkey (the gateway publishes it: `gateway audit vkey`)")
+    pinned = _certificates(gateway_cert) if gateway_cert else []
     if trust_files:
-        anchors = [c for p in trust_files for c in pki.load_certificates(p)]
+        anchors = [c for p in trust_files for c in _certificates(p)]
     else:
         config = load_config()
-        anchors = [c for p in config.trust_anchor_paths if p.is_file() for c in pki.load_certificates(p)]
+        anchors = [c for p in config.trust_anchor_paths if p.is_file() for c in _certificates(p)]
         if not anchors:
             fail("no trust anchors: pass --anchors CA.pem or run `gateway keys init`")
     if evidence is not None:
         from gateway.trust.evidence import verify_package
         from gateway.trust.evidence_report import render
 
-        pinned = pki.load_certificates(gateway_cert) if gateway_cert else []
-        report = verify_package(evidence.read_bytes(), anchors=anchors, gateway_certs=pinned, vkey=vkey)
+        report = verify_package(
+            evidence.read_bytes(), anchors=anchors, gateway_certs=pinned, vkey=vkey, freshness_seconds=freshness
+        )
         if gateway_cert is not None:
             report["gateway_certificate"] = {"file": str(gateway_cert), "sha256": pki.fingerprint(pinned[0])}
         emit(report, as_json, lambda r: render(r, "en" if lang == "en" else "vi"))
@@ -348,12 +364,22 @@ def verify(
             file.read_bytes(),
             anchors,
             seal=seal.read_bytes() if seal else None,
-            sender_certs=pki.load_certificates(sender_cert) if sender_cert else None,
-            gateway_certs=pki.load_certificates(gateway_cert) if gateway_cert else None,
+            sender_certs=_certificates(sender_cert) if sender_cert else None,
+            gateway_certs=pinned or None,
         )
         emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(2 if report["verdict"] == "indeterminate" else 1)
+
+
+def _certificates(path: Path) -> list[Any]:
+    try:
+        found = pki.load_certificates(path)
+    except ValueError:
+        found = []
+    if not found:
+        fail(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return found
 
 
 @main.command("dev-idp")

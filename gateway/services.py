@@ -36,6 +36,7 @@ from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.keys import GatewayKeys, load_development_ca
+from gateway.policy import Refusal
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import SubmissionService
 from gateway.store.db import Database
@@ -125,9 +126,11 @@ class Services:
         )
 
         def check_tsa(stamp: Timestamp) -> None:
-            issuer = issuer_among(stamp.tsa_certificate, keys.trust.anchors)
-            if issuer is not None:
-                revocation.check(stamp.tsa_certificate, issuer)
+            """The TSA's certificate must not be revoked either: asked of its issuer, anchor or subordinate."""
+            issuer = issuer_among(stamp.tsa_certificate, [*keys.trust.anchors, *stamp.certificates])
+            if issuer is None:
+                raise Refusal("timestamp-untrusted", "the TSA certificate's issuer is not in the token or the anchors")
+            revocation.check(stamp.tsa_certificate, issuer)
 
         timestamper = Timestamper(
             db,

@@ -3,6 +3,7 @@ timeout restarts with every byte, so the deadline is enforced by shutting the so
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -63,3 +64,34 @@ def test_a_refused_connection_says_the_source_cannot_be_reached() -> None:
 def test_only_http_urls_are_fetched() -> None:
     with pytest.raises(fetch.FetchError):
         fetch.fetch("file:///etc/passwd")
+
+
+def test_an_address_that_never_answers_the_connect_does_not_extend_the_deadline(dripping, monkeypatch) -> None:
+    """A listener whose backlog is full drops the SYN (the connect hangs); the next address then drips.
+    Together they still get one deadline."""
+    from urllib.parse import urlsplit
+
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue so later connects hang
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # a non-blocking connect is "in progress"
+            filler.connect(stuck.getsockname())
+        fillers.append(filler)
+    real = socket.getaddrinfo
+    drip = urlsplit(dripping)
+
+    def two_addresses(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return [real("127.0.0.1", stuck.getsockname()[1], *args, **kwargs)[0], *real(host, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    started = time.monotonic()
+    with pytest.raises(fetch.FetchError):
+        fetch.fetch(f"http://127.0.0.1:{drip.port}/ocsp", body=b"request", bounds=fetch.Bounds(timeout=1.0))
+    assert time.monotonic() - started < 1.6
+    for filler in fillers:
+        filler.close()
+    stuck.close()

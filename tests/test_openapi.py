@@ -29,3 +29,17 @@ def test_health_readiness_and_metrics(app):
     text = client.get("/metrics").get_data(as_text=True)
     assert "gateway_http_requests_total" in text
     assert client.get("/healthz").headers["X-Request-Id"]
+
+
+def test_readiness_and_metrics_answer_on_a_file_that_is_not_a_gateway_database(tmp_path, dev_pki):
+    from gateway import create_app
+    from tests.conftest import make_config
+
+    path = tmp_path / "gw.db"
+    app = create_app(make_config(f"sqlite:///{path}", dev_pki))  # never migrated: no tables
+    try:
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/metrics").status_code == 200
+    finally:
+        app.extensions["gateway"].db.dispose()

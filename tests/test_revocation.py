@@ -281,3 +281,42 @@ def test_a_revoked_subordinate_ca_revokes_the_signers_it_issued(dev_pki, tmp_pat
         assert refused.value.code == "certificate-revoked" and "Subordinate CA" in refused.value.reason
     finally:
         server.stop()
+
+
+def test_a_signer_under_a_subordinate_ca_registers_with_the_chain_in_its_file(svc, dev_pki):
+    from gateway.routing.registry import split_chain
+
+    subordinate = pki.make_ca("Licensed CA (test)", issuer=dev_pki.ca)
+    signer = pki.issue_signing_certificate(subordinate, "UBND via licensed CA", HCM)
+    signers, intermediates = split_chain([signer.cert, subordinate.cert])
+    assert signers == [signer.cert] and intermediates == [subordinate.cert]
+    with svc.db.write() as conn:
+        svc.registry.add_certificate(conn, HCM, signer.cert, svc.keys.trust, intermediates=intermediates)
+        assert signer.cert in svc.registry.signing_certificates(conn, HCM)
+
+
+def test_a_certificate_on_hold_is_accepted_again_once_released(dev_pki, private_status):
+    from cryptography import x509
+
+    urls = DevStatusUrls(private_status.base)
+    signer = dev_pki.issue(HCM, "on hold", ocsp_url=urls.ocsp)
+    held = dev_pki.keys_dir / "held.json"
+    from gateway.trust.dev_pki import DevRevocations
+
+    revocations = DevRevocations(held)
+    revocations.revoke(signer.cert, reason=x509.ReasonFlags.certificate_hold)
+    from gateway.trust.dev_tsa import DevTsa
+
+    tsa = pki.Issued(
+        pki.load_private_key(dev_pki.keys_dir / "dev-tsa.key"),
+        pki.load_certificates(dev_pki.keys_dir / "dev-tsa.crt")[0],
+    )
+    private_status.serve(dev_pki_app(dev_pki.ca, revocations, DevTsa(tsa, [dev_pki.ca.cert])))
+    clock = Clock()
+    check = checker(clock)
+    with pytest.raises(Refusal):
+        check.check(signer.cert, dev_pki.ca.cert)
+    held.unlink()  # the CA releases the hold
+    private_status.serve(private_status.app)
+    clock.now += timedelta(seconds=3601)
+    assert check.check(signer.cert, dev_pki.ca.cert).status.state == "good"

@@ -133,10 +133,12 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert verdict.returncode == 1 and "seal-unpinned" in verdict.stdout  # a seal's own certificate proves nothing
+    assert verdict.returncode == 1 and "--gateway-cert" in verdict.stderr  # a seal's own certificate proves nothing
     pinned = requests.get(base + "/.well-known/gateway-seal.pem", timeout=10).content
-    (tmp_path / "gateway-seal.pem").write_bytes(pinned)  # saved beside the seal, where verify looks for it
+    (tmp_path / "pinned").mkdir()
+    (tmp_path / "pinned" / "gateway-seal.pem").write_bytes(pinned)  # kept apart from what is received
     command = ["verify", str(tmp_path / "d.edxml"), "--seal", str(tmp_path / "d.seal"), "--trust", str(keys / "ca.crt")]
+    command += ["--gateway-cert", str(tmp_path / "pinned" / "gateway-seal.pem")]
     verdict = subprocess.run(
         [sys.executable, "-m", "gateway.cli", *command],
         capture_output=True,

@@ -3,7 +3,7 @@ while the TSA is away, the backlog timestamped when it returns, checkpoints time
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ def test_past_the_failure_period_submissions_get_503_and_nothing_is_stored(agenc
     data = sender.keys.sign(sample("cong-van.edxml").replace(b"1024", b"6202"))
     assert_refused(svc, lambda: sender.submit(data), 503, "timestamp-unavailable")
     svc.timestamper.url = dev_pki.status.tsa
+    svc.timestamper.clock = lambda: datetime.now(UTC)  # the TSA's time and ours agree again
     assert svc.timestamper.run_once() == 1  # the backlog, and the door opens again
     assert submit(sender, 6203).status_code == 202
 
@@ -117,3 +118,21 @@ def test_audit_checkpoints_are_timestamped(agency, svc):
     svc.timestamper.run_once()
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(checkpoint_timestamps)).scalar_one() == 1
+
+
+def test_a_resent_document_is_answered_even_past_the_failure_period(agency, svc, dev_pki):
+    sender = agency(HCM)
+    svc.timestamper.url = "http://127.0.0.1:9/tsa"
+    data = sender.keys.sign(sample("cong-van.edxml").replace(b"1024", b"6601"))
+    assert sender.submit(data).status_code == 202
+    started = svc.timestamper.clock()
+    svc.timestamper.clock = lambda: started + timedelta(seconds=svc.config.timestamp_failure_seconds + 1)
+    assert sender.submit(data).status_code == 200  # already stored: nothing new to timestamp
+
+
+def test_a_tsa_whose_clock_is_wrong_is_treated_as_failing(agency, svc):
+    submit(agency(HCM), 6701)
+    started = svc.timestamper.clock()
+    svc.timestamper.clock = lambda: started + timedelta(hours=2)  # our clock and the TSA's disagree
+    assert svc.timestamper.run_once() == 0
+    assert "genTime" in (svc.timestamper.health().last_error or "")

@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.documents.schema import schemas_dir
 from gateway.observability import Metrics, state_exposition
@@ -41,30 +42,41 @@ def readyz() -> Response:
     if svc.config.redis_url:
         checks["redis"] = svc.state.ping()
     details: dict[str, Any] = {}
-    if checks["database"]:
-        window = timedelta(days=svc.config.certificate_expiry_warning_days)
-        with svc.db.read() as conn:
-            details["certificates_expiring"] = [
-                {"agency": r.agency_code, "sha256": r.fingerprint, "not_after": as_utc(r.not_after).isoformat()}
-                for r in svc.registry.expiring_certificates(conn, window)
-            ]
-        health = svc.timestamper.health()
-        details["timestamps"] = {
-            "enabled": health.enabled,
-            "pending": health.pending,
-            "failing_since": health.failing_since.isoformat() if health.failing_since else None,
-            "last_error": health.last_error,
-        }
-        try:
-            svc.timestamper.refuse_if_overdue()
-            details["timestamps"]["overdue"] = False
-        except Refusal:
-            # Submissions are refused with 503; reads and deliveries still work, so the process stays in rotation.
-            details["timestamps"]["overdue"] = True
+    try:
+        if checks["database"]:
+            details.update(_trust_details(svc))
+    except SQLAlchemyError:  # reachable but not a gateway database (not migrated, or another file)
+        checks["database"] = False
     ready = all(checks.values())
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks, "details": details})
     response.status_code = 200 if ready else 503
     return response
+
+
+def _trust_details(svc: Any) -> dict[str, Any]:
+    """What an operator watches besides liveness: certificates about to expire, the timestamp backlog."""
+    window = timedelta(days=svc.config.certificate_expiry_warning_days)
+    with svc.db.read() as conn:
+        expiring = [
+            {"agency": r.agency_code, "sha256": r.fingerprint, "not_after": as_utc(r.not_after).isoformat()}
+            for r in svc.registry.expiring_certificates(conn, window)
+        ]
+    health = svc.timestamper.health()
+    try:
+        svc.timestamper.refuse_if_overdue()
+        overdue = False
+    except Refusal:  # submissions get 503; reads and deliveries still work, so the process stays in rotation
+        overdue = True
+    return {
+        "certificates_expiring": expiring,
+        "timestamps": {
+            "enabled": health.enabled,
+            "pending": health.pending,
+            "failing_since": health.failing_since.isoformat() if health.failing_since else None,
+            "last_error": health.last_error,
+            "overdue": overdue,
+        },
+    }
 
 
 @bp.get("/metrics")
@@ -85,7 +97,7 @@ def metrics() -> Response:
             certificates_expiring=expiring,
             timestamps_pending=svc.timestamper.health().pending,
         )
-    except DatabaseUnavailable:
+    except (DatabaseUnavailable, SQLAlchemyError):
         pass  # the process metrics still help while the database is away; /readyz says why
     return Response(body, mimetype="text/plain; version=0.0.4")
 

@@ -54,6 +54,7 @@ CODES: dict[str, tuple[int, str]] = {
     "crl-signature": (422, "CRL signature does not verify"),
     "crl-stale": (422, "CRL is not fresh"),
     "crl-unavailable": (422, "CRL unavailable"),
+    "crl-unsupported": (422, "CRL kind not supported (delta, partitioned or indirect)"),
     "timestamp-unavailable": (503, "Timestamp authority unavailable past the failure period"),
     "evidence-not-ready": (409, "Evidence not complete yet"),
     "state-secret": (403, "State secrets may not be exchanged"),

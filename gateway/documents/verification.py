@@ -229,8 +229,13 @@ class EnvelopedSignatureVerifier:
         decision = None
         if self._revocation is not None:
             decision = self._revocation.check(chain.leaf, chain.issuer)
+            flags = [decision.flag] if decision.flag else []
             for ca, ca_issuer in zip(chain.certificates[1:-1], chain.certificates[2:], strict=True):
-                self._revocation.check(ca, ca_issuer)
+                found = self._revocation.check(ca, ca_issuer)
+                if found.flag:  # accepted under the flag policy: the document must say so too
+                    flags.append(found.flag)
+            if flags:
+                decision = Decision(decision.status, flag="; ".join(flags)[:300])
         method = signature.find("ds:SignedInfo/ds:SignatureMethod", _DS)
         uri = method.get("Algorithm", "") if method is not None else ""
         return SignedContent(

@@ -157,15 +157,19 @@ def agency_cert() -> None:
 @json_option
 def agency_cert_add(code: str, cert_file: Path, as_json: bool) -> None:
     """Register another signing certificate (a renewal): documents signed with either verify."""
+    from gateway.routing.registry import split_chain
+
     try:
-        certificates = pki.load_certificates(cert_file)
+        certificates, intermediates = split_chain(pki.load_certificates(cert_file))
     except ValueError as exc:
         fail(f"cannot read certificate {cert_file}: {exc}")
+    if not certificates:
+        fail(f"{cert_file} holds no end-entity certificate (CA certificates there only help build the path)")
     with cli_services() as svc:
         try:
             with svc.db.write() as conn:
                 for cert in certificates:
-                    svc.registry.add_certificate(conn, code, cert, svc.keys.trust)
+                    svc.registry.add_certificate(conn, code, cert, svc.keys.trust, intermediates=intermediates)
         except Refusal as refusal:
             fail(refusal.reason)
     added = [

@@ -84,15 +84,16 @@ class AgencyRegistry:
             )
         if self.get(conn, new.code) is not None:
             raise Refusal("agency-exists", f"agency {new.code} is already registered; use `gateway agency show`")
-        if not new.certificates:
+        signers, intermediates = split_chain(new.certificates)
+        if not signers:
             raise Refusal("certificate-missing", "register at least one signing certificate for the agency")
         try:
             pki.load_public_key(new.client_public_key_pem)
         except ValueError as exc:
             raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
         _check_adapter(new.adapter, new.adapter_settings)
-        for cert in new.certificates:
-            trust.verify(cert)
+        for cert in signers:
+            trust.verify(cert, intermediates)
         now = datetime.now(UTC)
         conn.execute(
             sa.insert(agencies).values(
@@ -108,7 +109,7 @@ class AgencyRegistry:
                 updated_at=now,
             )
         )
-        for cert in new.certificates:
+        for cert in signers:
             self._insert_certificate(conn, new.code, cert, now)
         self._audit.append(conn, AuditEvent(event="agency.registered", outcome="ok", actor=actor, sender=new.code))
         agency = self.get(conn, new.code)
@@ -116,11 +117,18 @@ class AgencyRegistry:
         return agency
 
     def add_certificate(
-        self, conn: Connection, code: str, cert: x509.Certificate, trust: TrustStore, *, actor: str = "operator"
+        self,
+        conn: Connection,
+        code: str,
+        cert: x509.Certificate,
+        trust: TrustStore,
+        *,
+        intermediates: Sequence[x509.Certificate] = (),
+        actor: str = "operator",
     ) -> None:
         if self.get(conn, code) is None:
             raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
-        trust.verify(cert)
+        trust.verify(cert, intermediates)
         fp = pki.fingerprint(cert)
         owner = conn.execute(
             sa.select(agency_certificates.c.agency_code, agency_certificates.c.removed_at).where(
@@ -341,6 +349,20 @@ class AgencyRegistry:
         """The registered agencies among ``codes`` (enabled or not), without their certificates."""
         rows = conn.execute(sa.select(agencies).where(agencies.c.code.in_(list(codes)))).all()
         return {row.code: _agency(row, ()) for row in rows}
+
+
+def split_chain(certificates: Sequence[x509.Certificate]) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """Signing certificates and the CA certificates given with them (a licensed CA under the national root):
+    the CAs help build the path at registration; only the end-entity ones may sign."""
+    signers: list[x509.Certificate] = []
+    cas: list[x509.Certificate] = []
+    for cert in certificates:
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        (cas if is_ca else signers).append(cert)
+    return signers, cas
 
 
 def _check_adapter(adapter: str, settings: dict[str, Any]) -> None:

@@ -268,7 +268,6 @@ class SubmissionService:
         ROUTING_POLICY.verify(RouteRequest(sender, recipients, known))
 
     def _store(self, checked: _Checked) -> Accepted:
-        self._timestamper.refuse_if_overdue()  # accepting what cannot be timestamped would be unprovable
         for attempt in (1, 2):
             try:
                 with self._db.write() as conn:
@@ -312,6 +311,7 @@ class SubmissionService:
                 duplicate=True,
             )
             return duplicate, 0
+        self._timestamper.refuse_if_overdue()  # accepting what cannot be timestamped would be unprovable
         doc_uuid = str(uuid.uuid4())
         pushes = 0
         route_now = c.recipients[:1] if c.sequential else c.recipients

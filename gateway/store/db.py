@@ -62,7 +62,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             return True
-        except DBAPIError:
+        except (DBAPIError, sa.exc.SQLAlchemyError):
             return False
 
     def dispose(self) -> None:

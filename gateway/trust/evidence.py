@@ -257,7 +257,6 @@ def verify_package(
     gateway_certs: Sequence[x509.Certificate],
     vkey: str | None = None,
     freshness_seconds: int = 3600,
-    max_timestamp_delay_seconds: int = 14400 + 300,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """A report: ``verdict`` valid, invalid (with the ``part``, ``code`` and ``reason``) or indeterminate
@@ -267,6 +266,12 @@ def verify_package(
     try:
         if not gateway_certs:
             raise Refusal("seal-unpinned", "pin the gateway's seal certificate with --gateway-cert")
+        if not vkey:
+            raise Refusal(
+                "vkey-unpinned",
+                "pin the audit log's verifier key with --vkey (published by the gateway: `gateway audit vkey`); "
+                "a key taken from the package proves nothing",
+            )
         trust = TrustStore(anchors)
         files, manifest = _open(data)
         report["document"] = manifest.get("document")
@@ -303,12 +308,12 @@ def verify_package(
         if facts.document_uuid != manifest.get("document") or facts.kind != kind:
             raise PartRefusal(SEAL, Refusal("seal-mismatch", "the seal is about another gateway document"))
         delay = (signed_at - facts.received_at).total_seconds()
-        if not -300 <= delay <= max_timestamp_delay_seconds:
+        if delay < -300:  # a token cannot predate the receipt it follows (beyond clock skew)
             raise PartRefusal(
                 STAMP,
                 Refusal(
                     "timestamp-mismatch",
-                    f"the timestamp ({signed_at:%Y-%m-%d %H:%M:%S}) is {delay:.0f} s from the sealed receipt time",
+                    f"the timestamp ({signed_at:%Y-%m-%d %H:%M:%S}) is {-delay:.0f} s before the sealed receipt time",
                 ),
             )
         report["received_at"] = facts.received_at.isoformat()
@@ -328,8 +333,10 @@ def verify_package(
         notes = []
         if signer.not_valid_after_utc < current:
             notes.append(f"certificate-expired-after-signing:{signer.not_valid_after_utc.date().isoformat()}")
-        if vkey is None:
-            notes.append("audit-key-unpinned")
+        if delay > 300:
+            notes.append(f"timestamp-delayed:{delay:.0f}")
+        if facts.signer_status_flag:
+            notes.append(f"status-flagged:{facts.signer_status_flag}")
         report["notes"] = notes
     except PartRefusal as refusal:
         report.update(part=refusal.part, code=refusal.code, reason=refusal.reason)
@@ -340,14 +347,15 @@ def verify_package(
     except Exception as exc:  # an offline tool answers with a report, never a traceback
         report.update(part="package", code="evidence-malformed", reason=f"cannot be checked ({type(exc).__name__})")
         return report
-    report["verdict"] = "valid" if report["revocation"]["state"] == "good" else "indeterminate"
+    settled = report["revocation"]["state"] == "good" and not facts.signer_status_flag
+    report["verdict"] = "valid" if settled else "indeterminate"
     return report
 
 
-def _receipt(files: dict[str, bytes], vkey: str | None, facts: Any) -> dict[str, Any]:
+def _receipt(files: dict[str, bytes], vkey: str, facts: Any) -> dict[str, Any]:
     try:
         receipt = json.loads(files[RECEIPT])
-        verifier = NoteVerifier.parse(vkey if vkey is not None else files.get(VKEY, b"").decode().strip())
+        verifier = NoteVerifier.parse(vkey or "")
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise Refusal("receipt-invalid", "the receipt or the audit log's verifier key cannot be read") from None
     if not isinstance(receipt, dict):

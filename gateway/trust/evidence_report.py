@@ -26,7 +26,10 @@ _WORDS: dict[str, dict[Lang, str]] = {
         "vi": "nội dung không bị thay đổi kể từ khi ký",
         "en": "the content is unchanged since it was signed",
     },
-    "status": {"vi": "Trạng thái chứng thư số tại thời điểm ký", "en": "Certificate status at signing time"},
+    "status": {
+        "vi": "Trạng thái chứng thư số khi cổng nhận văn bản",
+        "en": "Certificate status when the gateway received the document",
+    },
     "good": {"vi": "còn hiệu lực, không bị thu hồi", "en": "valid, not revoked"},
     "not-established": {
         "vi": "không xác định được (được chấp nhận có đánh dấu)",
@@ -44,9 +47,13 @@ _WORDS: dict[str, dict[Lang, str]] = {
         "vi": "chứng thư số đã hết hạn SAU thời điểm ký (chữ ký vẫn có giá trị): ",
         "en": "the certificate expired AFTER the signing time (the signature stays valid): ",
     },
-    "audit-key-unpinned": {
-        "vi": "khóa kiểm tra nhật ký lấy từ gói; hãy ghim bằng --vkey",
-        "en": "the audit log's verifier key came from the package; pin it with --vkey",
+    "timestamp-delayed": {
+        "vi": "dấu thời gian được cấp sau khi nhận (giây): ",
+        "en": "the timestamp was obtained this many seconds after receipt: ",
+    },
+    "status-flagged": {
+        "vi": "cổng chấp nhận khi chưa xác định được trạng thái: ",
+        "en": "accepted while the status could not be established: ",
     },
 }
 

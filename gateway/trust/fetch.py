@@ -68,6 +68,31 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), path
 
 
+def _connect(connection: http.client.HTTPConnection, deadline: float) -> None:
+    """Connect to the first address that answers before ``deadline``: each try gets only the time left,
+    so several black-holed addresses cannot multiply the bound, and the watchdog always has a socket."""
+    failure: OSError = TimeoutError("no address answered in time")
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+        connection.host, connection.port, 0, socket.SOCK_STREAM
+    ):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(left)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        if isinstance(connection, http.client.HTTPSConnection):
+            sock = connection._context.wrap_socket(sock, server_hostname=connection.host)  # type: ignore[attr-defined]
+        connection.sock = sock
+        return
+    raise failure
+
+
 def _read(response: http.client.HTTPResponse, url: str, bounds: Bounds) -> bytes:
     if response.status != 200:
         raise FetchError(f"{url} answered HTTP {response.status}")
@@ -106,6 +131,7 @@ def fetch(
     started = time.monotonic()
     watchdog = _Watchdog(connection, bounds.timeout)
     try:
+        _connect(connection, started + bounds.timeout)
         connection.request("POST" if body is not None else "GET", path, body=body, headers=headers)
         data = _read(connection.getresponse(), url, bounds)
         if watchdog.fired:  # a shut socket reads as end of file: what arrived is not the whole answer

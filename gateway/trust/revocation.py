@@ -244,7 +244,7 @@ class RevocationChecker:
 
     def _remember(self, fp: str, cert: x509.Certificate, issuer: x509.Certificate, status: CertStatus) -> CertStatus:
         with self._lock:
-            if status.state == "revoked":
+            if status.state == "revoked" and status.reason != "certificateHold":  # a hold may be released
                 self._revoked.setdefault(fp, status)
             current = self._cache.get(fp)
             if current is None or current.this_update <= status.this_update:  # a slow refresh never rolls back

@@ -40,6 +40,7 @@ from gateway.trust.timestamps import Timestamp, request_timestamp
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_SECONDS = 60
+MAX_TSA_SKEW_SECONDS = 300
 
 
 def now_utc() -> datetime:
@@ -177,6 +178,9 @@ class Timestamper:
         self.requests += 1
         try:
             stamp = request_timestamp(self.url, digest, self._anchors, bounds=self._bounds)
+            skew = abs((stamp.gen_time - self.clock()).total_seconds())
+            if skew > MAX_TSA_SKEW_SECONDS:  # a token whose time is wrong would make its evidence unverifiable
+                raise Refusal("timestamp-untrusted", f"the TSA's genTime is {skew:.0f} s away from this server's clock")
             if self._check_tsa is not None:
                 self._check_tsa(stamp)
         except Refusal as refusal:

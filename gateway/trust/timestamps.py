@@ -125,6 +125,7 @@ class Timestamp:
     tsa_subject: str  # RFC 4514
     tsa_certificate: x509.Certificate  # the signing certificate (from the token's certificates)
     tsa_fingerprint: str  # sha256 hex of its DER (gateway.trust.pki.fingerprint)
+    certificates: tuple[x509.Certificate, ...] = ()  # the token's other certificates (the TSA's chain)
 
 
 def build_request(digest: bytes, *, nonce: int) -> bytes:
@@ -223,6 +224,7 @@ def verify_timestamp(
         tsa_subject=leaf.subject.rfc4514_string(),
         tsa_certificate=leaf,
         tsa_fingerprint=fingerprint(leaf),
+        certificates=tuple(c for c in embedded if c != leaf),
     )
 
 
