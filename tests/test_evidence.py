@@ -152,6 +152,7 @@ def test_package_verifies_in_a_fresh_process_after_the_signer_is_revoked(agency,
     (tmp_path / "gateway-seal.pem").write_bytes(b"".join(pki.cert_pem(c).encode() for c in svc.keys.seal_chain))
     (tmp_path / "ca.crt").write_bytes(pki.cert_pem(dev_pki.ca.cert).encode())
     command = ["verify", "--evidence", str(package), "--anchors", str(tmp_path / "ca.crt"), "--lang", "en"]
+    command += ["--gateway-cert", str(tmp_path / "gateway-seal.pem")]
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", *command, "--vkey", svc.checkpoints.vkey],
         capture_output=True,
