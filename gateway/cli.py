@@ -296,7 +296,10 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
     help="Pin the gateway's seal certificate: download /.well-known/gateway-seal.pem once, keep it apart "
     "from the files you receive.",
 )
-@click.option("--vkey", help="Pin the audit log's verifier key (`gateway audit vkey`); required with --evidence.")
+@click.option(
+    "--vkey",
+    help="Pin the audit log's verifier key, or a file holding it (`gateway audit vkey`); needed with --evidence.",
+)
 @click.option(
     "--revocation-freshness-seconds",
     "freshness",
@@ -333,13 +336,15 @@ def verify(
     if (file is None) == (evidence is None):
         fail("give a document FILE, or --evidence PACKAGE (not both)")
     # No pin is ever taken from beside the files being checked: whoever supplies them could plant it there.
+    # Usage mistakes exit 2 (click's convention), so a script tells them from an invalid (1) or
+    # indeterminate (3) result.
     if (seal is not None or evidence is not None) and gateway_cert is None:
-        fail(
+        raise click.UsageError(
             "pin the gateway's seal certificate with --gateway-cert FILE (download "
             "GATEWAY_PUBLIC_URL/.well-known/gateway-seal.pem once and keep it apart from received files)"
         )
-    if evidence is not None and not vkey:
-        fail("pin the audit log's verifier key with --vkey (the gateway publishes it: `gateway audit vkey`)")
+    if evidence is not None:
+        vkey = _verifier_key(vkey)
     pinned = _certificates(gateway_cert) if gateway_cert else []
     if trust_files:
         anchors = [c for p in trust_files for c in _certificates(p)]
@@ -369,7 +374,24 @@ def verify(
         )
         emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
-        sys.exit(2 if report["verdict"] == "indeterminate" else 1)
+        sys.exit(3 if report["verdict"] == "indeterminate" else 1)
+
+
+def _verifier_key(given: str | None) -> str:
+    """``--vkey`` as the key itself or as a file holding it (as `gateway audit verify-receipt` takes it)."""
+    from gateway.audit.checkpoint import NoteVerifier
+
+    if not given:
+        raise click.UsageError(
+            "pin the audit log's verifier key with --vkey KEY-or-FILE (the gateway's operator publishes it; "
+            "on the gateway: `gateway audit vkey`)"
+        )
+    text = Path(given).read_text().strip() if Path(given).is_file() else given.strip()
+    try:
+        NoteVerifier.parse(text)
+    except Refusal as refusal:
+        raise click.UsageError(f"--vkey: {refusal.reason}") from None
+    return text
 
 
 def _certificates(path: Path) -> list[Any]:

@@ -224,3 +224,22 @@ def test_a_status_message_has_its_own_evidence_package(agency, svc, dev_pki):
     assert package.status_code == 200, package.get_json()
     report = check(svc, dev_pki, package.data)
     assert report["verdict"] == "valid" and report["sender"] == Q4, report.get("reason")
+
+
+def test_the_cli_takes_the_vkey_as_a_file_and_tells_usage_mistakes_apart(agency, svc, dev_pki, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    _, data = accepted_package(svc, agency)
+    (tmp_path / "p.asice").write_bytes(data)
+    (tmp_path / "seal.pem").write_text("".join(pki.cert_pem(c) for c in svc.keys.seal_chain))
+    (tmp_path / "ca.crt").write_text(pki.cert_pem(dev_pki.ca.cert))
+    (tmp_path / "audit.vkey").write_text(svc.checkpoints.vkey + "\n")
+    base = ["verify", "--evidence", str(tmp_path / "p.asice"), "--anchors", str(tmp_path / "ca.crt")]
+    pinned = [*base, "--gateway-cert", str(tmp_path / "seal.pem")]
+    assert CliRunner().invoke(main, [*pinned, "--vkey", str(tmp_path / "audit.vkey")]).exit_code == 0
+    assert CliRunner().invoke(main, pinned).exit_code == 2  # usage: no --vkey
+    assert CliRunner().invoke(main, [*base, "--vkey", svc.checkpoints.vkey]).exit_code == 2  # no --gateway-cert
+    wrong = CliRunner().invoke(main, [*pinned, "--vkey", "not a key"])
+    assert wrong.exit_code == 2 and "--vkey" in wrong.output

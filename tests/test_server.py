@@ -133,7 +133,7 @@ def test_document_and_status_round_trip_through_gunicorn(server, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert verdict.returncode == 1 and "--gateway-cert" in verdict.stderr  # a seal's own certificate proves nothing
+    assert verdict.returncode == 2 and "--gateway-cert" in verdict.stderr  # a usage mistake: no pin given
     pinned = requests.get(base + "/.well-known/gateway-seal.pem", timeout=10).content
     (tmp_path / "pinned").mkdir()
     (tmp_path / "pinned" / "gateway-seal.pem").write_bytes(pinned)  # kept apart from what is received

@@ -189,8 +189,10 @@ def _certificate_status(svc: Any, row: Any, now: datetime, window: timedelta) ->
     try:
         chain = svc.keys.trust.verify(cert)
         decision = svc.revocation.check(chain.leaf, chain.issuer)
-    except Refusal as refusal:
-        return f"{refusal.code}: {refusal.reason[:80]}"
+    except Refusal as refusal:  # the reason says when and why (revocation time and reason): keep it whole
+        return (
+            f"{refusal.code}: {refusal.reason.split(' was ', 1)[-1] if ' was ' in refusal.reason else refusal.reason}"
+        )
     found = decision.status
     state = f"{found.state} ({found.source})" if found else "status unknown (accepted, flagged)"
     left = as_utc(row.not_after) - now

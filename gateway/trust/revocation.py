@@ -67,7 +67,8 @@ class Decision:
 
 def _reason_text(status: CertStatus) -> str:
     when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC" if status.revoked_at else "an unknown time"
-    return f"revoked at {when} (reason: {status.reason or 'unspecified'}), according to the {status.source.upper()}"
+    source = "OCSP responder" if status.source == "ocsp" else "CRL"
+    return f"revoked at {when} (reason: {status.reason or 'unspecified'}), according to the {source}"
 
 
 def refuse_if_revoked(cert: x509.Certificate, status: CertStatus) -> None:
