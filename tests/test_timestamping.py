@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.policy import Refusal
 from gateway.store.tables import checkpoint_timestamps, documents, timestamp_batches
-from gateway.trust.timestamper import batch_inclusion, signature_leaf
+from gateway.trust.timestamper import batch_inclusion, leaf_index, signature_leaf
 from gateway.trust.timestamps import verify_timestamp
 from tests.support import HCM, sample
 from tests.test_refusals import assert_refused
@@ -38,11 +38,12 @@ def test_one_token_covers_a_pass_and_each_document_proves_its_place(agency, svc,
     assert svc.timestamper.requests == calls + 2
     with svc.db.read() as conn:
         batch = conn.execute(sa.select(timestamp_batches)).one()
-        rows = conn.execute(sa.select(documents.c.signature_value, documents.c.timestamp_leaf)).all()
+        rows = conn.execute(sa.select(documents.c.signature_value)).all()
         token = conn.execute(sa.text("SELECT content FROM trust_evidence WHERE kind = 'timestamp'")).scalars().first()
     for row in rows:
-        root, path = batch_inclusion(bytes(batch.leaves), row.timestamp_leaf)
-        assert bytes(batch.leaves)[row.timestamp_leaf * 32 :][:32] == signature_leaf(bytes(row.signature_value))
+        index = leaf_index(bytes(batch.leaves), bytes(row.signature_value))
+        root, path = batch_inclusion(bytes(batch.leaves), index)
+        assert bytes(batch.leaves)[index * 32 :][:32] == signature_leaf(bytes(row.signature_value))
         assert root.hex() == batch.root and path is not None
     assert verify_timestamp(bytes(token), bytes.fromhex(batch.root), [dev_pki.ca.cert]).digest.hex() == batch.root
 

@@ -80,13 +80,12 @@ documents = sa.Table(
     sa.Column("pending_recipients", sa.JSON, nullable=True),
     # Trust evidence (issue 9): the signature value the timestamp covers, the signer's verified chain
     # (PEM, leaf first), the OCSP response or CRL the decision used, a flag when status was unknown
-    # and accepted by configuration, and the timestamp batch and leaf once timestamped.
+    # and accepted by configuration, and the timestamp batch once timestamped.
     sa.Column("signature_value", sa.LargeBinary, nullable=True),
     sa.Column("signer_chain", sa.Text, nullable=True),
     sa.Column("signer_status", sa.String(64), nullable=True),
     sa.Column("status_flag", sa.String(300), nullable=True),
     sa.Column("timestamp_batch", sa.BigInteger, nullable=True),
-    sa.Column("timestamp_leaf", sa.Integer, nullable=True),
     sa.Index("ix_documents_untimestamped", "timestamp_batch", "received_at"),
     sa.UniqueConstraint("sender", "kind", "document_id", name="uq_documents_sender_kind_document_id"),
 )

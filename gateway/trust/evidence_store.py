@@ -17,7 +17,7 @@ from gateway.audit.receipt import build_receipt
 from gateway.policy import Refusal
 from gateway.store.tables import blobs, documents, statuses, timestamp_batches, trust_evidence
 from gateway.trust.evidence import EvidenceParts
-from gateway.trust.timestamper import batch_inclusion
+from gateway.trust.timestamper import batch_inclusion, leaf_index
 
 
 def _filed_under(conn: Connection, doc: Any) -> str:
@@ -31,7 +31,7 @@ def collect_evidence(conn: Connection, doc_uuid: str, checkpoint: SignedCheckpoi
     doc = conn.execute(sa.select(documents).where(documents.c.id == doc_uuid)).one_or_none()
     if doc is None:
         raise Refusal("document-not-found", f"no document {doc_uuid}")
-    if doc.timestamp_batch is None or doc.timestamp_leaf is None:
+    if doc.timestamp_batch is None or doc.signature_value is None:
         raise Refusal(
             "evidence-not-ready",
             "the document's trusted timestamp has not been obtained yet; retry in a few seconds "
@@ -50,7 +50,8 @@ def collect_evidence(conn: Connection, doc_uuid: str, checkpoint: SignedCheckpoi
             )
         ).one()
         status_kind, status = found.kind, bytes(found.content)
-    root, path = batch_inclusion(bytes(batch.leaves), int(doc.timestamp_leaf))
+    index = leaf_index(bytes(batch.leaves), bytes(doc.signature_value))
+    root, path = batch_inclusion(bytes(batch.leaves), index)
     content = conn.execute(sa.select(blobs.c.content).where(blobs.c.sha256 == doc.sha256)).scalar_one()
     return EvidenceParts(
         document_uuid=doc.id,
@@ -64,7 +65,7 @@ def collect_evidence(conn: Connection, doc_uuid: str, checkpoint: SignedCheckpoi
         token=bytes(token),
         batch_root=root,
         batch_size=int(batch.size),
-        leaf_index=int(doc.timestamp_leaf),
+        leaf_index=index,
         inclusion_path=path,
         receipt=build_receipt(conn, _filed_under(conn, doc), checkpoint),
         audit_vkey=audit_vkey,

@@ -52,6 +52,15 @@ def signature_leaf(signature_value: bytes) -> bytes:
     return hash_leaf(signature_value)
 
 
+def leaf_index(leaves: bytes, signature_value: bytes) -> int:
+    """Where a document's leaf sits in its batch (leaves: 32-byte hashes concatenated)."""
+    wanted = signature_leaf(signature_value)
+    for index in range(0, len(leaves) // 32):
+        if leaves[index * 32 : index * 32 + 32] == wanted:
+            return index
+    raise LookupError("the document's signature value is not in its timestamp batch")
+
+
 def batch_inclusion(leaves: bytes, index: int) -> tuple[bytes, list[bytes]]:
     """The batch root and the inclusion path of leaf ``index`` (leaves: 32-byte hashes concatenated)."""
     hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
@@ -231,11 +240,12 @@ class Timestamper:
                 )
                 .returning(timestamp_batches.c.id)
             ).scalar_one()
+            # One statement for the whole batch: a document's place in it is found again from its own
+            # signature value (see leaf_index), so nothing per document needs writing.
             conn.execute(
                 sa.update(documents)
-                .where(documents.c.id == sa.bindparam("doc"), documents.c.timestamp_batch.is_(None))
-                .values(timestamp_batch=batch, timestamp_leaf=sa.bindparam("leaf")),
-                [{"doc": r.id, "leaf": i} for i, r in enumerate(rows)],
+                .where(documents.c.id.in_([r.id for r in rows]), documents.c.timestamp_batch.is_(None))
+                .values(timestamp_batch=batch)
             )
         return len(rows)
 

@@ -42,7 +42,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("signer_status", sa.String(64), nullable=True))
         batch.add_column(sa.Column("status_flag", sa.String(300), nullable=True))
         batch.add_column(sa.Column("timestamp_batch", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("timestamp_leaf", sa.Integer(), nullable=True))
     op.create_index("ix_documents_untimestamped", "documents", ["timestamp_batch", "received_at"])
     with op.batch_alter_table("agency_certificates") as batch:
         batch.add_column(sa.Column("removed_at", UTC_DATETIME, nullable=True))
@@ -67,7 +66,6 @@ def downgrade() -> None:
     op.drop_index("ix_documents_untimestamped", table_name="documents")
     with op.batch_alter_table("documents") as batch:
         for name in (
-            "timestamp_leaf",
             "timestamp_batch",
             "status_flag",
             "signer_status",
