@@ -113,12 +113,21 @@ def test_the_failure_period_is_the_databases_not_a_processs(agency, svc, dev_pki
         fresh_svc.db.dispose()
 
 
-def test_audit_checkpoints_are_timestamped(agency, svc):
+def test_audit_checkpoints_are_timestamped_and_served(app, agency, svc, dev_pki):
+    import base64
+    import hashlib
+
+    client = app.test_client()
+    assert client.get("/v1/audit/checkpoint/timestamp").status_code == 404
     submit(agency(HCM), 6401)
     svc.checkpoints.refresh(force=True)
     svc.timestamper.run_once()
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(checkpoint_timestamps)).scalar_one() == 1
+    served = client.get("/v1/audit/checkpoint/timestamp").get_json()
+    digest = hashlib.sha256(served["note"].encode()).digest()
+    stamp = verify_timestamp(base64.b64decode(served["token"]), digest, [dev_pki.ca.cert])
+    assert stamp.gen_time.isoformat() == served["gen_time"]
 
 
 def test_a_resent_document_is_answered_even_past_the_failure_period(agency, svc, dev_pki):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.policy import Refusal
 from gateway.services import services
+from gateway.store.helpers import as_utc
+from gateway.store.tables import audit_checkpoints, checkpoint_timestamps, trust_evidence
 
 bp = Blueprint("audit", __name__)
 
@@ -36,6 +39,33 @@ def checkpoint() -> Response:
     response = Response(signed.note, mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+@bp.get("/v1/audit/checkpoint/timestamp")
+def checkpoint_timestamp() -> Response:
+    """The latest timestamped checkpoint and its RFC 3161 token (over the SHA-256 of the note's UTF-8
+    bytes): proof that the log had this size and root no later than ``gen_time``."""
+    with services().db.read() as conn:
+        row = conn.execute(
+            sa.select(checkpoint_timestamps.c.size, checkpoint_timestamps.c.gen_time, trust_evidence.c.content)
+            .join(trust_evidence, trust_evidence.c.sha256 == checkpoint_timestamps.c.token)
+            .order_by(checkpoint_timestamps.c.size.desc())
+            .limit(1)
+        ).one_or_none()
+        if row is None:
+            raise Refusal("not-found", "no checkpoint has been timestamped yet; they are, at least once a minute")
+        note = conn.execute(
+            sa.select(audit_checkpoints.c.note).where(audit_checkpoints.c.size == row.size)
+        ).scalar_one()
+    return jsonify(
+        {
+            "size": int(row.size),
+            "note": note,
+            "gen_time": as_utc(row.gen_time).isoformat(),
+            "covers": "SHA-256 of the note's UTF-8 bytes",
+            "token": base64.b64encode(bytes(row.content)).decode(),
+        }
+    )
 
 
 @bp.get("/v1/audit/proof/inclusion")
