@@ -228,3 +228,21 @@ def test_unknown_route_and_method_get_problem_json(app):
     )
     wrong = client.delete("/v1/documents")
     assert (wrong.status_code, wrong.get_json()["code"]) == (405, "method-not-allowed")
+
+
+def test_a_forged_header_planted_inside_the_signature_is_refused_and_audited(agency, svc):
+    """Issue 10, finding 3: a second MessageHeader in ds:Object was accepted, sealed and forwarded."""
+    sender = agency(HCM)
+    signed = sender.keys.sign(sample("cong-van.edxml"))
+    forged = signed.replace(
+        b"</ds:KeyInfo>",
+        b"</ds:KeyInfo><ds:Object><edXML:MessageHeader><edXML:To><edXML:OrganId>000.00.11.H29"
+        b"</edXML:OrganId></edXML:To></edXML:MessageHeader></ds:Object>",
+        1,
+    )
+    assert forged != signed
+    assert_refused(svc, lambda: sender.submit(forged), 422, "schema-invalid")
+    from gateway.documents.offline import verify_offline
+
+    report = verify_offline(forged, list(svc.keys.trust.anchors), sender_certs=[sender.keys.signing.cert])
+    assert report["verdict"] == "invalid" and report["code"] in ("schema-invalid", "signature-profile")

@@ -248,4 +248,36 @@ def test_header_is_required_to_sign():
 def test_text_inside_signature_structure_is_refused_not_crashed(verifier, signer, signed):
     """Found by the splicing property test: signxml's own XMLDSig schema check raised lxml's DocumentInvalid."""
     data = signed.replace(b"<ds:Transforms>", b"<ds:Transforms>!", 1)
-    assert refusal_of(verifier, data, [signer.cert]).code == "signature-invalid"
+    assert refusal_of(verifier, data, [signer.cert]).code == "signature-profile"
+
+
+FORGED_HEADER = (
+    b'<edXML:MessageHeader xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">'
+    b"<edXML:To><edXML:OrganId>000.00.11.H29</edXML:OrganId></edXML:To></edXML:MessageHeader>"
+)
+
+
+@pytest.mark.parametrize(
+    ("anchor", "insertion", "what"),
+    [
+        (b"</ds:KeyInfo>", b"</ds:KeyInfo><ds:Object>" + FORGED_HEADER + b"</ds:Object>", "Object"),
+        (b"</ds:X509Data>", b"</ds:X509Data>" + FORGED_HEADER, "MessageHeader"),
+        (b"<ds:X509Data>", b"<ds:X509Data>" + FORGED_HEADER, "MessageHeader"),
+        (b"</ds:KeyInfo>", b"<ds:KeyName>forged</ds:KeyName></ds:KeyInfo>", "KeyName"),
+        (b"</ds:SignatureValue>", b"</ds:SignatureValue><!-- a note nobody signed -->", "comments"),
+        (b"</ds:SignedInfo>", b"</ds:SignedInfo>unsigned words", "text"),
+        (b"<ds:Signature ", b'<ds:Signature data-x="1" ', "attribute"),
+    ],
+    ids=["object", "header-after-x509data", "header-in-x509data", "keyname", "comment", "text", "attribute"],
+)
+def test_unsigned_content_inside_the_signature_element_is_refused(verifier, signer, signed, anchor, insertion, what):
+    """The enveloped transform removes the whole signature from what is signed: anything placed in it after
+    signing would be stored and forwarded unsigned (issue 10, finding 3)."""
+    assert anchor in signed
+    data = signed.replace(anchor, insertion, 1)
+    refusal = refusal_of(verifier, data, [signer.cert])
+    assert refusal.code == "signature-profile" and what in refusal.reason, refusal.reason
+
+
+def test_the_profiles_own_signatures_pass_the_element_check(verifier, signer, signed):
+    assert verifier.verify(signed, xmlsafe.parse(signed), [signer.cert]).signer == signer.cert

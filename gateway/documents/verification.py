@@ -107,6 +107,80 @@ def _short(uri: str) -> str:
 # --- structural checks on the one ds:Signature element ------------------------------------------
 
 
+EXC_C14N_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+# Exactly what each element of the profile may contain, in order ("+" one or more, "?" optional).
+_PROFILE_CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
+    "Signature": (("SignedInfo", ""), ("SignatureValue", ""), ("KeyInfo", "?")),
+    "SignedInfo": (("CanonicalizationMethod", ""), ("SignatureMethod", ""), ("Reference", "+")),
+    "Reference": (("Transforms", "?"), ("DigestMethod", ""), ("DigestValue", "")),
+    "Transforms": (("Transform", "+"),),
+    "KeyInfo": (("X509Data", ""),),
+    "X509Data": (("X509Certificate", "+"),),
+}
+_TEXT_ELEMENTS = frozenset({"SignatureValue", "DigestValue", "X509Certificate"})
+_ATTRIBUTES = {"Signature": {"Id"}, "SignatureValue": {"Id"}, "SignedInfo": {"Id"}, "KeyInfo": {"Id"}}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+class OnlyProfileElements:
+    """The signature element holds exactly what the profile allows and nothing unsigned besides.
+
+    An ``ds:Object``, a second header in ``KeyInfo``, a comment or any foreign element inside the
+    signature is not covered by ``Reference URI=""`` (the enveloped transform removes the whole
+    signature), yet it would be stored and forwarded with the signed bytes (issue 10, finding 3)."""
+
+    def verify(self, signature: etree._Element) -> None:
+        self._check(signature)
+
+    def _check(self, element: etree._Element) -> None:
+        name = _local(str(element.tag))
+        for attribute in element.attrib:
+            if attribute not in _ATTRIBUTES.get(name, set()) | {"Algorithm", "URI"}:
+                raise Refusal("signature-profile", f"ds:{name} may not carry the attribute {_local(str(attribute))}")
+        if name not in _TEXT_ELEMENTS and (element.text or "").strip():
+            raise Refusal("signature-profile", f"ds:{name} may not hold text")
+        children = list(element)
+        for child in children:
+            if not isinstance(child.tag, str):
+                raise Refusal("signature-profile", f"ds:{name} may not hold comments or processing instructions")
+            if (child.tail or "").strip():
+                raise Refusal("signature-profile", f"ds:{name} may not hold text between its elements")
+        allowed = _PROFILE_CHILDREN.get(name)
+        if allowed is None:  # a leaf of the profile: methods and values hold no elements
+            extra = [c for c in children if not _inclusive_namespaces(name, c)]
+            if extra:
+                raise Refusal("signature-profile", f"ds:{name} may not contain {_local(str(extra[0].tag))}")
+            return
+        position = 0
+        for expected, arity in allowed:
+            count = 0
+            while position < len(children) and children[position].tag == f"{{{DS_NS}}}{expected}":
+                self._check(children[position])
+                position += 1
+                count += 1
+            if count == 0 and arity != "?":
+                found = f", not {_local(str(children[position].tag))}" if position < len(children) else ""
+                raise Refusal("signature-profile", f"ds:{name} must contain ds:{expected}{found}")
+            if count > 1 and arity != "+":
+                raise Refusal("signature-profile", f"ds:{name} may contain only one ds:{expected}")
+        if position < len(children):
+            found = children[position]
+            where = "" if str(found.tag).startswith(f"{{{DS_NS}}}") else " (a foreign element)"
+            raise Refusal(
+                "signature-profile",
+                f"ds:{name} may not contain {_local(str(found.tag))}{where}: the profile allows "
+                + ", ".join(f"ds:{e}" for e, _ in allowed),
+            )
+
+
+def _inclusive_namespaces(parent: str, child: etree._Element) -> bool:
+    """Exclusive C14N's optional InclusiveNamespaces PrefixList, the one child a method may have."""
+    return parent in ("Transform", "CanonicalizationMethod") and child.tag == f"{{{EXC_C14N_NS}}}InclusiveNamespaces"
+
+
 class SingleWholeDocumentReference:
     def verify(self, signature: etree._Element) -> None:
         references = signature.findall("ds:SignedInfo/ds:Reference", _DS)
@@ -198,7 +272,12 @@ class EnvelopedSignatureVerifier:
         self._profile = profile
         self._parent_path = parent_path
         self._structure: AllOf[etree._Element] = AllOf(
-            [SingleWholeDocumentReference(), EnvelopedExclusiveTransforms(), AllowedAlgorithms(profile)]
+            [
+                OnlyProfileElements(),
+                SingleWholeDocumentReference(),
+                EnvelopedExclusiveTransforms(),
+                AllowedAlgorithms(profile),
+            ]
         )
         self._config = SignatureConfiguration(
             require_x509=True,
