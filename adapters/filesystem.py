@@ -6,13 +6,23 @@ place, and the folder fsynced, so a reader never sees a partial file and a docum
 its seal beside it.  The agency's system takes the pair and moves it into the ``done`` folder; that
 move is the receipt.  Redelivery writes nothing when either folder already holds the document, and
 removes the temporary files a writer killed mid-write left behind.
+
+The receiving agency can write its drop folder, so everything here assumes it may plant links: the
+folder is opened once with ``O_DIRECTORY | O_NOFOLLOW`` and every operation is relative to that
+descriptor; temporary names are random and created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (a link
+or file already there makes the create fail rather than be followed); the result must be a regular
+file, mode 0640 (dossiers carry personal data); rename and unlink act on names, never through links.
+Run the worker as a user that cannot write the database or the keys (README, "Delivery").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,16 +52,21 @@ class FilesystemAdapter(Adapter):
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:
         name = delivery.document_uuid
-        if (self.done_folder / f"{name}.edxml").exists():
+        if _exists(self.done_folder, f"{name}.edxml"):
             return self.check_receipt(delivery)
-        if (self.folder / f"{name}.edxml").exists():
-            return DeliveryResult("awaiting-receipt", f"already in {self.folder}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for leftover in self.folder.glob(f".{name}.*.tmp"):  # a writer that died mid-write
-                leftover.unlink(missing_ok=True)
-            _atomic_write(self.folder, f"{name}.seal.xml", delivery.seal)
-            _atomic_write(self.folder, f"{name}.edxml", delivery.content)
+            with _open_folder(self.folder) as folder:
+                if _present(folder, f"{name}.edxml"):
+                    return DeliveryResult("awaiting-receipt", f"already in {self.folder}")
+                for leftover in os.listdir(folder):  # temporary files of a writer that died mid-write
+                    if leftover.startswith(f".{name}.") and leftover.endswith(".tmp"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(leftover, dir_fd=folder)
+                _atomic_write(folder, f"{name}.seal.xml", delivery.seal)
+                _atomic_write(folder, f"{name}.edxml", delivery.content)
+        except UnsafeFolder as exc:
+            return DeliveryResult("permanent", str(exc))
         except OSError as exc:  # a full disk or an unmounted share comes back
             return DeliveryResult("retryable", f"cannot write to {self.folder}: {exc.strerror or exc}")
         return DeliveryResult("awaiting-receipt", f"dropped into {self.folder}")
@@ -75,15 +90,57 @@ class FilesystemAdapter(Adapter):
         return True, f"{self.folder} is writable"
 
 
-def _atomic_write(folder: Path, name: str, data: bytes) -> None:
-    temporary = folder / f".{name}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, folder / name)
-    descriptor = os.open(folder, os.O_RDONLY)
+class UnsafeFolder(OSError):
+    """The drop folder, or something in it, is not what a delivery may write through."""
+
+
+@contextlib.contextmanager
+def _open_folder(path: Path) -> Iterator[int]:
     try:
-        os.fsync(descriptor)
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (40, 20):  # ELOOP (a link), ENOTDIR
+            raise UnsafeFolder(
+                f"{path} is a link or not a folder: the gateway writes only into a real folder"
+            ) from None
+        raise
+    try:
+        yield folder
+    finally:
+        os.close(folder)
+
+
+def _present(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _exists(path: Path, name: str) -> bool:
+    try:
+        os.lstat(path / name)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _atomic_write(folder: int, name: str, data: bytes) -> None:
+    """Write ``name`` in the open ``folder`` so that a reader sees all of it or nothing, and so that no
+    link planted in the folder is ever followed."""
+    temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, 0o640, dir_fd=folder)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnsafeFolder(f"{temporary} is not a regular file")
+        os.fchmod(descriptor, 0o640)  # whatever the umask: owner writes, the agency's group reads
+        with os.fdopen(descriptor, "wb", closefd=False) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
     finally:
         os.close(descriptor)
+    os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)  # replaces a planted link, never follows it
+    os.fsync(folder)

@@ -414,6 +414,36 @@ def test_filesystem_redelivery_removes_what_a_killed_writer_left(tmp_path: Path)
     ]
 
 
+def test_a_link_planted_in_the_drop_folder_is_never_written_through(tmp_path: Path):
+    """Issue 10, finding 2: the agency, who may write its drop folder, planted a link at the next
+    temporary name (and at the final name) to make the worker overwrite a file it can write."""
+    import os
+
+    victim = tmp_path / "gateway.db"
+    victim.write_bytes(b"the database")
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    delivery = _delivery()
+    for pid in range(os.getpid() - 50, os.getpid() + 50):  # every name the old, predictable scheme used
+        (drop / f".{delivery.document_uuid}.edxml.{pid}.tmp").symlink_to(victim)
+    (drop / f"{delivery.document_uuid}.seal.xml").symlink_to(victim)
+    adapter = FilesystemAdapter({"folder": str(drop)})
+    assert adapter.deliver(delivery).outcome == "awaiting-receipt"
+    assert victim.read_bytes() == b"the database"
+    for name in (f"{delivery.document_uuid}.edxml", f"{delivery.document_uuid}.seal.xml"):
+        written = drop / name
+        assert not written.is_symlink() and written.is_file()
+        assert oct(written.stat().st_mode & 0o777) == "0o640"  # dossiers carry personal data
+
+
+def test_a_drop_folder_that_is_a_link_is_refused(tmp_path: Path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result = FilesystemAdapter({"folder": str(tmp_path / "link")}).deliver(_delivery())
+    assert result.outcome == "permanent" and "link" in result.detail
+    assert not list((tmp_path / "real").iterdir())
+
+
 def test_redis_wakeups_carry_a_token_per_submission_and_survive_redis_being_away():
     from gateway.delivery.wakeup import WAKE_KEY, RedisWakeup
 

@@ -162,8 +162,8 @@ class OnlyProfileElements:
                 position += 1
                 count += 1
             if count == 0 and arity != "?":
-                found = f", not {_local(str(children[position].tag))}" if position < len(children) else ""
-                raise Refusal("signature-profile", f"ds:{name} must contain ds:{expected}{found}")
+                instead = f", not {_local(str(children[position].tag))}" if position < len(children) else ""
+                raise Refusal("signature-profile", f"ds:{name} must contain ds:{expected}{instead}")
             if count > 1 and arity != "+":
                 raise Refusal("signature-profile", f"ds:{name} may contain only one ds:{expected}")
         if position < len(children):
