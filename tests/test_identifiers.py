@@ -66,3 +66,43 @@ def test_document_id_needs_three_parts_and_a_real_date():
     assert parse_document_id("000.00.00.H29,2020/03/05") is None
     assert parse_document_id("nonsense,2020/03/05,1/X") is None
     assert is_edxml_date("2024/02/29") and not is_edxml_date("2023/02/29")
+
+
+# Issue 10, finding 7: `\d` matches every Unicode digit (full-width ０-９, Arabic-Indic ٠-٩, …).
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def test_identifiers_take_ascii_digits_only():
+    for table in (FULL_WIDTH, ARABIC_INDIC):
+        assert agency_code_form("000.00.04.H29".translate(table)) is None
+        assert agency_code_form("H55.242".translate(table)) is None
+        assert parse_document_id("000.00.00.H29,2020/03/05,1024/UBND-VX".translate(table)) is None
+        assert not is_edxml_date("2020/03/05".translate(table))
+
+
+def test_personal_ids_and_birth_dates_take_ascii_digits_only():
+    import pytest
+
+    from gateway.identity.personal_id import check_personal_id
+    from gateway.policy import Refusal
+
+    assert check_personal_id("079203001234") == "079203001234"
+    for table in (FULL_WIDTH, ARABIC_INDIC):
+        with pytest.raises(Refusal):
+            check_personal_id("079203001234".translate(table))
+        with pytest.raises(Refusal):
+            check_personal_id("079203001234", "20030101".translate(table))
+
+
+def test_the_schema_takes_ascii_digits_only_in_codes_and_dates():
+    import pytest
+
+    from gateway.documents import schema, xmlsafe
+    from gateway.policy import Refusal
+    from tests.support import sample
+
+    data = sample("cong-van.edxml").replace(b"<edXML:OrganId>000.00.04.H29", "<edXML:OrganId>000.00.0٤.H29".encode())
+    with pytest.raises(Refusal) as refused:
+        schema.validate(xmlsafe.parse(data), "document")
+    assert refused.value.code == "schema-invalid"

@@ -12,10 +12,10 @@ import calendar
 import re
 from dataclasses import dataclass
 
-QCVN_102_FORM = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
-DECISION_20_FORM = re.compile(r"[A-Y]\d{2}(?:\.[0-9A-Z]+)*")
+QCVN_102_FORM = re.compile(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}")
+DECISION_20_FORM = re.compile(r"[A-Y][0-9]{2}(?:\.[0-9A-Z]+)*")
 MAX_AGENCY_CODE = 35
-_DATE = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
+_DATE = re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2})")
 
 
 def agency_code_form(code: str) -> str | None:

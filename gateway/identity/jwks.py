@@ -29,7 +29,7 @@ DEFAULT_MAX_AGE = 300
 MIN_MAX_AGE, MAX_MAX_AGE = 60, 86_400
 REFRESH_INTERVAL = 30
 MAX_RESPONSE_BYTES = 256 * 1024
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*([0-9]+)", re.IGNORECASE)
 
 
 class JwksUnavailable(Exception):

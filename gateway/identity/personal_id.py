@@ -17,8 +17,8 @@ from datetime import UTC, date, datetime
 from gateway.policy import Refusal
 
 CODE = "personal-id-invalid"
-_DIGITS = re.compile(r"\d{12}")
-_BIRTH_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_DIGITS = re.compile(r"[0-9]{12}")
+_BIRTH_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 
 
 def birth_year_of(personal_id: str) -> int:
