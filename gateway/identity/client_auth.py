@@ -35,6 +35,21 @@ class SubjectIsIssuer:
             raise Refusal(CODE, "assertion sub must equal iss (the agency code)")
 
 
+class AudienceOnlyThisGateway:
+    """Every ``aud`` value must name this gateway: an assertion also addressed to another party could be
+    replayed there (PyJWT accepts a list when any one value matches; national-ID tokens refuse extras too)."""
+
+    def __init__(self, audiences: Sequence[str]) -> None:
+        self._audiences = frozenset(audiences)
+
+    def verify(self, a: Assertion) -> None:
+        aud = a.claims.get("aud")
+        values = aud if isinstance(aud, list) else [aud]
+        strangers = [v for v in values if v not in self._audiences]
+        if strangers:
+            raise Refusal(CODE, "assertion aud names another party besides this gateway's token endpoint")
+
+
 class ShortLived:
     def __init__(self, max_lifetime: int) -> None:
         self._max = max_lifetime
@@ -73,7 +88,9 @@ class ClientAssertionVerifier:
     ) -> None:
         self._audiences = [token_endpoint, issuer_url]
         self._client_key = client_key
-        self._policy: AllOf[Assertion] = AllOf([SubjectIsIssuer(), ShortLived(max_lifetime), UniqueJti(replay)])
+        self._policy: AllOf[Assertion] = AllOf(
+            [SubjectIsIssuer(), AudienceOnlyThisGateway(self._audiences), ShortLived(max_lifetime), UniqueJti(replay)]
+        )
 
     def verify(self, assertion: str, client_id: str | None = None) -> str:
         """Return the authenticated agency code or raise :class:`Refusal` ``invalid-client``."""
