@@ -218,3 +218,36 @@ def test_too_many_dossiers_get_429_with_retry_after(database_url, dev_pki):
     assert limited.status_code == 429 and limited.get_json()["code"] == "rate-limited"
     assert int(limited.headers["Retry-After"]) >= 1
     app.extensions["gateway"].db.dispose()
+
+
+def test_a_second_06_from_the_same_agency_does_not_skip_the_next_one(app, svc, agency):
+    """Issue 10, finding 8: any agency already routed could advance a sequential procedure again."""
+    from gateway.store.tables import documents, routes
+
+    client = app.test_client()
+    tokens = login(client)
+    dossier = client.post(
+        "/v1/dossiers",
+        json={"procedure": "1.004227", "fields": {"ho_ten_tre": "Nguyễn Văn Bé", "ngay_sinh_tre": "2026-11-01"}},
+        headers=bearer(tokens),
+    ).get_json()
+    with svc.db.write() as conn:  # a third agency waits its turn after NOIVU
+        conn.execute(
+            sa.update(documents)
+            .where(documents.c.document_id == dossier["document_id"])
+            .values(pending_recipients=[NOIVU, TAX])
+        )
+    q4 = agency(Q4)
+    done = status_message(dossier["document_id"], DEMO_PORTAL[0], Q4, "06")
+    assert q4.submit(q4.keys.sign(done), "/v1/status").status_code == 202  # NOIVU's turn
+    again = done.replace(b"<edXML:Description>", b"<edXML:Description>again ", 1)
+    assert again != done
+    assert q4.submit(q4.keys.sign(again), "/v1/status").status_code == 202
+    with svc.db.read() as conn:
+        routed = conn.execute(
+            sa.select(routes.c.recipient)
+            .join(documents, documents.c.id == routes.c.document)
+            .where(documents.c.document_id == dossier["document_id"])
+            .order_by(routes.c.id)
+        ).scalars()
+        assert list(routed) == [Q4, NOIVU]  # TAX still waits for NOIVU's 06

@@ -394,8 +394,12 @@ class SubmissionService:
         pending = list(doc.pending_recipients or [])
         if not pending:
             return 0
-        routed = {r.recipient for r in conn.execute(sa.select(routes.c.recipient).where(routes.c.document == original))}
-        if finished_by not in routed:
+        # Only the agency whose turn it is (the one routed last) moves the procedure on, once: an 06 from an
+        # earlier agency, or a second 06 from the same one, must not skip the next agency.
+        current = conn.execute(
+            sa.select(routes.c.recipient).where(routes.c.document == original).order_by(routes.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        if finished_by != current:
             return 0
         following, rest = pending[0], pending[1:]
         now = datetime.now(UTC)
