@@ -15,6 +15,7 @@ __all__ = ["create_app"]
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
     from gateway.api import audit, auditors, citizens, deliveries, documents, evidence, oauth, ops
+    from gateway.api.headers import install_security_headers
     from gateway.api.problems import register_error_handlers
     from gateway.documents import schema
     from gateway.identity.dev_idp import dev_idp_blueprint
@@ -41,6 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["gateway.metrics"] = metrics
     install_request_hooks(app, metrics)
+    install_security_headers(app, config.public_url)
     register_error_handlers(app)
     for blueprint in (
         oauth.bp,
