@@ -122,6 +122,14 @@ def count_document(kind: str, outcome: str, code: str) -> None:
     metrics.documents.labels(kind, outcome, code).inc()
 
 
+# HTTP methods as a label: any token a client sends would otherwise become a new series (issue 10, 6).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "OTHER"
+
+
 def install_request_hooks(app: Flask, metrics: Metrics) -> None:
     @app.before_request
     def _start() -> None:
@@ -133,7 +141,7 @@ def install_request_hooks(app: Flask, metrics: Metrics) -> None:
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        metrics.requests.labels(method_label(request.method), endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if endpoint not in ("/healthz", "/metrics"):

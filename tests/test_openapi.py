@@ -43,3 +43,16 @@ def test_readiness_and_metrics_answer_on_a_file_that_is_not_a_gateway_database(t
         assert client.get("/metrics").status_code == 200
     finally:
         app.extensions["gateway"].db.dispose()
+
+
+def test_metrics_labels_stay_bounded_whatever_methods_clients_send(app):
+    """Issue 10, finding 6: 2 000 random methods grew /metrics from 709 B to 401 KB."""
+    import secrets
+
+    client = app.test_client()
+    client.get("/metrics")
+    before = len(client.get("/metrics").data)
+    for _ in range(200):
+        client.open("/healthz", method=secrets.token_hex(6).upper())
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="OTHER"' in text and len(text) < before + 2000
