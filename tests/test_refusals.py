@@ -246,3 +246,16 @@ def test_a_forged_header_planted_inside_the_signature_is_refused_and_audited(age
 
     report = verify_offline(forged, list(svc.keys.trust.anchors), sender_certs=[sender.keys.signing.cert])
     assert report["verdict"] == "invalid" and report["code"] in ("schema-invalid", "signature-profile")
+
+
+def test_a_limit_out_of_range_is_refused_not_quietly_capped(agency):
+    """Issue 10, finding 9: limit=100000 was lowered to the maximum without a word."""
+    response = agency(Q4).get("/v1/inbox?limit=100000")
+    assert response.status_code == 400 and response.get_json()["code"] == "invalid-request"
+    assert "between 1 and" in response.get_json()["detail"]
+
+
+def test_a_405_says_which_methods_are_allowed(app):
+    response = app.test_client().delete("/v1/documents")
+    assert response.status_code == 405 and response.mimetype == "application/problem+json"
+    assert "POST" in response.headers["Allow"]

@@ -10,12 +10,15 @@ MAX_CURSOR = 2**63 - 1  # the databases' BIGINT
 
 
 def page_parameters(*, default_limit: int, max_limit: int, first: int = 0) -> tuple[int, int]:
-    """``(after, limit)``; a limit above ``max_limit`` is lowered to it, anything malformed is refused."""
+    """``(after, limit)``; anything malformed or out of range is refused, not quietly changed: a client
+    asking for 10 000 and given 200 would take the page for the whole list."""
     try:
         after = int(request.args.get("after", str(first)))
         limit = int(request.args.get("limit", str(default_limit)))
     except ValueError:
         raise Refusal("invalid-request", "after and limit must be whole numbers") from None
-    if not first <= after <= MAX_CURSOR or limit < 1:
-        raise Refusal("invalid-request", f"after must be a cursor from next_after (≥ {first}) and limit ≥ 1")
-    return after, min(limit, max_limit)
+    if not first <= after <= MAX_CURSOR or not 1 <= limit <= max_limit:
+        raise Refusal(
+            "invalid-request", f"after must be a cursor from next_after (≥ {first}) and limit between 1 and {max_limit}"
+        )
+    return after, limit

@@ -172,6 +172,9 @@ def register_error_handlers(app: Flask) -> None:
         )
         response = problem(code, exc.description or exc.name)
         response.status_code = exc.code or 400
+        for name, value in exc.get_headers():  # e.g. Allow on a 405 (RFC 9110 §15.5.6)
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
