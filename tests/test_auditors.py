@@ -223,3 +223,17 @@ def test_processing_statistics_count_received_done_on_time_late_and_refused(audi
     csv_text = auditor.get("/v1/audit/statistics?format=csv").get_data(as_text=True)
     assert csv_text.splitlines()[0].startswith("agency,received,acknowledged,done,on_time,late")
     assert any(line.startswith(f"{Q4},2,1,1,0,1,1") for line in csv_text.splitlines())
+
+
+def test_roles_need_a_level_2_login_and_an_enabled_agency(audited_app, app, dev_pki):
+    """Issue 10, finding 8: level-1 identities held the auditor role, and a disabled agency kept it."""
+    client = app.test_client()
+    level_1 = login(client, 2, level=1)  # Lê Minh Châu, the demo auditor, logged in at level 1
+    refused = client.get("/v1/audit/entries", headers={"Authorization": f"Bearer {level_1['access_token']}"})
+    assert refused.status_code == 403 and refused.get_json()["code"] == "level-insufficient"
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    assert auditor.get("/v1/audit/entries?limit=1").status_code == 200
+    svc = audited_app.extensions["gateway"]
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, NOIVU, False)
+    assert auditor.get("/v1/audit/entries?limit=1").status_code == 401

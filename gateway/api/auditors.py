@@ -22,11 +22,13 @@ from gateway.audit.statistics import as_csv, processing_statistics
 from gateway.citizen.dossier import LOCAL
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
+from gateway.identity.national_id import CitizenIdentity
 from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.tables import audit_entries, audit_search
 
 bp = Blueprint("auditors", __name__)
+ROLE_MINIMUM_LEVEL = 2  # roles that read everyone's trail are not for level-1 (self-registered) accounts
 MAX_PAGE = 200
 
 
@@ -34,6 +36,16 @@ MAX_PAGE = 200
 class Auditor:
     actor: str  # as it appears in the audit log: never a raw personal ID
     display: str
+
+
+def require_role_level(citizen: CitizenIdentity) -> None:
+    """Roles that read everyone's trail are not for level-1 (self-registered) national-ID accounts."""
+    if citizen.level < ROLE_MINIMUM_LEVEL:
+        raise Refusal(
+            "level-insufficient",
+            f"auditor and operator roles need a level-{ROLE_MINIMUM_LEVEL} national-ID account "
+            f"(Decree 69/2024/NĐ-CP); this login is level {citizen.level}: log in again at level 2",
+        )
 
 
 def authenticated_in_role(allowed: frozenset[str], refusal: Refusal, refused_event: str) -> Auditor:
@@ -47,9 +59,14 @@ def authenticated_in_role(allowed: frozenset[str], refusal: Refusal, refused_eve
         header = parse_compact(token, "invalid-token").header
         if header.get("kid") == svc.tokens.kid:  # the gateway's own access token: an agency
             agency = svc.tokens.verify(token)
+            with svc.db.read() as conn:
+                found = svc.registry.lookup(conn, [agency]).get(agency)
+            if found is None or not found.enabled:  # a disabled agency keeps no role
+                raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
             person, identity = Auditor(agency, agency), agency
         else:
             citizen = svc.national_id.verify(token)
+            require_role_level(citizen)
             person, identity = (
                 Auditor(citizen_actor(citizen), f"{citizen.full_name} ({citizen.masked_id})"),
                 citizen.personal_id,

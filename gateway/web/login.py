@@ -18,6 +18,7 @@ import requests
 from flask import redirect, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gateway.api.auditors import require_role_level
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jwks import fetch_json
 from gateway.policy import Refusal
@@ -115,6 +116,7 @@ def callback() -> WerkzeugResponse:
     token = _exchange(request.args.get("code", ""), str(pending["verifier"]))
     try:
         citizen = svc.national_id.verify(token)
+        require_role_level(citizen)
     except Refusal as refusal:
         svc.audit.refused(svc.db, "auditor.refused", refusal)
         raise
