@@ -259,3 +259,25 @@ def test_a_405_says_which_methods_are_allowed(app):
     response = app.test_client().delete("/v1/documents")
     assert response.status_code == 405 and response.mimetype == "application/problem+json"
     assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-32-be", "utf-32-le", "utf-16-be", "utf-16-le"])
+def test_documents_in_other_encodings_without_a_bom_are_refused(encoding):
+    """Issue 10, finding 8: "UTF-8 only" let UTF-32BE without a BOM through."""
+    from gateway.documents import xmlsafe
+    from gateway.policy import Refusal
+
+    data = sample("cong-van.edxml").decode().replace('encoding="UTF-8"', "").encode(encoding)
+    with pytest.raises(Refusal) as refused:
+        xmlsafe.parse(data)
+    assert refused.value.code == "xml-malformed" and "UTF-8" in refused.value.reason
+
+
+def test_bytes_that_are_not_utf_8_are_refused_by_position():
+    from gateway.documents import xmlsafe
+    from gateway.policy import Refusal
+
+    data = sample("cong-van.edxml").replace("Quận 4".encode(), b"Qu\xe1n 4")
+    with pytest.raises(Refusal) as refused:
+        xmlsafe.parse(data)
+    assert refused.value.code == "xml-malformed" and "is not UTF-8" in refused.value.reason

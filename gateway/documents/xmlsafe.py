@@ -62,8 +62,14 @@ def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
 
 
 def _check_encoding(data: bytes) -> None:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00<", b"<\x00")):
-        raise Refusal("xml-malformed", "only UTF-8 documents are accepted")
+    """UTF-8 or nothing, whatever the bytes claim: a NUL can only come from UTF-16 or UTF-32 (XML forbids
+    the character itself), and the whole body must decode, so no other encoding passes unnoticed."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise Refusal("xml-malformed", "only UTF-8 documents are accepted (this looks like UTF-16 or UTF-32)")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refusal("xml-malformed", f"only UTF-8 documents are accepted: byte {exc.start} is not UTF-8") from None
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     match = _XML_DECL_ENCODING.match(body)
     if match and match.group(1).lower() not in (b"utf-8", b"utf8"):
