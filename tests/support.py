@@ -20,7 +20,7 @@ from gateway.trust import pki
 from gateway.trust.dev_pki import DevRevocations
 
 ROOT = Path(__file__).resolve().parents[1]
-# Everything the suite reads lives in the repository (a clone has no ../shared): the edXML samples are
+# Everything the suite reads lives in the repository, so a fresh clone runs it: the edXML samples are
 # the ones in examples/, the public attack and interop vectors are in tests/vectors/ with their licences.
 SAMPLES = ROOT / "examples"
 VECTORS = ROOT / "tests" / "vectors"
