@@ -127,14 +127,22 @@ def test_level_1_login_cannot_file_a_level_2_procedure(app, svc):
     assert any(e["event"] == "dossier.refused" and e["code"] == "level-insufficient" for e in events)
 
 
-def test_sequential_procedure_reaches_the_next_agency_after_the_first_finishes(app, agency):
-    client = app.test_client()
-    tokens = login(client)
-    dossier = client.post(
+def file_birth_registration(client: Any, tokens: dict[str, str]) -> dict[str, Any]:
+    """Birth registration (1.004227): a sequential procedure, Q4 first, then NOIVU."""
+    response = client.post(
         "/v1/dossiers",
         json={"procedure": "1.004227", "fields": {"ho_ten_tre": "Nguyễn Văn Bé", "ngay_sinh_tre": "2026-11-01"}},
         headers=bearer(tokens),
-    ).get_json()
+    )
+    assert response.status_code == 202, response.get_json()
+    found: dict[str, Any] = response.get_json()
+    return found
+
+
+def test_sequential_procedure_reaches_the_next_agency_after_the_first_finishes(app, agency):
+    client = app.test_client()
+    tokens = login(client)
+    dossier = file_birth_registration(client, tokens)
     q4, noivu = agency(Q4), agency(NOIVU)
     assert len(q4.get("/v1/inbox").get_json()["items"]) == 1
     assert noivu.get("/v1/inbox").get_json()["items"] == []
@@ -226,11 +234,7 @@ def test_a_second_06_from_the_same_agency_does_not_skip_the_next_one(app, svc, a
 
     client = app.test_client()
     tokens = login(client)
-    dossier = client.post(
-        "/v1/dossiers",
-        json={"procedure": "1.004227", "fields": {"ho_ten_tre": "Nguyễn Văn Bé", "ngay_sinh_tre": "2026-11-01"}},
-        headers=bearer(tokens),
-    ).get_json()
+    dossier = file_birth_registration(client, tokens)
     with svc.db.write() as conn:  # a third agency waits its turn after NOIVU
         conn.execute(
             sa.update(documents)
