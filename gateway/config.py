@@ -62,6 +62,12 @@ class Config:
     tsa_url: str | None = None
     timestamp_failure_seconds: int = 14400  # X-Road's timeStampingIntervalSeconds-style grace period
     certificate_expiry_warning_days: int = 30
+    # The HTTP front (gateway.serving, issue 10 finding 1): how long a client may take to send a
+    # request, how slowly its body may arrive, and how many connections one address may hold.
+    request_header_timeout_seconds: int = 10
+    request_body_min_bytes_per_second: int = 8192
+    keepalive_seconds: int = 5
+    max_connections_per_address: int = 64  # per server process; 0 behind a proxy that limits itself
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
@@ -224,6 +230,14 @@ class Config:
             problems.append("GATEWAY_TSA_URL: must be an http(s) URL of an RFC 3161 timestamp authority")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("GATEWAY_LOG_LEVEL: one of DEBUG, INFO, WARNING, ERROR")
+        if not 1 <= self.request_header_timeout_seconds <= 300:
+            problems.append("GATEWAY_REQUEST_HEADER_TIMEOUT_SECONDS: between 1 and 300")
+        if not 1 <= self.request_body_min_bytes_per_second <= 10_000_000:
+            problems.append("GATEWAY_REQUEST_BODY_MIN_BYTES_PER_SECOND: between 1 and 10000000")
+        if not 1 <= self.keepalive_seconds <= 300:
+            problems.append("GATEWAY_KEEPALIVE_SECONDS: between 1 and 300")
+        if not 0 <= self.max_connections_per_address <= 100_000:
+            problems.append("GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: between 0 (no cap) and 100000")
         return problems
 
     def missing_key_files(self) -> list[str]:
@@ -250,6 +264,10 @@ class Config:
 _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
+def _int_fields() -> frozenset[str]:
+    return frozenset(f.name for f in fields(Config) if f.type in ("int", int))
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML value or an environment string into the field's type."""
     if name == "issuers":
@@ -268,22 +286,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)
         return tuple(Path(str(p)) for p in items if str(p))
-    if name in (
-        "max_document_bytes",
-        "access_token_ttl",
-        "client_assertion_max_lifetime",
-        "citizen_dossiers_per_hour",
-        "agency_submissions_per_minute",
-        "delivery_lease_seconds",
-        "delivery_receipt_poll_seconds",
-        "delivery_breaker_threshold",
-        "delivery_breaker_cooldown_seconds",
-        "revocation_freshness_seconds",
-        "revocation_refresh_seconds",
-        "revocation_timeout_seconds",
-        "timestamp_failure_seconds",
-        "certificate_expiry_warning_days",
-    ):
+    if name in _int_fields():
         if isinstance(value, bool):
             raise ValueError("must be a whole number")
         try:

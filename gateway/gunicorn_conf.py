@@ -14,10 +14,12 @@ import threading
 from typing import Any
 
 graceful_timeout = 20
-# Threaded workers: browsers keep idle pre-opened connections that would block a sync worker, and the
-# workbench's login calls the identity provider, which in demo mode is served by this same server.
-worker_class = "gthread"
+# Requests are read by an event-driven front (gateway.serving) so slow or idle clients hold no thread;
+# complete requests run on ``threads`` threads (the workbench's login calls the identity provider,
+# which in demo mode is served by this same server, so one process needs more than one).
+worker_class = "gateway.serving.worker.FrontWorker"
 threads = 4
+worker_connections = 1000
 accesslog = "-"
 access_log_format = "%(h)s %(r)s %(s)s %(b)s %(L)ss"
 

@@ -235,3 +235,44 @@ def test_workers_sign_the_tail_of_the_audit_log_within_a_couple_of_seconds(serve
         time.sleep(0.2)
     engine.dispose()
     assert signed == head
+
+
+def test_healthz_stays_fast_while_slow_clients_trickle_headers(server):
+    """Issue 10, finding 1: the review's 16 trickling connections (here 32) stalled every probe under gthread."""
+    from bench.slowloris import under_attack
+
+    port = int(server[0].rsplit(":", 1)[1])
+    probe = under_attack(port, seconds=6, connections=32, interval=2.0)
+    assert probe.errors == 0
+    assert probe.percentile(0.99) < 0.1, f"p99 {probe.percentile(0.99) * 1000:.0f} ms over {len(probe.timings)} probes"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"GET /healthz\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed-request"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n", 400, "malformed-request"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri-too-long"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, "headers-too-large"),
+        (
+            b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+            "malformed-request",
+        ),
+    ],
+    ids=["raw-0xff", "nul", "long-target", "large-head", "bad-chunk"],
+)
+def test_requests_gunicorn_answered_with_html_are_problem_json(server, raw, status, code):
+    """Issue 10, finding 9: these came back as gunicorn's HTML error pages."""
+    import json
+
+    port = int(server[0].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d" % status), head
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["code"] == code

@@ -20,6 +20,12 @@ PROBLEM_TYPE = "urn:vn-gov:interconnect-gateway:problem:"
 # code -> (HTTP status, title)
 CODES: dict[str, tuple[int, str]] = {
     "too-large": (413, "Request body too large"),
+    # Answered by the HTTP front (gateway.serving) before the app sees the request.
+    "malformed-request": (400, "Malformed HTTP request"),
+    "uri-too-long": (414, "Request target too long"),
+    "headers-too-large": (431, "Request header fields too large"),
+    "request-timeout": (408, "Request not received in time"),
+    "too-many-connections": (503, "Too many connections"),
     "xml-too-large": (413, "Document too large"),
     "xml-malformed": (400, "Malformed XML"),
     "xml-forbidden": (400, "Forbidden XML construct"),

@@ -1,0 +1,78 @@
+"""The gunicorn worker class that runs the event-driven front (``worker_class`` in ``gunicorn_conf``).
+
+gunicorn keeps doing what it does well (binding, forking, restarting dead workers, graceful
+reloads, heartbeats); each worker process runs :class:`gateway.serving.front.Front` on an asyncio
+loop over the shared listening sockets, and the Flask app on ``threads`` threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from gunicorn.workers.base import Worker
+
+from gateway.policy import Refusal
+from gateway.serving.front import Front, FrontLimits, RefusedRequest
+
+# Refusals of requests that could have changed something (a submission, a token request) are audited;
+# a refused GET changes nothing and is only logged and counted.
+AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class FrontWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hints
+    def run(self) -> None:
+        app = self.wsgi
+        front = Front(
+            app,
+            limits_for(app, self.cfg),
+            threads=max(1, int(self.cfg.threads)),
+            on_refusal=audit_refusal(app),
+            access_log=self.log.access_log.info if self.cfg.accesslog else None,
+        )
+        sockets = [(listener.sock, _ssl_context(self.cfg)) for listener in self.sockets]
+        asyncio.run(front.serve(sockets, heartbeat=self.notify, should_stop=self._should_stop))
+
+    def _should_stop(self) -> bool:
+        if self.ppid != os.getppid():
+            self.log.info("parent changed, shutting down: %s", self)
+            return True
+        return not self.alive
+
+
+def limits_for(app: Any, cfg: Any) -> FrontLimits:
+    config = app.extensions["gateway"].config
+    return FrontLimits(
+        header_timeout=float(config.request_header_timeout_seconds),
+        keepalive=float(config.keepalive_seconds),
+        body_min_rate=int(config.request_body_min_bytes_per_second),
+        max_body_bytes=int(app.config["MAX_CONTENT_LENGTH"]),
+        max_connections=int(cfg.worker_connections),
+        max_per_address=int(config.max_connections_per_address),
+        graceful_seconds=float(cfg.graceful_timeout),
+    )
+
+
+def audit_refusal(app: Any) -> Any:
+    services = app.extensions["gateway"]
+    metrics = app.extensions["gateway.metrics"]
+
+    def record(refused: RefusedRequest) -> None:
+        from gateway.observability import method_label
+
+        method = refused.method or "-"
+        metrics.requests.labels(method_label(method), "front", str(refused.refusal.status)).inc()
+        if refused.method in AUDITED_METHODS:
+            reason = f"{refused.refusal.detail} ({refused.method} {refused.path} from {refused.remote_addr})"
+            services.audit.refused(services.db, "request.refused", Refusal(refused.refusal.code, reason))
+
+    return record
+
+
+def _ssl_context(cfg: Any) -> Any:
+    if not cfg.is_ssl:
+        return None
+    from gunicorn.sock import ssl_context
+
+    return ssl_context(cfg)
