@@ -62,6 +62,10 @@ class Config:
     tsa_url: str | None = None
     timestamp_failure_seconds: int = 14400  # X-Road's timeStampingIntervalSeconds-style grace period
     certificate_expiry_warning_days: int = 30
+    # Workbench sessions (issue 10, finding 4): absolute and idle lifetimes; the login's national-ID
+    # token expiry ends a session sooner when it comes first.
+    workbench_session_seconds: int = 8 * 3600
+    workbench_idle_seconds: int = 15 * 60
     # The HTTP front (gateway.serving, issue 10 finding 1): how long a client may take to send a
     # request, how slowly its body may arrive, and how many connections one address may hold.
     request_header_timeout_seconds: int = 10
@@ -230,6 +234,11 @@ class Config:
             problems.append("GATEWAY_TSA_URL: must be an http(s) URL of an RFC 3161 timestamp authority")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append("GATEWAY_LOG_LEVEL: one of DEBUG, INFO, WARNING, ERROR")
+        if not 60 <= self.workbench_idle_seconds <= self.workbench_session_seconds <= 86400:
+            problems.append(
+                "GATEWAY_WORKBENCH_IDLE_SECONDS / GATEWAY_WORKBENCH_SESSION_SECONDS: "
+                "60 ≤ idle ≤ session ≤ 86400 seconds"
+            )
         if not 1 <= self.request_header_timeout_seconds <= 300:
             problems.append("GATEWAY_REQUEST_HEADER_TIMEOUT_SECONDS: between 1 and 300")
         if not 1 <= self.request_body_min_bytes_per_second <= 10_000_000:

@@ -35,6 +35,7 @@ from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
+from gateway.identity.workbench_sessions import WorkbenchSessions
 from gateway.keys import GatewayKeys, load_development_ca
 from gateway.policy import Refusal
 from gateway.routing.registry import AgencyRegistry
@@ -70,6 +71,7 @@ class Services:
     deliveries: DeliveryQueue
     revocation: RevocationChecker
     timestamper: Timestamper
+    sessions: WorkbenchSessions
     dev_pki: DevPki | None = None
 
     def background_tick(self) -> None:
@@ -172,6 +174,11 @@ class Services:
             )
         portal = config.portal_agency or (DEMO_PORTAL[0] if config.demo else None)
         return cls(
+            sessions=WorkbenchSessions(
+                db,
+                absolute_seconds=config.workbench_session_seconds,
+                idle_seconds=config.workbench_idle_seconds,
+            ),
             config=config,
             db=db,
             audit=audit,

@@ -172,3 +172,17 @@ def authorization_request(
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
+
+
+DEMO_AUDITOR_ID = "031085054321"  # Lê Minh Châu, the demo auditor
+
+
+def sign_in_workbench(client: Any, svc: Any, personal_id: str = DEMO_AUDITOR_ID) -> str:
+    """Give a Flask test client a server-side workbench session, as the login callback does; its CSRF token."""
+    from gateway.identity.personal_id import hashed
+    from gateway.identity.workbench_sessions import WORKBENCH_COOKIE
+
+    actor = "citizen:" + hashed(personal_id, svc.keys.pepper)
+    token, started = svc.sessions.start(actor, "Lê Minh Châu (0310********21)", None)
+    client.set_cookie(WORKBENCH_COOKIE, token, path="/audit")
+    return str(started.csrf)

@@ -13,7 +13,7 @@ def test_pages_forbid_scripts_framing_and_foreign_forms(app):
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
     assert "script-src" not in policy  # no script may run at all
     assert page.headers["X-Frame-Options"] == "DENY" and page.headers["X-Content-Type-Options"] == "nosniff"
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"  # never sent to another site; forms keep their Origin
 
 
 def test_the_development_providers_page_has_a_policy_too(app):

@@ -16,7 +16,7 @@ from gateway.documents.verification import (
 )
 from gateway.services import EDXML_SIGNATURE_PARENT
 from tests.conftest import make_config
-from tests.support import HCM, sample
+from tests.support import DEMO_AUDITOR_ID, HCM, sample, sign_in_workbench
 
 _signed_cache: dict[str, bytes] = {}
 
@@ -113,11 +113,10 @@ query_text = st.one_of(
 def test_operator_and_auditor_query_parameters_never_break_the_server(app, agency, path, params):
     svc = app.extensions["gateway"]
     object.__setattr__(svc.config, "operators", (HCM,))
-    object.__setattr__(svc.config, "auditors", (HCM,))
+    object.__setattr__(svc.config, "auditors", (HCM, DEMO_AUDITOR_ID))
     client = agency(HCM).client
     if path.startswith("/audit/"):
-        with client.session_transaction() as session:
-            session["auditor"] = {"actor": HCM, "display": HCM}
+        sign_in_workbench(client, svc)
         response = client.get(path, query_string=params)
     else:
         response = client.get(path, query_string=params, headers=agency(HCM).headers())
@@ -130,8 +129,7 @@ def test_nul_characters_and_out_of_range_ids_get_a_problem_not_a_500(app, agency
     svc = app.extensions["gateway"]
     object.__setattr__(svc.config, "operators", (HCM,))
     sender = agency(HCM)
-    with sender.client.session_transaction() as session:
-        session["auditor"] = {"actor": HCM, "display": HCM}
+    sign_in_workbench(sender.client, svc)
     for method, url, status in [
         ("POST", "/v1/deliveries/99999999999999999999999/retry", 409),
         ("GET", "/audit/documents/%00", 400),

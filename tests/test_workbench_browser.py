@@ -113,11 +113,22 @@ def test_auditor_searches_opens_a_timeline_reads_statistics_and_exports(server, 
     assert "ok" in browser.find_element(By.ID, "log-status").get_attribute("class")
     browser.get(base + "/audit/statistics")
     assert browser.find_element(By.ID, "chart") and "000.00.04.H29" in browser.find_element(By.ID, "figures").text
-    _click_and_wait_for(browser, "lang", "lang=en")
-    assert "Auditor workbench" in browser.title and "Processing statistics" in browser.page_source
+    browser.find_element(By.ID, "lang").click()  # a POST form with the CSRF token; back to the same page
+    WebDriverWait(browser, 10).until(lambda d: "Auditor workbench" in d.title)
+    assert "Processing statistics" in browser.page_source and "/audit/statistics" in browser.current_url
 
+    session_cookie = next(c for c in browser.get_cookies() if c["name"] == "gateway_workbench")
+    assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Strict" and session_cookie["path"] == "/audit"
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
-    bundle = requests.get(base + "/audit/export.zip?from=2000-01-01", cookies=cookies, timeout=30)
+    browser.get(base + "/audit/export")
+    csrf = browser.find_element(By.CSS_SELECTOR, "#export-form input[name=csrf]").get_attribute("value")
+    bundle = requests.post(
+        base + "/audit/export.zip",
+        data={"from": "2000-01-01", "csrf": csrf},
+        cookies=cookies,
+        headers={"Origin": base},
+        timeout=30,
+    )
     assert bundle.status_code == 200 and bundle.headers["Content-Type"] == "application/zip"
     (tmp_path / "audit.zip").write_bytes(bundle.content)
     assert zipfile.is_zipfile(tmp_path / "audit.zip")
@@ -132,6 +143,11 @@ def test_auditor_searches_opens_a_timeline_reads_statistics_and_exports(server, 
 
     audit = requests.get(base + "/audit/", cookies=cookies, params={"event": "auditor.export"}, timeout=10)
     assert "auditor.export" in audit.text  # the auditor's own reads are in the log
+
+    browser.find_element(By.ID, "logout").click()
+    WebDriverWait(browser, 10).until(lambda d: "/audit/welcome" in d.current_url)
+    after = requests.get(base + "/audit/", cookies=cookies, timeout=10, allow_redirects=False)
+    assert after.status_code == 302  # the copied cookie died with the logout, on the server
 
 
 def test_a_citizen_without_the_auditor_role_is_turned_away(server, browser):  # noqa: F811

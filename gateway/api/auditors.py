@@ -8,16 +8,19 @@ access token (tests, integrations).
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import IO
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.wsgi import wrap_file
 
 from gateway.api.auth import bearer_token
 from gateway.api.paging import page_parameters
 from gateway.audit import AuditEvent
-from gateway.audit.bundle import export_bundle
+from gateway.audit.bundle import write_bundle
 from gateway.audit.statistics import as_csv, processing_statistics
 from gateway.citizen.dossier import LOCAL
 from gateway.citizen.service import citizen_actor
@@ -89,8 +92,7 @@ def authenticated_auditor() -> Auditor:
 
 def record_read(auditor: Auditor, event: str, what: str) -> None:
     svc = services()
-    with svc.db.write() as conn:
-        svc.audit.append(conn, AuditEvent(event=event, outcome="ok", actor=auditor.actor, reason=what[:500]))
+    svc.audit.record(svc.db, AuditEvent(event=event, outcome="ok", actor=auditor.actor, reason=what[:500]))
 
 
 def time_bound(name: str) -> int | None:
@@ -99,7 +101,7 @@ def time_bound(name: str) -> int | None:
     A plain date is a day in Vietnam, and ``to`` includes that whole day: "from 2026-11-01 to
     2026-11-30" is November, as a report means it.
     """
-    value = request.args.get(name)
+    value = request.values.get(name)  # the workbench's export form posts them
     if not value:
         return None
     try:
@@ -123,8 +125,12 @@ def requested_period(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def export_requested_range() -> tuple[bytes, int, int]:
-    """The bundle for the entries in ``from``..``to``, with a fresh checkpoint covering them all."""
+def export_requested_range() -> tuple[IO[bytes], int, int]:
+    """The bundle for the entries in ``from``..``to``, with a fresh checkpoint covering them all.
+
+    It is written to a temporary file (in memory only while small) and streamed from there, so a
+    whole-log export costs disk, not the server's memory.
+    """
     start, end = time_bound("from"), time_bound("to")
     svc = services()
     svc.checkpoints.refresh(force=True)
@@ -136,11 +142,20 @@ def export_requested_range() -> tuple[bytes, int, int]:
         ).one()
         if first is None:
             raise Refusal("export-empty", "no audit entries in that time range")
-        return export_bundle(conn, svc.checkpoints, int(first), int(last) + 1), int(first), int(last)
+        file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - closed by the response
+        try:
+            write_bundle(conn, svc.checkpoints, int(first), int(last) + 1, file)
+        except BaseException:
+            file.close()
+            raise
+    file.seek(0)
+    return file, int(first), int(last)
 
 
-def zip_download(bundle: bytes, name: str) -> Response:
-    response = Response(bundle, mimetype="application/zip")
+def zip_download(bundle: IO[bytes], name: str) -> Response:
+    response = Response(
+        wrap_file(request.environ, bundle, buffer_size=256 * 1024), mimetype="application/zip", direct_passthrough=True
+    )
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

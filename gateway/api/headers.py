@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from gateway.identity.workbench_sessions import WORKBENCH_COOKIE
+
 PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -29,13 +31,21 @@ def install_security_headers(app: Flask, public_url: str) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
         if response.mimetype == "text/html":
             policy = DEV_IDP_POLICY if request.path.startswith("/dev-idp/") else PAGE_POLICY
+            # same-origin, not no-referrer: under no-referrer browsers post forms with "Origin: null",
+            # and the workbench's CSRF check wants to see its own origin there.
+            headers.setdefault("Referrer-Policy", "same-origin")
         else:
             policy = API_POLICY
+            headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("Content-Security-Policy", policy)
-        if "Authorization" in request.headers or request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session")):
+        cookies = request.cookies
+        if (
+            "Authorization" in request.headers
+            or cookies.get(WORKBENCH_COOKIE)
+            or cookies.get(app.config["SESSION_COOKIE_NAME"])
+        ):
             headers["Cache-Control"] = "no-store"  # tokens' and sessions' answers are nobody else's
         if https:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")

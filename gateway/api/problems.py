@@ -81,6 +81,7 @@ CODES: dict[str, tuple[int, str]] = {
     "state-unavailable": (503, "Shared state unavailable"),
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
+    "csrf-failed": (403, "Form not accepted"),
     "not-an-operator": (403, "Operator role required"),
     "not-dead-lettered": (409, "Delivery is not dead-lettered"),
     "export-empty": (404, "Nothing to export"),

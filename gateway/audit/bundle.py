@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -67,7 +67,18 @@ class CompactRange:
 
 
 def export_bundle(conn: Connection, checkpoints: CheckpointLog, first: int, last: int) -> bytes:
-    """Entries [first, end) where end is the smallest signed size ≥ last, with what verifies them."""
+    """The bundle as bytes (tests and small ranges); :func:`write_bundle` streams it instead."""
+    buffer = io.BytesIO()
+    write_bundle(conn, checkpoints, first, last, buffer)
+    return buffer.getvalue()
+
+
+def write_bundle(conn: Connection, checkpoints: CheckpointLog, first: int, last: int, out: IO[bytes]) -> None:
+    """Entries [first, end) where end is the smallest signed size ≥ last, with what verifies them.
+
+    Entries are streamed from the database into the zip member (a whole-log export is not held in
+    memory); the manifest with every file's SHA-256 is written last.
+    """
     rows = conn.execute(
         sa.select(audit_checkpoints).where(audit_checkpoints.c.size > first).order_by(audit_checkpoints.c.size)
     ).all()
@@ -78,40 +89,53 @@ def export_bundle(conn: Connection, checkpoints: CheckpointLog, first: int, last
     covering = covering[: end_at + 1]
     end = covering[-1].size
     tree = StoredTree(conn)
-    files: dict[str, bytes] = {}
-    bodies = conn.execute(
-        sa.select(audit_entries.c.body)
-        .where(audit_entries.c.idx >= first, audit_entries.c.idx < end)
-        .order_by(audit_entries.c.idx)
-    ).scalars()
-    files["entries.jsonl"] = b"".join(bytes(b) + b"\n" for b in bodies)
-    files["frontier.json"] = json.dumps(
-        [
-            {"level": lv, "index": i, "hash": base64.b64encode(stored_node(conn, lv, i)).decode()}
-            for lv, i in frontier_of(first)
-        ]
-    ).encode()
-    for c in covering:
-        files[f"checkpoints/{c.size}.note"] = c.note.encode()
-    proofs = []
-    for older, newer in pairwise(covering):
-        proof = consistency_path(tree, older.size, newer.size)
-        proofs.append({"from": older.size, "to": newer.size, "proof": [base64.b64encode(p).decode() for p in proof]})
-    files["consistency.json"] = json.dumps(proofs).encode()
-    files["vkey.txt"] = (checkpoints.vkey + "\n").encode()
-    manifest = {
-        "format": FORMAT,
-        "origin": checkpoints.origin,
-        "from_index": first,
-        "to_index": end,
-        "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("manifest.json", json.dumps(manifest, indent=1))
-        for name, data in files.items():
+    digests: dict[str, str] = {}
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+
+        def put(name: str, data: bytes) -> None:
             archive.writestr(name, data)
-    return buffer.getvalue()
+            digests[name] = hashlib.sha256(data).hexdigest()
+
+        entries = hashlib.sha256()
+        with archive.open("entries.jsonl", "w") as member:
+            bodies = conn.execute(
+                sa.select(audit_entries.c.body)
+                .where(audit_entries.c.idx >= first, audit_entries.c.idx < end)
+                .order_by(audit_entries.c.idx)
+                .execution_options(yield_per=2000)
+            ).scalars()
+            for body in bodies:
+                line = bytes(body) + b"\n"
+                member.write(line)
+                entries.update(line)
+        digests["entries.jsonl"] = entries.hexdigest()
+        put(
+            "frontier.json",
+            json.dumps(
+                [
+                    {"level": lv, "index": i, "hash": base64.b64encode(stored_node(conn, lv, i)).decode()}
+                    for lv, i in frontier_of(first)
+                ]
+            ).encode(),
+        )
+        for c in covering:
+            put(f"checkpoints/{c.size}.note", c.note.encode())
+        proofs = []
+        for older, newer in pairwise(covering):
+            proof = consistency_path(tree, older.size, newer.size)
+            proofs.append(
+                {"from": older.size, "to": newer.size, "proof": [base64.b64encode(p).decode() for p in proof]}
+            )
+        put("consistency.json", json.dumps(proofs).encode())
+        put("vkey.txt", (checkpoints.vkey + "\n").encode())
+        manifest = {
+            "format": FORMAT,
+            "origin": checkpoints.origin,
+            "from_index": first,
+            "to_index": end,
+            "sha256": dict(sorted(digests.items())),
+        }
+        archive.writestr("manifest.json", json.dumps(manifest, indent=1))
 
 
 @dataclass

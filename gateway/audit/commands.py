@@ -64,7 +64,7 @@ def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def audit_export(first: int, last: int | None, out: Path) -> None:
     """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
-    from gateway.audit.bundle import export_bundle
+    from gateway.audit.bundle import write_bundle
 
     with cli_services() as svc:
         svc.checkpoints.refresh(force=True)
@@ -74,8 +74,10 @@ def audit_export(first: int, last: int | None, out: Path) -> None:
             if not 0 <= first < end <= size:
                 fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
             try:
-                out.write_bytes(export_bundle(conn, svc.checkpoints, first, end))
+                with out.open("wb") as file:
+                    write_bundle(conn, svc.checkpoints, first, end, file)
             except Refusal as refusal:
+                out.unlink(missing_ok=True)
                 fail(refusal.reason)
     click.echo(f"wrote {out}")
 

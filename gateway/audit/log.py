@@ -133,12 +133,14 @@ class AuditLog:
             [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items() if (lv, i) not in older],
         )
 
+    def record(self, db: Database, event: AuditEvent) -> None:
+        """One entry in its own transaction (a login, a logout: nothing else is written with it)."""
+        with db.write() as conn:
+            self.append(conn, event)
+
     def refused(self, db: Database, event: str, refusal: Refusal, **fields: str | None) -> None:
         """Audit a refusal in its own transaction: nothing else of the refused request is written."""
-        with db.write() as conn:
-            self.append(
-                conn, AuditEvent(event=event, outcome="refused", code=refusal.code, reason=refusal.reason, **fields)
-            )
+        self.record(db, AuditEvent(event=event, outcome="refused", code=refusal.code, reason=refusal.reason, **fields))
 
     def entries_for_document(self, conn: Connection, document: str) -> list[dict[str, Any]]:
         rows = conn.execute(

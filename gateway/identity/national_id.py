@@ -70,6 +70,7 @@ class CitizenIdentity:
     birth_date: str | None
     level: int
     personal_id_hash: str
+    expires_at: int | None = None  # the token's exp: a session built on this login ends by then
 
     @property
     def masked_id(self) -> str:
@@ -281,4 +282,5 @@ class NationalIdVerifier:
             birth_date=str(birth) if birth else None,
             level=policy.acr_levels[str(claims.get(names.level))],
             personal_id_hash=hashed(personal_id, self._pepper),
+            expires_at=int(claims["exp"]),
         )

@@ -243,3 +243,19 @@ rate_limits = sa.Table(
     sa.Column("window_start", sa.BigInteger, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
 )
+
+# Workbench sessions live on the server (issue 10, finding 4): the cookie holds only a random token
+# whose SHA-256 is the key here, so logging out or a lapsed role ends the session everywhere.
+# Times are Unix seconds.
+workbench_sessions = sa.Table(
+    "workbench_sessions",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(80), nullable=False, index=True),
+    sa.Column("display", sa.String(300), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("ended_at", sa.BigInteger, nullable=True),
+)

@@ -1,17 +1,29 @@
-"""The workbench blueprint and what every page shares: the auditor's session, language, filters."""
+"""The workbench blueprint and what every page shares: the auditor's session, CSRF, language, filters.
+
+The session is server-side (:mod:`gateway.identity.workbench_sessions`); its cookie is
+``SameSite=Strict``, so a link from another site opens the workbench signed out and cannot make a
+page view (each is an audit entry) in an auditor's name.  Forms that change something (logout,
+language, export) are POSTs carrying a CSRF token.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import Auditor
 from gateway.citizen.dossier import LOCAL
+from gateway.identity.personal_id import hashed
+from gateway.identity.workbench_sessions import WORKBENCH_COOKIE, WorkbenchSession
+from gateway.policy import Refusal
+from gateway.services import services
 from gateway.web.i18n import TEXT
 
 bp = Blueprint("web", __name__, url_prefix="/audit", template_folder="templates")
@@ -19,23 +31,76 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+LANG_COOKIE = "gateway_lang"
+
+
 def language() -> str:
-    """``?lang=en`` or ``?lang=vi`` switches and the choice stays with the session; Vietnamese first."""
-    wanted = request.args.get("lang")
-    if wanted in TEXT:
-        session["lang"] = wanted
-    return str(session.get("lang", "vi"))
+    """The language the visitor chose (a plain cookie, set by ``POST /audit/lang``); Vietnamese first."""
+    chosen = request.cookies.get(LANG_COOKIE)
+    return chosen if chosen in TEXT else "vi"
+
+
+def _auditor_actors() -> frozenset[str]:
+    """The audit-log actors of the people the configuration names as auditors today."""
+    svc = services()
+    return frozenset(
+        "citizen:" + hashed(identity, svc.keys.pepper)
+        for identity in svc.config.auditor_identities
+        if identity.isascii() and identity.isdigit()
+    )
+
+
+def current_session() -> WorkbenchSession | None:
+    """The live server-side session of this request, its holder still an auditor; checked once per request."""
+    if "workbench_session" not in g:
+        svc = services()
+        token = request.cookies.get(WORKBENCH_COOKIE)
+        found = svc.sessions.current(token)
+        if found is not None and found.actor not in _auditor_actors():
+            svc.sessions.end_all_for(found.actor)  # the role was withdrawn: none of their sessions lives on
+            svc.audit.refused(
+                svc.db,
+                "auditor.refused",
+                Refusal("not-an-auditor", "workbench session ended: the auditor role was withdrawn"),
+                actor=found.actor,
+            )
+            found = None
+        g.workbench_session = found
+    session_found: WorkbenchSession | None = g.workbench_session
+    return session_found
 
 
 def signed_in_auditor() -> Auditor | None:
-    """The session cookie (signed, HttpOnly) holds only who the auditor is, as the login set it."""
-    found = session.get("auditor")
-    return Auditor(found["actor"], found["display"]) if isinstance(found, dict) else None
+    found = current_session()
+    return Auditor(found.actor, found.display) if found is not None else None
+
+
+def csrf_token() -> str:
+    """The token forms that change something must carry: the session's, or a visitor's own before login."""
+    found = current_session()
+    if found is not None:
+        return found.csrf
+    if not isinstance(session.get("csrf"), str):
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+def check_csrf() -> None:
+    """Refuse a form post that did not come from one of our pages (token and, when sent, Origin)."""
+    origin = request.headers.get("Origin")
+    public = urlsplit(services().config.public_url)
+    if origin is not None and origin != f"{public.scheme}://{public.netloc}":
+        raise Refusal("csrf-failed", "the form was posted from another site")
+    sent = request.form.get("csrf", "")
+    found = current_session()
+    expected = found.csrf if found is not None else session.get("csrf")
+    if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
+        raise Refusal("csrf-failed", "the form is stale or did not come from this workbench; reload the page")
 
 
 def page(template: str, **values: Any) -> str:
     lang = language()
-    return render_template(template, t=TEXT[lang], lang=lang, auditor=signed_in_auditor(), **values)
+    return render_template(template, t=TEXT[lang], lang=lang, auditor=signed_in_auditor(), csrf=csrf_token(), **values)
 
 
 def auditor_page(view: Callable[Concatenate[Auditor, P], R]) -> Callable[P, R | WerkzeugResponse]:

@@ -11,22 +11,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
-from flask import redirect, request, session, url_for
+from flask import current_app, make_response, redirect, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import require_role_level
+from gateway.audit.log import AuditEvent
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jwks import fetch_json
+from gateway.identity.workbench_sessions import WORKBENCH_COOKIE
 from gateway.policy import Refusal
 from gateway.services import services
-from gateway.web.blueprint import bp, page
+from gateway.web.blueprint import LANG_COOKIE, bp, check_csrf, current_session, page
+from gateway.web.i18n import TEXT
 
 DEMO_CLIENT_ID = "audit-workbench"
 ISSUER_TIMEOUT = 5.0
+METADATA_SECONDS = 300.0
 
 
 def _provider() -> tuple[str, str]:
@@ -48,11 +53,26 @@ def _provider() -> tuple[str, str]:
 
 
 def _issuer_metadata() -> dict[str, Any]:
+    """The issuer's discovery document, fetched once per ``METADATA_SECONDS`` per process, not per login.
+
+    Every visit to ``/audit/login`` fetched it (issue 10, finding 8): anyone could make the gateway
+    call the issuer as often as they liked.  A failed fetch is not cached.
+    """
     issuer = _provider()[0].rstrip("/")
+    cache: dict[str, tuple[float, dict[str, Any]]] = current_app.extensions.setdefault("gateway.issuer_metadata", {})
+    found = cache.get(issuer)
+    if found is not None and time.monotonic() - found[0] < METADATA_SECONDS:
+        return found[1]
     try:
-        return fetch_json(requests.Session(), issuer + "/.well-known/openid-configuration", ISSUER_TIMEOUT)[0]
+        metadata = fetch_json(requests.Session(), issuer + "/.well-known/openid-configuration", ISSUER_TIMEOUT)[0]
     except (requests.RequestException, ValueError) as exc:
         raise Refusal("issuer-unavailable", f"the national-ID issuer cannot be reached ({exc}); try again") from None
+    if not isinstance(metadata.get("authorization_endpoint"), str) or not isinstance(
+        metadata.get("token_endpoint"), str
+    ):
+        raise Refusal("issuer-unavailable", "the issuer's discovery document names no authorization/token endpoint")
+    cache[issuer] = (time.monotonic(), metadata)
+    return metadata
 
 
 def _redirect_uri() -> str:
@@ -128,11 +148,46 @@ def callback() -> WerkzeugResponse:
             actor=citizen_actor(citizen),
         )
         return redirect(url_for("web.welcome", refused="1"))
-    session["auditor"] = {"actor": citizen_actor(citizen), "display": f"{citizen.full_name} ({citizen.masked_id})"}
-    return redirect(url_for("web.search"))
+    actor = citizen_actor(citizen)
+    token, started = svc.sessions.start(actor, f"{citizen.full_name} ({citizen.masked_id})", citizen.expires_at)
+    svc.audit.record(svc.db, AuditEvent(event="auditor.login", outcome="ok", actor=actor, issuer=citizen.issuer))
+    # A page of our own rather than a redirect: after the issuer's cross-site redirect, browsers hold
+    # back SameSite=Strict cookies for the rest of that navigation, so the next page is opened from here.
+    response = make_response(page("signed_in.html", next=url_for("web.search")))
+    response.set_cookie(
+        WORKBENCH_COOKIE,
+        token,
+        max_age=max(1, started.expires_at - int(time.time())),
+        path="/audit",
+        secure=svc.config.public_url.startswith("https://"),
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
 
 
-@bp.get("/logout")
+@bp.post("/logout")
 def logout() -> WerkzeugResponse:
-    session.pop("auditor", None)  # the language choice stays
-    return redirect(url_for("web.welcome"))
+    """Ends the session on the server: the cookie, wherever it was copied, stops working."""
+    check_csrf()
+    svc = services()
+    found = current_session()
+    svc.sessions.end(request.cookies.get(WORKBENCH_COOKIE))
+    if found is not None:
+        svc.audit.record(svc.db, AuditEvent(event="auditor.logout", outcome="ok", actor=found.actor))
+    response = redirect(url_for("web.welcome"))
+    response.delete_cookie(WORKBENCH_COOKIE, path="/audit")
+    return response
+
+
+@bp.post("/lang")
+def choose_language() -> WerkzeugResponse:
+    check_csrf()
+    wanted = request.form.get("lang", "")
+    back = request.form.get("next", "")
+    if not back.startswith("/audit/") or "//" in back or "\\" in back:  # our own pages only: no open redirect
+        back = url_for("web.search")
+    response = redirect(back)
+    if wanted in TEXT:
+        response.set_cookie(LANG_COOKIE, wanted, max_age=365 * 86400, path="/audit", httponly=True, samesite="Lax")
+    return response

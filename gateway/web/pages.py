@@ -37,7 +37,7 @@ from gateway.audit.statistics import FIELDS, AgencyFigures, as_csv, processing_s
 from gateway.citizen.dossier import LOCAL
 from gateway.services import services
 from gateway.store.tables import audit_checkpoints, audit_entries, audit_search
-from gateway.web.blueprint import auditor_page, bp, page
+from gateway.web.blueprint import auditor_page, bp, check_csrf, page
 
 
 def _latest_checkpoint() -> tuple[SignedCheckpoint, Checkpoint]:
@@ -173,9 +173,11 @@ def export(auditor: Auditor) -> str:
     return page("export.html", start=start, end=end)
 
 
-@bp.get("/export.zip")
+@bp.post("/export.zip")
 @auditor_page
 def export_bundle_download(auditor: Auditor) -> Response:
+    """A POST with the session's CSRF token: another site cannot start a whole-log export in an auditor's name."""
+    check_csrf()
     bundle, first, last = export_requested_range()
     record_read(auditor, "auditor.export", f"workbench entries {first}..{last}")
     return zip_download(bundle, f"audit-{first}-{last}.zip")
