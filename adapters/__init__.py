@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, GatewaySide
+from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, Deployment, GatewaySide
 
 ADAPTERS: dict[str, str] = {
     "inbox": "adapters.inbox:InboxAdapter",
@@ -42,6 +42,7 @@ __all__ = [
     "AdapterSettingsError",
     "Delivery",
     "DeliveryResult",
+    "Deployment",
     "GatewaySide",
     "UnknownAdapter",
     "get_adapter_class",

@@ -68,6 +68,19 @@ class SettingSpec:
     default: Any = None
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What the deployment, not the agency's settings, decides for every adapter.
+
+    ``attempt_seconds`` bounds one delivery attempt in wall-clock time; the worker keeps it well
+    below its lease so a receiver that drips its answer cannot hold the route past the lease and
+    make other workers claim it too (issue 10, finding 5).
+    """
+
+    demo: bool = False
+    attempt_seconds: float = 30.0
+
+
 @dataclass
 class Adapter:
     """Base class: validated settings in, :class:`DeliveryResult` out."""
@@ -78,17 +91,18 @@ class Adapter:
 
     settings: Mapping[str, Any]
     gateway: GatewaySide | None = field(default=None, repr=False)
+    deployment: Deployment = field(default_factory=Deployment)
 
     def __post_init__(self) -> None:
         self.settings = {**self.defaults(), **self.settings}
-        self.validate_settings(self.settings)
+        self.validate_settings(self.settings, self.deployment)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {k: s.default for k, s in cls.settings_spec.items() if s.default is not None}
 
     @classmethod
-    def validate_settings(cls, settings: Mapping[str, Any]) -> None:
+    def validate_settings(cls, settings: Mapping[str, Any], deployment: Deployment = Deployment()) -> None:
         allowed = {**{k: SettingSpec(t) for k, t in COMMON_SETTINGS.items()}, **cls.settings_spec}
         unknown = set(settings) - set(allowed)
         if unknown:
@@ -108,10 +122,12 @@ class Adapter:
                 raise AdapterSettingsError(f"adapter {cls.name!r}: {key} must be a non-empty string")
             if spec.kind is float and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
                 raise AdapterSettingsError(f"adapter {cls.name!r}: {key} must be a positive number")
-        cls.check_settings(settings)
+            if spec.kind is bool and not isinstance(value, bool):
+                raise AdapterSettingsError(f"adapter {cls.name!r}: {key} must be true or false")
+        cls.check_settings(settings, deployment)
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+    def check_settings(cls, settings: Mapping[str, Any], deployment: Deployment) -> None:
         """Adapter-specific checks beyond types (a URL's scheme, a folder's existence)."""
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:

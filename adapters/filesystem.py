@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, SettingSpec
+from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, Deployment, SettingSpec
 
 
 class FilesystemAdapter(Adapter):
@@ -37,7 +37,7 @@ class FilesystemAdapter(Adapter):
     }
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+    def check_settings(cls, settings: Mapping[str, Any], deployment: Deployment) -> None:
         for key in ("folder", "done_folder"):
             if key in settings and not Path(str(settings[key])).is_absolute():
                 raise AdapterSettingsError(f"adapter 'filesystem': {key} must be an absolute path")

@@ -19,83 +19,93 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import requests
+from urllib3.filepost import encode_multipart_formdata
 
-from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, SettingSpec
+from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, Deployment, SettingSpec
+from gateway.fetch import Bounds, FetchError, exchange
 
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 MAX_RECEIPT_BYTES = 64 * 1024
 
 
 class HttpAdapter(Adapter):
+    """``timeout_seconds`` is the whole attempt (connect, send, answer), never more than the deployment's
+    ``attempt_seconds``: a per-read timeout restarts with each byte a dripping receiver sends.
+    Outside demo mode the URL must be https unless the agency's settings say ``allow_http=true``
+    (a closed network that terminates TLS elsewhere, decided and recorded per agency)."""
+
     name = "http"
     settings_spec: ClassVar[Mapping[str, SettingSpec]] = {
         "url": SettingSpec(str, required=True),
         "timeout_seconds": SettingSpec(float, default=10),
         "health_url": SettingSpec(str),
+        "allow_http": SettingSpec(bool, default=False),
     }
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+    def check_settings(cls, settings: Mapping[str, Any], deployment: Deployment) -> None:
         for key in ("url", "health_url"):
-            if key in settings and urlsplit(str(settings[key])).scheme not in ("http", "https"):
+            if key not in settings:
+                continue
+            scheme = urlsplit(str(settings[key])).scheme
+            if scheme not in ("http", "https"):
                 raise AdapterSettingsError(f"adapter 'http': {key} must be an http(s) URL")
+            if scheme == "http" and not deployment.demo and settings.get("allow_http") is not True:
+                raise AdapterSettingsError(
+                    f"adapter 'http': {key} must be https outside demo mode; if this receiver really is "
+                    "reached over plain http inside a closed network, add --adapter-setting allow_http=true"
+                )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._session = requests.Session()
+    @property
+    def deadline(self) -> float:
+        return min(float(self.settings["timeout_seconds"]), self.deployment.attempt_seconds)
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:
         if self.gateway is None:
             raise RuntimeError("the http adapter needs the gateway side to authenticate and check receipts")
         url = str(self.settings["url"])
+        body, content_type = encode_multipart_formdata(
+            {
+                "document": (f"{delivery.document_uuid}.edxml", delivery.content, "application/xml"),
+                "seal": (f"{delivery.document_uuid}.seal.xml", delivery.seal, "application/xml"),
+            }
+        )
         headers = {
             "Authorization": f"Bearer {self.gateway.bearer_token(url, delivery)}",
             "X-Document-Id": delivery.document_uuid,
             "Idempotency-Key": delivery.document_uuid,
             "Accept": "application/jwt",
-        }
-        files = {
-            "document": (f"{delivery.document_uuid}.edxml", delivery.content, "application/xml"),
-            "seal": (f"{delivery.document_uuid}.seal.xml", delivery.seal, "application/xml"),
+            "Content-Type": content_type,
         }
         try:
-            with self._session.post(
+            answer = exchange(
                 url,
+                method="POST",
+                body=body,
                 headers=headers,
-                files=files,
-                timeout=float(self.settings["timeout_seconds"]),
-                allow_redirects=False,
-                stream=True,
-            ) as response:
-                body = response.raw.read(MAX_RECEIPT_BYTES + 1, decode_content=True)
-                status = response.status_code
-        except requests.Timeout:
-            return DeliveryResult("retryable", f"no answer from {url} within {self.settings['timeout_seconds']} s")
-        except requests.ConnectionError as exc:
-            return DeliveryResult("retryable", f"cannot connect to {url}: {type(exc).__name__}")
-        except requests.RequestException as exc:
-            return DeliveryResult("retryable", f"request to {url} failed: {type(exc).__name__}")
+                bounds=Bounds(timeout=self.deadline, max_bytes=MAX_RECEIPT_BYTES),
+            )
+        except FetchError as exc:
+            return DeliveryResult("retryable", exc.reason)
+        status = answer.status
         if status in RETRYABLE_STATUS:
             return DeliveryResult("retryable", f"{url} answered {status}")
         if status in (404, 410):
             return DeliveryResult("permanent", f"wrong address: {url} answered {status}")
         if status not in (200, 201, 202):
-            return DeliveryResult("permanent", f"{url} refused the document with {status}: {_excerpt(body)}")
-        if len(body) > MAX_RECEIPT_BYTES:
-            return DeliveryResult("retryable", f"the receipt from {url} is larger than {MAX_RECEIPT_BYTES} bytes")
+            return DeliveryResult("permanent", f"{url} refused the document with {status}: {_excerpt(answer.body)}")
         try:
-            self.gateway.verify_receipt(body.strip(), delivery)
+            self.gateway.verify_receipt(answer.body.strip(), delivery)
         except ValueError as exc:
             return DeliveryResult("retryable", f"the receipt from {url} is not valid: {exc}")
-        return DeliveryResult("delivered", f"{url} answered {status} with a valid receipt", receipt=body.strip())
+        return DeliveryResult("delivered", f"{url} answered {status} with a valid receipt", receipt=answer.body.strip())
 
     def healthy(self) -> tuple[bool, str]:
         url = str(self.settings.get("health_url") or self.settings["url"])
         try:
-            status = self._session.head(url, timeout=float(self.settings["timeout_seconds"])).status_code
-        except requests.RequestException as exc:
-            return False, f"{url}: {type(exc).__name__}"
+            status = exchange(url, method="HEAD", bounds=Bounds(timeout=self.deadline)).status
+        except FetchError as exc:
+            return False, exc.reason
         return status < 500, f"{url} answered {status}"
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import redis
 
-from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, SettingSpec
+from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, Deployment, SettingSpec
 
 ADD_ONCE = """
 local existing = redis.call('GET', KEYS[2])
@@ -42,7 +42,7 @@ class RedisStreamAdapter(Adapter):
     }
 
     @classmethod
-    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+    def check_settings(cls, settings: Mapping[str, Any], deployment: Deployment) -> None:
         if not str(settings.get("url", "")).startswith(("redis://", "rediss://", "unix://")):
             raise AdapterSettingsError("adapter 'redis-stream': url must be a redis://, rediss:// or unix:// URL")
 

@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 
+from adapters import Deployment
 from gateway.audit import AuditLog
 from gateway.audit.checkpoint import NoteSigner
 from gateway.audit.checkpoints import CheckpointLog
@@ -88,13 +89,16 @@ class Services:
             "breakers",
             CircuitBreakers(self.config.delivery_breaker_threshold, self.config.delivery_breaker_cooldown_seconds),
         )
-        return DeliveryWorker(self.db, self.deliveries, AdapterCache(self.db, self.tokens), **options)
+        return DeliveryWorker(self.db, self.deliveries, self.adapters(), **options)
+
+    def adapters(self) -> AdapterCache:
+        return AdapterCache(self.db, self.tokens, adapter_deployment(self.config))
 
     @classmethod
     def build(cls, config: Config) -> Services:
         db = Database(config.database_url)
         audit = AuditLog()
-        registry = AgencyRegistry(audit)
+        registry = AgencyRegistry(audit, adapter_deployment(config))
         keys = GatewayKeys.load(config)
         state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
         wakeup: Wakeup = RedisWakeup(config.redis_url) if config.redis_url else PollingWakeup()
@@ -244,3 +248,8 @@ def services() -> Services:
     found = current_app.extensions["gateway"]
     assert isinstance(found, Services)
     return found
+
+
+def adapter_deployment(config: Config) -> Deployment:
+    """One delivery attempt may take a third of the lease: a claim is never taken over mid-attempt."""
+    return Deployment(demo=config.demo, attempt_seconds=config.delivery_lease_seconds / 3)

@@ -104,7 +104,7 @@ def test_http_push_delivers_document_and_seal_and_stores_the_signed_receipt(svc,
 
 @pytest.mark.parametrize(
     ("mode", "delay", "expected"),
-    [("error", 0, "answered 503"), ("ok", 1.5, "no answer"), ("bad-receipt", 0, "receipt")],
+    [("error", 0, "answered 503"), ("ok", 1.5, "did not answer within"), ("bad-receipt", 0, "receipt")],
 )
 def test_http_failures_worth_retrying_are_requeued_with_back_off(svc, agency, receiver, clock, mode, delay, expected):
     _push_to(svc, "http", url=receiver.url, timeout_seconds=0.5, retry_base_seconds=10)
@@ -122,7 +122,7 @@ def test_a_refused_connection_is_retried(svc, agency, clock):
     doc_id = _send(agency)
     _worker(svc).run_once()
     route = _route(svc, doc_id)
-    assert route.state == QUEUED and "cannot connect" in route.last_error
+    assert route.state == QUEUED and "cannot be reached" in route.last_error
 
 
 def test_a_wrong_address_is_dead_lettered_at_once(svc, agency, receiver, clock):
@@ -537,3 +537,90 @@ def test_a_document_whose_workers_keep_dying_is_dead_lettered_not_retried_foreve
     assert _worker(svc).run_once() == 1
     route = _route(svc, doc_id)
     assert route.state == DEAD and "never finished" in route.last_error and receiver.requests == 0
+
+
+# --- issue 10, finding 5: one wall-clock deadline per attempt, below the lease; https outside demo ------
+
+
+class _DrippingReceiver:
+    """Answers the status line at once, then one header byte every ``every`` seconds, forever."""
+
+    def __init__(self, every: float = 0.3) -> None:
+        import socket
+
+        self.every = every
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/edxml"
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn) -> None:  # type: ignore[no-untyped-def]
+        import contextlib
+
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.stop.wait(self.every):
+                conn.sendall(b"a")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_attempt_deadline(svc, agency, clock):
+    import time
+
+    dripping = _DrippingReceiver()
+    try:
+        _push_to(svc, "http", url=dripping.url, timeout_seconds=1.5)  # each read alone would never time out
+        doc_id = _send(agency)
+        started = time.monotonic()
+        _worker(svc).run_once()
+        elapsed = time.monotonic() - started
+    finally:
+        dripping.close()
+    route = _route(svc, doc_id)
+    assert route.state == QUEUED and "did not answer within 1.5 s" in route.last_error
+    assert elapsed < 4
+
+
+def test_an_attempt_never_outlasts_a_third_of_the_lease_whatever_the_agency_set(svc):
+    from gateway.services import adapter_deployment
+
+    object.__setattr__(svc.config, "delivery_lease_seconds", 6)
+    adapter = get_adapter_class("http")(
+        {"url": "https://receiver.example/edxml", "timeout_seconds": 300}, None, adapter_deployment(svc.config)
+    )
+    assert adapter.deadline == 2  # type: ignore[attr-defined]
+
+
+def test_plain_http_receivers_are_refused_outside_demo_mode_unless_allowed_per_agency(svc):
+    from adapters import Deployment
+    from gateway.policy import Refusal
+    from gateway.routing.registry import AgencyRegistry
+
+    production = Deployment(demo=False)
+    http = get_adapter_class("http")
+    with pytest.raises(AdapterSettingsError, match=r"https outside demo mode.*allow_http=true"):
+        http.validate_settings({"url": "http://receiver.example/edxml"}, production)
+    with pytest.raises(AdapterSettingsError, match="health_url must be https"):
+        http.validate_settings({"url": "https://r.example/", "health_url": "http://r.example/h"}, production)
+    with pytest.raises(AdapterSettingsError, match="allow_http must be true or false"):
+        http.validate_settings({"url": "https://r.example/", "allow_http": "yes"}, production)
+    http.validate_settings({"url": "https://receiver.example/edxml"}, production)
+    http.validate_settings({"url": "http://receiver.example/edxml", "allow_http": True}, production)
+    registry = AgencyRegistry(svc.audit, production)
+    with pytest.raises(Refusal) as refused, svc.db.write() as conn:
+        registry.set_adapter(conn, Q4, "http", {"url": "http://receiver.example/edxml"})
+    assert refused.value.code == "adapter-invalid"

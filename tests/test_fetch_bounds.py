@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.trust import fetch
+from gateway import fetch
 
 
 @pytest.fixture(params=["headers", "body"])

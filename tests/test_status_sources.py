@@ -2,7 +2,7 @@
 
 One werkzeug server per module serves ``POST /ocsp`` and ``GET /crl``; each test installs the
 handlers it needs (the development responder, or one that misbehaves in a particular way) and the
-client goes through :func:`gateway.trust.fetch.fetch` exactly as in production, to the URLs in the
+client goes through :func:`gateway.fetch.fetch` exactly as in production, to the URLs in the
 certificates' AIA and CDP extensions.
 """
 
@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gateway.fetch import Bounds
 from gateway.policy import Refusal
 from gateway.trust import crl, dev_pki, ocsp, pki
-from gateway.trust.fetch import Bounds
 from gateway.trust.status import now_utc
 from tests.pki_server import Handler, Reply
 from tests.pki_server import RouteServer as Loopback

@@ -2,7 +2,7 @@
 
 One werkzeug server on loopback serves the module; each test installs the handler it needs under its own
 path — the development TSA, or one that misbehaves in a particular way — and the client reaches it through
-:func:`gateway.trust.fetch.fetch` exactly as in production.  The last tests check that the tokens the
+:func:`gateway.fetch.fetch` exactly as in production.  The last tests check that the tokens the
 development TSA builds by hand are accepted by ``rfc3161_client``'s own decoder and verifier, and by
 ``openssl ts -verify``, and that requests built by either side are understood by the other.
 """
@@ -33,10 +33,10 @@ from rfc3161_client import (
 )
 from rfc3161_client import _rust as rfc3161_rust
 
+from gateway.fetch import Bounds
 from gateway.policy import Refusal
 from gateway.trust import pki
 from gateway.trust.dev_tsa import DEV_POLICY_OID, DevTsa, issue_tsa_certificate
-from gateway.trust.fetch import Bounds
 from gateway.trust.timestamps import (
     REPLY_CONTENT_TYPE,
     Asn1TimeStampResp,

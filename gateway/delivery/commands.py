@@ -108,14 +108,13 @@ def deliveries_health(agency: str | None, as_json: bool) -> None:
     """Ask each push agency's adapter whether its endpoint, folder or stream is reachable now."""
     import sqlalchemy as sa
 
-    from gateway.delivery.worker import AdapterCache
     from gateway.store.tables import agencies
 
     with cli_services() as svc:
         with svc.db.read() as conn:
             query = sa.select(agencies.c.code, agencies.c.adapter).where(agencies.c.adapter != "inbox")
             found = conn.execute(query.where(agencies.c.code == agency) if agency else query).all()
-        cache = AdapterCache(svc.db, svc.tokens)
+        cache = svc.adapters()
         rows = []
         for row in found:
             ok, detail = cache.for_recipient(row.code).adapter.healthy()

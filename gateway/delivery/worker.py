@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from adapters import Adapter, Delivery, DeliveryResult, get_adapter_class
+from adapters import Adapter, Delivery, DeliveryResult, Deployment, get_adapter_class
 from gateway.delivery.backoff import RetryPolicy
 from gateway.delivery.breaker import CircuitBreakers
 from gateway.delivery.gateway_side import GatewayCredentials
@@ -47,9 +47,10 @@ class AdapterCache:
     switches an agency to another adapter does so because the old way stopped working.
     """
 
-    def __init__(self, db: Database, tokens: TokenAuthority) -> None:
+    def __init__(self, db: Database, tokens: TokenAuthority, deployment: Deployment) -> None:
         self._db = db
         self._tokens = tokens
+        self._deployment = deployment
         self._built: dict[str, tuple[str, _Recipient]] = {}
 
     def for_recipient(self, code: str) -> _Recipient:
@@ -66,7 +67,7 @@ class AdapterCache:
         if cached is None or cached[0] != fingerprint:
             settings = dict(row.adapter_settings)
             side = GatewayCredentials(self._tokens, load_public_key(row.client_public_key))
-            adapter = get_adapter_class(row.adapter)(settings, side)
+            adapter = get_adapter_class(row.adapter)(settings, side, self._deployment)
             cached = (fingerprint, _Recipient(adapter, RetryPolicy.from_settings(settings), bool(row.enabled)))
             self._built[code] = cached
         return cached[1]

@@ -97,7 +97,7 @@ def _adapter_settings(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             fail(f"--adapter-setting {item!r}: write KEY=VALUE")
-        settings[key] = int(value) if value.isdigit() else value
+        settings[key] = int(value) if value.isdigit() else {"true": True, "false": False}.get(value, value)
     return settings
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Connection
 
-from adapters import AdapterSettingsError, UnknownAdapter, get_adapter_class
+from adapters import AdapterSettingsError, Deployment, UnknownAdapter, get_adapter_class
 from gateway.audit import AuditEvent, AuditLog
 from gateway.documents.identifiers import agency_code_form
 from gateway.policy import Refusal
@@ -71,7 +71,8 @@ class NewAgency:
 
 
 class AgencyRegistry:
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, audit: AuditLog, deployment: Deployment) -> None:
+        self._deployment = deployment
         self._audit = audit
         self._parsed: dict[str, x509.Certificate] = {}
 
@@ -91,7 +92,7 @@ class AgencyRegistry:
             pki.load_public_key(new.client_public_key_pem)
         except ValueError as exc:
             raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
-        _check_adapter(new.adapter, new.adapter_settings)
+        _check_adapter(new.adapter, new.adapter_settings, self._deployment)
         for cert in signers:
             trust.verify(cert, intermediates)
         now = datetime.now(UTC)
@@ -274,7 +275,7 @@ class AgencyRegistry:
         self, conn: Connection, code: str, adapter: str, settings: dict[str, Any], *, actor: str = "operator"
     ) -> Agency:
         """Change how an agency receives; routes not yet delivered go the new way too."""
-        _check_adapter(adapter, settings)
+        _check_adapter(adapter, settings, self._deployment)
         result = conn.execute(
             sa.update(agencies)
             .where(agencies.c.code == code)
@@ -365,9 +366,9 @@ def split_chain(certificates: Sequence[x509.Certificate]) -> tuple[list[x509.Cer
     return signers, cas
 
 
-def _check_adapter(adapter: str, settings: dict[str, Any]) -> None:
+def _check_adapter(adapter: str, settings: dict[str, Any], deployment: Deployment) -> None:
     try:
-        get_adapter_class(adapter).validate_settings(settings)
+        get_adapter_class(adapter).validate_settings(settings, deployment)
     except (UnknownAdapter, AdapterSettingsError) as exc:
         raise Refusal("adapter-invalid", str(exc)) from None
 

@@ -16,8 +16,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from gateway import fetch
 from gateway.policy import Refusal
-from gateway.trust import fetch
 from gateway.trust.status import CertStatus
 
 CLOCK_SKEW = timedelta(seconds=300)

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, SignatureAlgorithmOID
 
+from gateway import fetch
 from gateway.policy import Refusal
-from gateway.trust import fetch
 from gateway.trust.status import CertStatus, State
 
 CLOCK_SKEW = timedelta(seconds=300)

@@ -27,9 +27,9 @@ from typing import Literal
 
 from cryptography import x509
 
+from gateway.fetch import Bounds
 from gateway.policy import Refusal
 from gateway.trust import crl, ocsp
-from gateway.trust.fetch import Bounds
 from gateway.trust.pki import fingerprint
 from gateway.trust.status import CertStatus
 

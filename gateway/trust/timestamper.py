@@ -30,11 +30,11 @@ from cryptography import x509
 
 from gateway.audit import AuditEvent, AuditLog
 from gateway.audit.merkle import LeafHashes, hash_leaf, inclusion_path, root_hash
+from gateway.fetch import Bounds
 from gateway.policy import Refusal
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
 from gateway.store.tables import audit_checkpoints, checkpoint_timestamps, documents, timestamp_batches, trust_evidence
-from gateway.trust.fetch import Bounds
 from gateway.trust.timestamps import Timestamp, request_timestamp
 
 log = logging.getLogger(__name__)

@@ -57,8 +57,8 @@ from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from rfc3161_client import TimeStampResponse, VerificationError, VerifierBuilder, decode_timestamp_response
 
+from gateway import fetch
 from gateway.policy import Refusal
-from gateway.trust import fetch
 from gateway.trust.keypolicy import check_public_key_strength
 from gateway.trust.pki import fingerprint
 

@@ -1,10 +1,10 @@
-"""Talking to OCSP responders, CRL distribution points and timestamp authorities within bounds.
+"""Outbound HTTP within bounds: OCSP responders, CRL distribution points, timestamp authorities, receivers.
 
-A responder that answers slowly, hugely or not at all must not stall a request or fill memory: every
-call has one total deadline — enforced by a watchdog that shuts the socket down, because a per-read
-timeout restarts with every byte a dripping server sends —, reads at most ``max_bytes``, follows no
-redirects, and turns every failure into :class:`FetchError` with a reason fit for the audit log.
-``http.client`` is used directly so that the watchdog holds the socket it must shut.
+A server that answers slowly, hugely or not at all must not stall a request, outlive a delivery
+lease or fill memory: every call has one total deadline — enforced by a watchdog that shuts the
+socket down, because a per-read timeout restarts with every byte a dripping server sends —, reads
+at most ``max_bytes``, follows no redirects, and turns every failure into :class:`FetchError` with
+a reason fit for the audit log.  ``http.client`` is used directly so that the watchdog holds the socket it must shut.
 """
 
 from __future__ import annotations
@@ -93,9 +93,13 @@ def _connect(connection: http.client.HTTPConnection, deadline: float) -> None:
     raise failure
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
 def _read(response: http.client.HTTPResponse, url: str, bounds: Bounds) -> bytes:
-    if response.status != 200:
-        raise FetchError(f"{url} answered HTTP {response.status}")
     declared = response.getheader("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > bounds.max_bytes:
         raise FetchError(f"{url} sent {declared} bytes; at most {bounds.max_bytes} are read")
@@ -113,30 +117,27 @@ def _read(response: http.client.HTTPResponse, url: str, bounds: Bounds) -> bytes
         chunks.append(chunk)
 
 
-def fetch(
+def exchange(
     url: str,
     *,
+    method: str = "GET",
     body: bytes | None = None,
-    content_type: str | None = None,
-    accept: str | None = None,
+    headers: dict[str, str] | None = None,
     bounds: Bounds = Bounds(),
-) -> bytes:
-    """GET ``url`` (or POST ``body`` when given) and return the body of a 200 answer, within ``bounds``."""
+) -> Answer:
+    """One request and its whole answer, whatever the status, within ``bounds`` (no redirects followed)."""
     connection, path = _connection(url, bounds.timeout)
-    headers = {"Connection": "close"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    if accept:
-        headers["Accept"] = accept
+    sent = {"Connection": "close", **(headers or {})}
     started = time.monotonic()
     watchdog = _Watchdog(connection, bounds.timeout)
     try:
         _connect(connection, started + bounds.timeout)
-        connection.request("POST" if body is not None else "GET", path, body=body, headers=headers)
-        data = _read(connection.getresponse(), url, bounds)
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        data = b"" if method == "HEAD" else _read(response, url, bounds)
         if watchdog.fired:  # a shut socket reads as end of file: what arrived is not the whole answer
             raise FetchError(f"{url} did not answer within {bounds.timeout:g} s")
-        return data
+        return Answer(response.status, data)
     except FetchError:
         if watchdog.fired:
             raise FetchError(f"{url} did not answer within {bounds.timeout:g} s") from None
@@ -146,7 +147,29 @@ def fetch(
             raise FetchError(f"{url} did not answer within {bounds.timeout:g} s") from None
         if isinstance(exc, ConnectionRefusedError | socket.gaierror):
             raise FetchError(f"{url} cannot be reached") from None
+        if isinstance(exc, ssl.SSLError):
+            raise FetchError(f"{url}: TLS failed ({exc.reason or type(exc).__name__})") from None
         raise FetchError(f"{url}: {type(exc).__name__}") from None
     finally:
         watchdog.cancel()
         connection.close()
+
+
+def fetch(
+    url: str,
+    *,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    accept: str | None = None,
+    bounds: Bounds = Bounds(),
+) -> bytes:
+    """GET ``url`` (or POST ``body`` when given) and return the body of a 200 answer, within ``bounds``."""
+    headers = {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if accept:
+        headers["Accept"] = accept
+    answer = exchange(url, method="POST" if body is not None else "GET", body=body, headers=headers, bounds=bounds)
+    if answer.status != 200:
+        raise FetchError(f"{url} answered HTTP {answer.status}")
+    return answer.body
