@@ -72,6 +72,7 @@ class Config:
     request_body_min_bytes_per_second: int = 8192
     keepalive_seconds: int = 5
     max_connections_per_address: int = 64  # per server process; 0 behind a proxy that limits itself
+    metrics_token: str | None = None  # /metrics wants it as a bearer token (required outside demo mode)
     portal_agency: str | None = None
     procedures_file: Path | None = None
     issuers: tuple[Mapping[str, Any], ...] = ()
@@ -239,6 +240,8 @@ class Config:
                 "GATEWAY_WORKBENCH_IDLE_SECONDS / GATEWAY_WORKBENCH_SESSION_SECONDS: "
                 "60 ≤ idle ≤ session ≤ 86400 seconds"
             )
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            problems.append("GATEWAY_METRICS_TOKEN: at least 16 characters (e.g. `openssl rand -hex 24`)")
         if not 1 <= self.request_header_timeout_seconds <= 300:
             problems.append("GATEWAY_REQUEST_HEADER_TIMEOUT_SECONDS: between 1 and 300")
         if not 1 <= self.request_body_min_bytes_per_second <= 10_000_000:

@@ -5,6 +5,9 @@
 #
 #   DATABASE=postgresql+psycopg://postgres@127.0.0.1:5432/gateway REDIS=redis://127.0.0.1:6379/0 scripts/scale-out.sh
 #
+# It runs the production configuration unless GATEWAY_DEMO=true is given (demo agencies, development
+# keys and identity provider): keys/ must then hold real keys (`gateway keys init` makes development ones).
+#
 # Ctrl-C stops everything.  Servers listen on 127.0.0.1:8080 and :8081.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +15,15 @@ cd "$(dirname "$0")/.."
 export GATEWAY_DATABASE_URL="${DATABASE:-postgresql+psycopg://postgres@127.0.0.1:5432/gateway}"
 export GATEWAY_REDIS_URL="${REDIS:-redis://127.0.0.1:6379/0}"
 export GATEWAY_PUBLIC_URL="${GATEWAY_PUBLIC_URL:-http://127.0.0.1:8080}"  # the name clients use (the load balancer's)
-export GATEWAY_DEMO="${GATEWAY_DEMO:-true}"
+export GATEWAY_DEMO="${GATEWAY_DEMO:-false}"
+demo=()
+case "${GATEWAY_DEMO,,}" in
+  true|1|yes|on) demo=(--demo) ;;
+  false|0|no|off|"") ;;
+  *) echo "scale-out.sh: GATEWAY_DEMO must be true or false, not '$GATEWAY_DEMO'" >&2; exit 2 ;;
+esac
 
-.venv/bin/gateway init ${GATEWAY_DEMO:+--demo}        # migrations run once; safe to repeat
+.venv/bin/gateway init "${demo[@]}"        # migrations run once; safe to repeat
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 for port in 8080 8081; do

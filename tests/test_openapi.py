@@ -56,3 +56,25 @@ def test_metrics_labels_stay_bounded_whatever_methods_clients_send(app):
         client.open("/healthz", method=secrets.token_hex(6).upper())
     text = client.get("/metrics").get_data(as_text=True)
     assert 'method="OTHER"' in text and len(text) < before + 2000
+
+
+def test_metrics_need_the_token_outside_demo_mode(database_url, dev_pki):
+    """Issue 10, finding 6: /metrics was open to anyone."""
+    from gateway import create_app
+    from tests.conftest import make_config
+
+    for settings, status, code in [
+        ({"demo": False}, 403, "metrics-token-required"),
+        ({"demo": False, "metrics_token": "s3cret-metrics-token-0123"}, 401, "metrics-unauthorized"),
+        ({"demo": True, "metrics_token": "s3cret-metrics-token-0123"}, 401, "metrics-unauthorized"),
+    ]:
+        app = create_app(make_config(database_url, dev_pki, **settings))
+        try:
+            client = app.test_client()
+            refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+            assert refused.status_code == status and refused.get_json()["code"] == code
+            if "metrics_token" in settings:
+                good = client.get("/metrics", headers={"Authorization": f"Bearer {settings['metrics_token']}"})
+                assert good.status_code == 200 and b"gateway_http_requests_total" in good.data
+        finally:
+            app.extensions["gateway"].db.dispose()

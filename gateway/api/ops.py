@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.documents.schema import schemas_dir
@@ -85,6 +86,19 @@ STATE_METRICS_SECONDS = 5.0  # database-derived gauges: one GROUP BY per process
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Behind ``GATEWAY_METRICS_TOKEN`` (a Prometheus ``bearer_token``): route states, backlog ages and
+    agency activity are not for the internet (issue 10, finding 6).  Only demo mode serves it without one."""
+    config = services().config
+    expected = config.metrics_token
+    if expected is None and not config.demo:
+        raise Refusal(
+            "metrics-token-required",
+            "set GATEWAY_METRICS_TOKEN and give Prometheus the same value as its bearer token",
+        )
+    if expected is not None:
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), expected.encode()):
+            raise Refusal("metrics-unauthorized", "send Authorization: Bearer <GATEWAY_METRICS_TOKEN>")
     registry: Metrics = current_app.extensions["gateway.metrics"]
     body = registry.exposition() + _state_metrics()
     return Response(body, mimetype="text/plain; version=0.0.4")

@@ -82,6 +82,8 @@ CODES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
     "csrf-failed": (403, "Form not accepted"),
+    "metrics-token-required": (403, "Metrics need a token on this gateway"),
+    "metrics-unauthorized": (401, "Metrics token missing or wrong"),
     "not-an-operator": (403, "Operator role required"),
     "not-dead-lettered": (409, "Delivery is not dead-lettered"),
     "export-empty": (404, "Nothing to export"),
