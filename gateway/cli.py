@@ -429,7 +429,9 @@ def dev_idp(host: str, port: int, audience: str | None) -> None:
 
     upgrade(f"sqlite:///{config.keys_dir / 'dev-idp-state.db'}")
     app = Flask("dev-idp")
-    app.register_blueprint(dev_idp_blueprint(DevIdpSettings(issuer, key, audience or config.citizen_audience, state)))
+    clients = config.effective_dev_idp_clients
+    settings = DevIdpSettings(issuer, key, audience or config.citizen_audience, state, clients)
+    app.register_blueprint(dev_idp_blueprint(settings))
     click.echo(
         f"development identity provider (NOT VNeID) at {issuer}; discovery: {issuer}/.well-known/openid-configuration"
     )

@@ -72,6 +72,8 @@ class Config:
     request_body_min_bytes_per_second: int = 8192
     keepalive_seconds: int = 5
     max_connections_per_address: int = 64  # per server process; 0 behind a proxy that limits itself
+    # The development identity provider's clients (demo only): client_id → exact redirect URIs.
+    dev_idp_clients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics_token: str | None = None  # /metrics wants it as a bearer token (required outside demo mode)
     portal_agency: str | None = None
     procedures_file: Path | None = None
@@ -126,6 +128,14 @@ class Config:
         return self.public_url.rstrip("/") + "/dev-idp"
 
     @property
+    def effective_dev_idp_clients(self) -> Mapping[str, tuple[str, ...]]:
+        """Registered clients, or demo mode's two: the workbench here and the README's citizen app."""
+        return self.dev_idp_clients or {
+            "audit-workbench": (self.public_url.rstrip("/") + "/audit/callback",),
+            "citizen-app": ("http://127.0.0.1:9/cb",),
+        }
+
+    @property
     def token_endpoint(self) -> str:
         return self.public_url.rstrip("/") + "/oauth/token"
 
@@ -174,7 +184,7 @@ class Config:
                 problems.append(f"GATEWAY_CONFIG: {path} is not valid TOML ({exc})")
         for f in fields(cls):
             if f.name in ("extra", "issuers", "ocsp_responders", "crl_urls"):
-                continue
+                continue  # tables: only in the TOML file
             value = env.get(ENV_PREFIX + f.name.upper())
             if value is not None and value != "":
                 raw[f.name] = value
@@ -276,6 +286,26 @@ class Config:
 _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
+def _dev_idp_clients(value: Any) -> dict[str, tuple[str, ...]]:
+    """A TOML table ``client = ["uri", …]`` or ``client=uri uri;client2=uri`` in the environment."""
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(";") if item.strip()]
+        value = {k.strip(): v.split() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("a table of client_id = [redirect URIs]")
+    clients: dict[str, tuple[str, ...]] = {}
+    for client, uris in value.items():
+        listed = [uris] if isinstance(uris, str) else uris
+        if not isinstance(listed, list) or not listed:
+            raise ValueError(f"client {client!r}: give a list of redirect URIs")
+        for uri in listed:
+            parts = urlsplit(str(uri))
+            if parts.scheme not in ("http", "https") or not parts.netloc or any(ord(c) < 33 for c in str(uri)):
+                raise ValueError(f"client {client!r}: {uri!r} is not an absolute http(s) URL")
+        clients[str(client)] = tuple(str(u) for u in listed)
+    return clients
+
+
 def _int_fields() -> frozenset[str]:
     return frozenset(f.name for f in fields(Config) if f.type in ("int", int))
 
@@ -286,6 +316,8 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
             raise ValueError("issuers must be [[issuers]] tables in the TOML file")
         return tuple(value)
+    if name == "dev_idp_clients":
+        return _dev_idp_clients(value)
     if name in ("ocsp_responders", "crl_urls"):
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a TOML table of issuer SHA-256 = URL")

@@ -169,7 +169,9 @@ class Services:
             idp_key = load_private_key(config.dev_idp_key_path)
             if not isinstance(idp_key, rsa.RSAPrivateKey):
                 raise ValueError(f"{config.dev_idp_key_path}: the development identity provider signs with RSA")
-            dev_idp = DevIdpSettings(config.dev_idp_issuer, idp_key, config.citizen_audience, state)
+            dev_idp = DevIdpSettings(
+                config.dev_idp_issuer, idp_key, config.citizen_audience, state, config.effective_dev_idp_clients
+            )
             issuers.append(
                 (
                     IssuerPolicy(issuer=config.dev_idp_issuer, audiences=(config.citizen_audience,)),

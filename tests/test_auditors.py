@@ -237,3 +237,25 @@ def test_roles_need_a_level_2_login_and_an_enabled_agency(audited_app, app, dev_
     with svc.db.write() as conn:
         svc.registry.set_enabled(conn, NOIVU, False)
     assert auditor.get("/v1/audit/entries?limit=1").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "to=9999-12-31",
+        "from=0001-01-01",
+        "from=0001-01-01T00:00:00%2B23:59",
+        "to=9999-12-31T23:59:59-23:59",
+        "from=2026-01-01T00:00:00%2B23:59&to=2026-01-02T00:00:00-23:59",
+        "from=1969-12-31T23:59:59Z",
+        "from=2026-12-01&to=2026-01-01",
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/audit/entries", "/v1/audit/statistics", "/v1/audit/export"])
+def test_dates_at_the_ends_of_the_calendar_get_an_answer_never_a_500(audited_app, dev_pki, path, query):
+    """Issue 10, finding 7: to=9999-12-31, from=0001-01-01 and offsets of +23:59 crashed these endpoints."""
+    auditor = _client(audited_app, dev_pki, NOIVU)
+    response = auditor.get(f"{path}?{query}")
+    assert response.status_code in (200, 400, 404), response.get_data(as_text=True)[:200]
+    if response.status_code != 200:
+        assert response.mimetype == "application/problem+json"

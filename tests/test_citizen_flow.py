@@ -15,7 +15,7 @@ from gateway.store.tables import audit_entries
 from tests.support import NOIVU, Q4, Q11, TAX, authorization_request, status_message
 
 CLIENT = "citizen-app"
-REDIRECT = "https://app.example/callback"
+REDIRECT = "http://127.0.0.1:9/cb"  # registered for citizen-app in demo mode
 AN, BINH = 0, 1  # test citizens of the development identity provider
 
 
@@ -255,3 +255,67 @@ def test_a_second_06_from_the_same_agency_does_not_skip_the_next_one(app, svc, a
             .order_by(routes.c.id)
         ).scalars()
         assert list(routed) == [Q4, NOIVU]  # TAX still waits for NOIVU's 06
+
+
+def test_dossier_text_that_cannot_be_stored_or_signed_is_refused_not_a_500(app):
+    """Issue 10, finding 7: control characters, lone surrogates and deep nesting crashed POST /v1/dossiers."""
+    client = app.test_client()
+    headers = {**bearer(login(client)), "Content-Type": "application/json"}
+    attachment = HOUSEHOLD_BUSINESS["attachments"][0]
+    fields = HOUSEHOLD_BUSINESS["fields"]
+    bodies = [
+        {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "content_type": "application/pdf\x01"}]},
+        {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "content_type": "text/plain\nX-Evil: 1"}]},
+        {**HOUSEHOLD_BUSINESS, "fields": {**fields, "dia_chi": "12 Nguyễn Trãi\x0b"}},
+        {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "name": "a\x7f.pdf"}]},
+    ]
+    raw = [json.dumps(b).encode() for b in bodies]
+    lone = json.dumps(HOUSEHOLD_BUSINESS).replace('"ten_ho_kinh_doanh": "', '"ten_ho_kinh_doanh": "\\udc80')
+    assert "\\udc80" in lone
+    raw.append(lone.encode())  # a lone surrogate
+    raw.append(json.dumps(HOUSEHOLD_BUSINESS).replace('"cccd.pdf"', '"\\ud800.pdf"').encode())
+    raw.append(b'{"procedure": "1.001612", "fields": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001)
+    raw.append(b'{"procedure": "1.001612", "fields": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+    for body in raw:
+        response = client.post("/v1/dossiers", data=body, headers=headers)
+        assert response.status_code in (400, 422), (body[:80], response.status_code)
+        assert response.mimetype == "application/problem+json"
+    assert client.get("/v1/dossiers", headers=headers).get_json()["items"] == []
+
+
+def test_the_development_provider_sends_codes_only_to_registered_redirect_uris(app):
+    """Issue 10, findings 7 and 8: any redirect_uri got the code, and a CR/LF in it crashed /authorize."""
+    client = app.test_client()
+    for client_id, redirect_uri in [
+        (CLIENT, "https://attacker.example/cb"),
+        (CLIENT, REDIRECT + "/../evil"),
+        (CLIENT, REDIRECT + "?extra=1"),
+        (CLIENT, "http://127.0.0.1:9/cb\r\nSet-Cookie: x=1"),
+        ("unregistered-app", REDIRECT),
+    ]:
+        _verifier, params = authorization_request(client_id, redirect_uri)
+        for response in (
+            client.get("/dev-idp/authorize", query_string=params),
+            client.post("/dev-idp/authorize", data={**params, "citizen": "0", "level": "2"}),
+        ):
+            assert response.status_code == 400 and "Location" not in response.headers, redirect_uri
+            assert response.get_json()["error"] == "invalid_request"
+
+
+def test_the_development_providers_code_does_not_reveal_the_citizen(app):
+    verifier, params = authorization_request(CLIENT, REDIRECT)
+    client = app.test_client()
+    location = client.post("/dev-idp/authorize", data={**params, "citizen": "0", "level": "2"}).headers["Location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert code.count(".") == 0  # not a JWT
+    raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+    assert b"079203001234" not in raw and b"pid" not in raw
+    tampered = code[:-2] + ("A" if code[-2] != "A" else "B") + code[-1]
+    exchange = {
+        "grant_type": "authorization_code",
+        "redirect_uri": REDIRECT,
+        "client_id": CLIENT,
+        "code_verifier": verifier,
+    }
+    assert client.post("/dev-idp/token", data={**exchange, "code": tampered}).status_code == 400
+    assert client.post("/dev-idp/token", data={**exchange, "code": code}).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import sqlalchemy as sa
@@ -123,3 +124,34 @@ def test_every_accepted_step_is_audited_as_versioned_json(agency, svc):
     assert indices == list(range(len(indices)))  # gap-free
     times = [json.loads(b)["time"] for b in bodies]
     assert times == sorted(times)
+
+
+def test_co_recipients_see_only_their_own_delivery_and_statuses(agency, svc):
+    """Issue 10, finding 8: co-recipients saw each other's states, status descriptions and endpoints."""
+    from gateway.audit.checkpoint import NoteVerifier
+    from gateway.audit.receipt import verify_receipt
+
+    sender, q4, noivu = agency(HCM), agency(Q4), agency(NOIVU)
+    doc_id = sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"]
+    assert q4.submit(q4.keys.sign(sample("status-03.edxml")), "/v1/status").status_code == 202
+    assert q4.post(f"/v1/inbox/{doc_id}/ack").status_code == 200
+
+    full = sender.get(f"/v1/documents/{doc_id}").get_json()
+    assert [s["from"] for s in full["statuses"]] == [Q4]
+    assert {r["agency"]: r.get("state") for r in full["recipients"]} == {Q4: "acknowledged", NOIVU: "pending"}
+
+    mine = noivu.get(f"/v1/documents/{doc_id}").get_json()
+    assert mine["statuses"] == []  # Q4's reply, and its description, are Q4's and the sender's business
+    assert {r["agency"]: r for r in mine["recipients"]}[Q4] == {"agency": Q4}  # who else got it, nothing more
+    assert {r["agency"]: r for r in mine["recipients"]}[NOIVU]["state"] == "pending"
+
+    vkey = NoteVerifier.parse(svc.checkpoints.vkey)
+    for client, hidden, shown in [(noivu, Q4, NOIVU), (q4, NOIVU, Q4), (sender, None, None)]:
+        receipt = client.get(f"/v1/documents/{doc_id}/receipt").get_json()
+        entries = [json.loads(base64.b64decode(e["entry"])) for e in receipt["entries"]]
+        assert verify_receipt(receipt, vkey)["verdict"] == "valid"
+        if hidden is None:
+            assert {e.get("recipient") for e in entries} >= {Q4, NOIVU}
+        else:
+            assert all(hidden not in (e.get("recipient"), e.get("actor")) for e in entries)
+            assert any(e.get("recipient") == shown for e in entries)

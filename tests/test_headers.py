@@ -19,7 +19,7 @@ def test_pages_forbid_scripts_framing_and_foreign_forms(app):
 def test_the_development_providers_page_has_a_policy_too(app):
     from tests.support import authorization_request
 
-    _verifier, params = authorization_request("workbench", "http://gateway.test/audit/callback")
+    _verifier, params = authorization_request("audit-workbench", "http://gateway.test/audit/callback")
     page = app.test_client().get("/dev-idp/authorize", query_string=params)
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 

@@ -183,7 +183,7 @@ def test_citizen_logs_in_at_the_development_idp_and_files_a_dossier_through_guni
     from tests.support import authorization_request
 
     base, _keys = server
-    verifier, params = authorization_request("app", "http://127.0.0.1:9/cb")
+    verifier, params = authorization_request("citizen-app", "http://127.0.0.1:9/cb")
     discovery = requests.get(base + "/dev-idp/.well-known/openid-configuration", timeout=10).json()
     assert discovery["code_challenge_methods_supported"] == ["S256"]
     assert "Lê Minh Châu" in requests.get(discovery["authorization_endpoint"], params=params, timeout=10).text

@@ -111,10 +111,21 @@ def time_bound(name: str) -> int | None:
             "invalid-request", f"{name} must be an ISO 8601 date or time, e.g. 2026-11-23 or 2026-11-23T08:00:00Z"
         ) from None
     if len(value) == 10:
-        moment = moment.replace(tzinfo=LOCAL) + (timedelta(days=1) if name == "to" else timedelta())
+        try:
+            moment = moment.replace(tzinfo=LOCAL) + (timedelta(days=1) if name == "to" else timedelta())
+        except OverflowError:
+            moment = datetime.max.replace(tzinfo=UTC)
     if moment.tzinfo is None:
         raise Refusal("invalid-request", f"{name} needs a time zone, e.g. 2026-11-23T08:00:00+07:00")
+    # Dates at the ends of the calendar (0001-01-01, 9999-12-31, odd offsets) overflow the
+    # conversions below (issue 10, finding 7): anything outside the years the log can hold is refused.
+    if not EARLIEST <= moment <= LATEST:
+        raise Refusal("invalid-request", f"{name} must be between 1970-01-01 and 9999-01-01")
     return int(moment.timestamp() * 1_000_000)
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def requested_period(now: datetime) -> tuple[datetime, datetime]:
@@ -122,6 +133,8 @@ def requested_period(now: datetime) -> tuple[datetime, datetime]:
     start_us, end_us = time_bound("from"), time_bound("to")
     start = datetime.fromtimestamp(start_us / 1e6, UTC) if start_us is not None else now - timedelta(days=30)
     end = datetime.fromtimestamp(end_us / 1e6, UTC) if end_us is not None else now
+    if start > end:
+        raise Refusal("invalid-request", "from must not be after to")
     return start, end
 
 

@@ -76,7 +76,10 @@ def procedures() -> Response:
 @bp.post("/v1/dossiers")
 @require_citizen
 def submit_dossier() -> Response:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser's recursion limit (issue 10, finding 7)
+        body = None
     created = services().dossiers.submit(g.citizen, body)
     response = jsonify(created)
     response.status_code = 202

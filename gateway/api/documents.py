@@ -140,5 +140,5 @@ def get_receipt(doc_id: str) -> Response:
     svc = services()
     checkpoint = svc.checkpoints.refresh(force=True)
     with svc.db.read() as conn:
-        inbox.document_view(conn, g.agency, doc_id)  # the same visibility rule as the document itself
-        return jsonify(build_receipt(conn, doc_id, checkpoint))
+        hidden = inbox.hidden_from(conn, g.agency, doc_id)  # the document's own visibility rule
+        return jsonify(build_receipt(conn, doc_id, checkpoint, hide=hidden))

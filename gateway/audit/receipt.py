@@ -24,12 +24,19 @@ from gateway.store.tables import audit_entries
 FORMAT = "interconnect-gateway-receipt/1"
 
 
-def build_receipt(conn: Connection, document: str, checkpoint: SignedCheckpoint) -> dict[str, Any]:
+def build_receipt(
+    conn: Connection, document: str, checkpoint: SignedCheckpoint, *, hide: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Every entry about ``document`` but those by or about the agencies in ``hide``: a recipient's
+    receipt leaves out its co-recipients' deliveries, statuses and endpoints (issue 10, finding 8).
+    Each entry carries its own proof, so a receipt of some of the entries verifies all the same."""
     rows = conn.execute(
         sa.select(audit_entries.c.idx, audit_entries.c.body)
         .where(audit_entries.c.document == document, audit_entries.c.idx < checkpoint.size)
         .order_by(audit_entries.c.idx)
     ).all()
+    if hide:
+        rows = [r for r in rows if not {json.loads(r.body).get(k) for k in ("recipient", "actor")} & hide]
     tree = StoredTree(conn).prefetch(lambda t: [inclusion_path(t, int(r.idx), checkpoint.size) for r in rows])
     return {
         "format": FORMAT,

@@ -32,7 +32,21 @@ from gateway.trust.pki import SigningKey
 
 MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_FILE_NAME = re.compile(r"[^/\\\x00-\x1f]{1,200}")
+_FILE_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,200}")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
+# What an XML 1.0 document cannot carry (or what has no business in a form field): C0 controls but
+# tab and line ends, DEL, lone surrogates (JSON's \ud800 escapes), and the non-characters U+FFFE/FFFF.
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str, what: str) -> str:
+    """Text that will be signed into the dossier's XML; refused here rather than crashing the signer."""
+    found = _NOT_XML_TEXT.search(text)
+    if found is not None:
+        raise Refusal(
+            "dossier-invalid", f"{what} contains the character U+{ord(found.group()):04X}, which a document cannot hold"
+        )
+    return text
 
 
 def citizen_actor(citizen: CitizenIdentity) -> str:
@@ -235,6 +249,7 @@ def _fields(value: Any, procedure: Procedure) -> dict[str, str]:
             raise Refusal(
                 "dossier-invalid", f"field {str(name)[:64]!r} must be text of at most {MAX_FIELD_CHARS} characters"
             )
+        _xml_text(text, f"field {name!r}")
     missing = [f for f in procedure.fields if not str(value.get(f, "")).strip()]
     if missing:
         raise Refusal("dossier-invalid", f"procedure {procedure.code} needs the field(s): {', '.join(missing)}")
@@ -248,9 +263,14 @@ def _attachments(value: Any, max_total: int) -> list[Attachment]:
     for item in value:
         if not isinstance(item, dict):
             raise Refusal("dossier-invalid", "each attachment is an object with name, content_type, content (base64)")
-        name, content_type = str(item.get("name", "")), str(item.get("content_type", "application/octet-stream"))
-        if not _FILE_NAME.fullmatch(name) or len(content_type) > 100:
+        name, content_type = item.get("name", ""), item.get("content_type", "application/octet-stream")
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
             raise Refusal("dossier-invalid", "attachment names are 1-200 characters without path separators")
+        _xml_text(name, "an attachment name")
+        if not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
+            raise Refusal(
+                "dossier-invalid", f"attachment {name!r}: content_type must be a media type like application/pdf"
+            )
         try:
             content = base64.b64decode(str(item.get("content", "")), validate=True)
         except (binascii.Error, ValueError):

@@ -4,23 +4,33 @@ Enabled only in demo mode (mounted at ``/dev-idp``) or run alone with ``gateway 
 a production configuration.  It offers discovery, a JWKS, the authorization-code flow with PKCE
 (S256 only) and a page to pick a fictional test citizen at assurance level 1 or 2, and a token
 endpoint issuing RS256 ID and access tokens with the claims VNeID deployments use.  Authorization
-codes are short-lived signed JWTs, single-use through the shared replay cache, so the flow works
-across several gunicorn workers without server-side sessions.
+codes are short-lived, single-use (through the shared replay cache) and encrypted with a key only
+this provider has (AES-GCM), so the flow works across several gunicorn workers without server-side
+sessions and a code in a browser's history or a proxy log says nothing about the citizen (issue 10,
+finding 8: it was a readable JWT carrying the full personal ID).  Clients and their redirect URIs
+are registered (``GATEWAY_DEV_IDP_CLIENTS``); a code goes only to a registered URI, compared exactly.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
+import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Blueprint, Response, jsonify, redirect, render_template_string, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -53,10 +63,33 @@ class DevIdpSettings:
     key: rsa.RSAPrivateKey
     access_token_audience: str
     replay: ReplayCache
+    clients: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # client_id → exact redirect URIs
 
     @property
     def kid(self) -> str:
         return key_id(self.key)
+
+    def _code_key(self) -> AESGCM:
+        der = self.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return AESGCM(hmac.new(der, b"dev-idp authorization codes", hashlib.sha256).digest())
+
+    def seal_code(self, claims: dict[str, Any]) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._code_key().encrypt(nonce, json.dumps(claims).encode(), self.issuer.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+    def open_code(self, code: str) -> dict[str, Any] | None:
+        """The claims of a code this provider made and that has not expired; None for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+            claims = json.loads(self._code_key().decrypt(raw[:12], raw[12:], self.issuer.encode()))
+        except (ValueError, InvalidTag, binascii.Error):
+            return None
+        if not isinstance(claims, dict) or int(claims.get("exp", 0)) <= time.time():
+            return None
+        return claims
 
     def jwks(self) -> dict[str, Any]:
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
@@ -138,10 +171,13 @@ def dev_idp_blueprint(settings: DevIdpSettings) -> Blueprint:
         }
         if params["response_type"] != "code":
             return _oauth_error("unsupported_response_type", "only response_type=code")
-        if not params["client_id"]:
-            return _oauth_error("invalid_request", "client_id is required")
-        if urlsplit(params["redirect_uri"]).scheme not in ("http", "https"):
-            return _oauth_error("invalid_request", "redirect_uri must be an http(s) URL")
+        registered = settings.clients.get(params["client_id"])
+        if registered is None:
+            return _oauth_error(
+                "invalid_request", "unknown client_id: register it with its redirect URIs in GATEWAY_DEV_IDP_CLIENTS"
+            )
+        if params["redirect_uri"] not in registered:  # exact match (RFC 9700 §4.1.1); never redirect elsewhere
+            return _oauth_error("invalid_request", "redirect_uri is not registered for this client_id")
         if params["code_challenge_method"] != "S256" or not 43 <= len(params["code_challenge"]) <= 128:
             return _oauth_error("invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256")
         return params
@@ -166,11 +202,8 @@ def dev_idp_blueprint(settings: DevIdpSettings) -> Blueprint:
         if level not in (1, 2):
             return _oauth_error("invalid_request", "level is 1 or 2")
         now = int(time.time())
-        code = jwt.encode(
+        code = settings.seal_code(
             {
-                "iss": issuer,
-                "aud": issuer + "/token",
-                "iat": now,
                 "exp": now + CODE_LIFETIME,
                 "jti": uuid.uuid4().hex,
                 "pid": citizen.personal_id,
@@ -179,10 +212,7 @@ def dev_idp_blueprint(settings: DevIdpSettings) -> Blueprint:
                 "client_id": params["client_id"],
                 "redirect_uri": params["redirect_uri"],
                 "challenge": params["code_challenge"],
-            },
-            settings.key,
-            algorithm="RS256",
-            headers={"kid": settings.kid, "typ": "dev-idp-code"},
+            }
         )
         query = urlencode({"code": code, "state": params["state"]})
         separator = "&" if urlsplit(params["redirect_uri"]).query else "?"
@@ -193,16 +223,8 @@ def dev_idp_blueprint(settings: DevIdpSettings) -> Blueprint:
         form = request.form
         if form.get("grant_type") != "authorization_code":
             return _oauth_error("unsupported_grant_type", "only authorization_code")
-        try:
-            code = jwt.decode(
-                form.get("code", ""),
-                settings.key.public_key(),
-                algorithms=["RS256"],
-                audience=issuer + "/token",
-                issuer=issuer,
-                options={"require": ["exp", "jti"]},
-            )
-        except jwt.PyJWTError:
+        code = settings.open_code(form.get("code", ""))
+        if code is None:
             return _oauth_error("invalid_grant", "the code is invalid or expired")
         if form.get("redirect_uri") != code["redirect_uri"] or form.get("client_id") != code["client_id"]:
             return _oauth_error("invalid_grant", "redirect_uri or client_id differ from the authorization request")

@@ -96,6 +96,16 @@ def acknowledge(conn: Connection, audit: AuditLog, recipient: str, doc_uuid: str
     return {"id": doc_uuid, "recipient": recipient, "state": "acknowledged", "acknowledged_at": _iso(acknowledged_at)}
 
 
+def hidden_from(conn: Connection, caller: str, doc_uuid: str) -> frozenset[str]:
+    """The agencies whose part of a document ``caller`` may not see: none for the sender, the other
+    recipients for a recipient (raises not-found, like the document, for anyone else)."""
+    doc = _visible_document(conn, caller, doc_uuid)
+    if caller == doc.sender:
+        return frozenset()
+    others = conn.execute(sa.select(routes.c.recipient).where(routes.c.document == doc_uuid)).scalars()
+    return frozenset(others) - {caller, doc.sender}
+
+
 def _visible_document(conn: Connection, caller: str, doc_uuid: str) -> Any:
     doc = conn.execute(sa.select(documents).where(documents.c.id == doc_uuid)).one_or_none()
     if doc is None:
@@ -110,7 +120,10 @@ def _visible_document(conn: Connection, caller: str, doc_uuid: str) -> Any:
 
 
 def document_view(conn: Connection, caller: str, doc_uuid: str) -> dict[str, Any]:
+    """The sender sees every recipient's progress; a recipient sees the document, who else it went to,
+    and only its own delivery and statuses (issue 10, finding 8: co-recipients saw each other's)."""
     doc = _visible_document(conn, caller, doc_uuid)
+    own = None if caller == doc.sender else caller
     size = conn.execute(sa.select(blobs.c.size).where(blobs.c.sha256 == doc.sha256)).scalar_one()
     view: dict[str, Any] = {
         "id": doc.id,
@@ -130,6 +143,8 @@ def document_view(conn: Connection, caller: str, doc_uuid: str) -> dict[str, Any
                 "state": r.state,
                 "acknowledged_at": _iso(r.acknowledged_at) if r.acknowledged_at else None,
             }
+            if own in (None, r.recipient)
+            else {"agency": r.recipient}
             for r in conn.execute(sa.select(routes).where(routes.c.document == doc.id).order_by(routes.c.recipient))
         ],
     }
@@ -147,6 +162,7 @@ def document_view(conn: Connection, caller: str, doc_uuid: str) -> dict[str, Any
             for s in conn.execute(
                 sa.select(statuses).where(statuses.c.document == doc.id).order_by(statuses.c.received_at)
             )
+            if own in (None, s.from_agency)
         ]
     else:
         link = conn.execute(sa.select(statuses).where(statuses.c.message == doc.id)).one_or_none()
