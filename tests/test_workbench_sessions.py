@@ -188,3 +188,15 @@ def test_login_fetches_the_issuers_discovery_document_once_not_per_visit(databas
     finally:
         app.extensions["gateway"].db.dispose()
         issuer.close()
+
+
+def test_a_page_opened_from_another_site_is_not_viewed_in_the_auditors_name(app):
+    """Issue 10, finding 8: cross-site navigation to a page made an audit entry for the signed-in auditor."""
+    client = app.test_client()
+    sign_in_workbench(client, app.extensions["gateway"])
+    before = len(_events(app, "auditor.search"))
+    response = client.get("/audit/?event=document.routed", headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/audit/welcome")
+    assert len(_events(app, "auditor.search")) == before
+    assert client.get("/audit/", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert len(_events(app, "auditor.search")) == before + 1

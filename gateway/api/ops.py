@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.documents.schema import schemas_dir
+from gateway.api.openapi import openapi_document
 from gateway.observability import Metrics, state_exposition
 from gateway.policy import Refusal
 from gateway.services import services
@@ -128,13 +126,6 @@ def _state_metrics() -> bytes:
         return b""  # the process metrics still help while the database is away; /readyz says why
     current_app.extensions["gateway.state-metrics"] = (now, body)
     return body
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    loaded = json.loads((schemas_dir() / "openapi.json").read_text(encoding="utf-8"))
-    assert isinstance(loaded, dict)
-    return loaded
 
 
 @bp.get("/openapi.json")

@@ -71,19 +71,23 @@ def processing_statistics(conn: Connection, start: datetime, end: datetime, now:
     def of(agency: str) -> AgencyFigures:
         return figures.setdefault(agency, AgencyFigures(agency))
 
+    in_period = sa.and_(documents.c.kind == "document", routes.c.created_at >= start, routes.c.created_at < end)
     rows = conn.execute(
         sa.select(routes.c.document, routes.c.recipient, routes.c.state, documents.c.due_date)
         .join(documents, documents.c.id == routes.c.document)
-        .where(documents.c.kind == "document", routes.c.created_at >= start, routes.c.created_at < end)
+        .where(in_period)
     ).all()
-    done_at: dict[tuple[str, str], datetime] = {}
-    for s in conn.execute(
-        sa.select(statuses.c.document, statuses.c.from_agency, statuses.c.received_at).where(
-            statuses.c.status_code == "06"
+    # Only the 06s about documents of the period, first one per (document, agency), in the database:
+    # every 06 ever received was loaded on each call (issue 10, finding 8).
+    routed = sa.select(routes.c.document).join(documents, documents.c.id == routes.c.document).where(in_period)
+    done_at: dict[tuple[str, str], datetime] = {
+        (s.document, s.from_agency): s.first
+        for s in conn.execute(
+            sa.select(statuses.c.document, statuses.c.from_agency, sa.func.min(statuses.c.received_at).label("first"))
+            .where(statuses.c.status_code == "06", statuses.c.document.in_(routed))
+            .group_by(statuses.c.document, statuses.c.from_agency)
         )
-    ):
-        key = (s.document, s.from_agency)
-        done_at[key] = min(done_at.get(key, s.received_at), s.received_at)
+    }
     today = _local_day(now)
     for r in rows:
         f = of(r.recipient)

@@ -55,6 +55,10 @@ def current_session() -> WorkbenchSession | None:
     if "workbench_session" not in g:
         svc = services()
         token = request.cookies.get(WORKBENCH_COOKIE)
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            # Browsers hold the Strict cookie back on links from other sites; those that say where a
+            # request came from are believed too: another site cannot make a page view in an auditor's name.
+            token = None
         found = svc.sessions.current(token)
         if found is not None and found.actor not in _auditor_actors():
             svc.sessions.end_all_for(found.actor)  # the role was withdrawn: none of their sessions lives on
