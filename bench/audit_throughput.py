@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import AuditEvent, AuditLog
 from gateway.audit.checkpoint import NoteSigner
-from gateway.audit.checkpoints import CheckpointLog
+from gateway.audit.checkpoints import CheckpointLog, FixedSigner
 from gateway.store import upgrade
 from gateway.store.db import Database
 
@@ -93,7 +93,7 @@ def measure(name: str, url: str, seconds: float, entries: int) -> None:
         size += batch
     rng = random.Random(7)
 
-    checkpoints = CheckpointLog(db, NoteSigner("bench/audit", Ed25519PrivateKey.generate()))
+    checkpoints = CheckpointLog(db, FixedSigner(NoteSigner("bench/audit", Ed25519PrivateKey.generate())))
 
     def inclusion() -> None:
         with db.read() as conn:

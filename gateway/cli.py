@@ -198,6 +198,111 @@ def keys_agency(code: str, name: str) -> None:
         click.echo(f"{path}")
 
 
+@keys.command("rotate")
+@click.argument("kind", type=click.Choice(["token", "seal", "checkpoint"]))
+@click.option(
+    "--overlap-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="How long the old key is still accepted.",
+)
+@click.option(
+    "--publish-seconds",
+    default=10,
+    show_default=True,
+    type=click.IntRange(2, 3600),
+    help="How long the new key is announced before it signs (every process re-reads keys each second).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The new key (seal: required outside demo mode).",
+)
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The new seal key's certificate.",
+)
+@json_option
+def keys_rotate(
+    kind: str, overlap_hours: float, publish_seconds: int, key_file: Path | None, cert_file: Path | None, as_json: bool
+) -> None:
+    """Rotate the access-token, seal or checkpoint key with no downtime (announce, switch, overlap); audited.
+
+    Run it once, on one host, while the gateway serves: servers and workers pick the new key up by
+    themselves.  The keys/ folder must be the one every gateway process reads.
+    """
+    import tempfile
+    import time
+
+    from gateway.audit.log import AuditEvent
+    from gateway.keyring import promote, start_rotation
+    from gateway.keys import DevStatusUrls, load_development_ca
+
+    config = load_config()
+    overlap = int(overlap_hours * 3600)
+    if kind == "token" and overlap < config.access_token_ttl + 120:
+        fail(
+            f"--overlap-hours must cover the access tokens' lifetime ({config.access_token_ttl} s) and delivery tokens'"
+        )
+    if kind == "seal" and key_file is None:
+        if not config.demo:
+            fail(
+                "give the new seal key and the certificate your CA issued for it: "
+                "--key new-seal.key --cert new-seal.crt"
+            )
+        issued = pki.issue_signing_certificate(
+            load_development_ca(config.keys_dir),
+            "Interconnect Gateway seal (development)",
+            "Interconnect Gateway",
+            key=pki.generate_key("ec"),
+            ocsp_url=DevStatusUrls(config.public_url).ocsp,
+            crl_url=DevStatusUrls(config.public_url).crl,
+        )
+        folder = Path(tempfile.mkdtemp(prefix="gateway-seal-"))
+        key_file, cert_file = folder / "seal.key", folder / "seal.crt"
+        pki.save_private_key(issued.key, key_file)
+        pki.save_certificate(issued.cert, cert_file)
+    with cli_services() as svc:
+        try:
+            rotation = start_rotation(
+                config, kind, publish_seconds=publish_seconds, new_key=key_file, new_cert=cert_file
+            )
+        except ValueError as exc:
+            fail(str(exc))
+        svc.audit.record(
+            svc.db,
+            AuditEvent(event="keys.rotation-started", outcome="ok", actor="operator", reason=f"{kind}: {rotation.new}"),
+        )
+        for left in range(publish_seconds, 0, -1):
+            if not as_json:
+                click.echo(f"\rannouncing the new {kind} key: {left:3d} s before it signs …", nl=False, err=True)
+            time.sleep(1)
+        if not as_json:
+            click.echo("", err=True)
+        done = promote(config, rotation, overlap_seconds=overlap)
+        svc.audit.record(
+            svc.db,
+            AuditEvent(
+                event="keys.rotated",
+                outcome="ok",
+                actor="operator",
+                reason=f"{kind}: {done.new} signs now; {done.old} accepted until {done.until}",
+            ),
+        )
+    emit(
+        {"kind": kind, "new": done.new, "old": done.old, "old_accepted_until": done.until},
+        as_json,
+        lambda d: (
+            f"{d['kind']} key rotated: the new key signs now; the old one is accepted until "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(d['old_accepted_until']))}"
+        ),
+    )
+
+
 REVOCATION_REASONS = ("keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "unspecified")
 
 

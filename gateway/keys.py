@@ -78,9 +78,13 @@ class GatewayKeys:
         if not isinstance(token_key, ec.EllipticCurvePrivateKey) or not isinstance(token_key.curve, ec.SECP256R1):
             raise ValueError(f"{config.token_key_path}: the access-token key must be an EC P-256 key (ES256)")
         anchors = [c for path in config.trust_anchor_paths for c in pki.load_certificates(path)]
+        seal_key, seal_chain = pki.load_private_key(config.seal_key_path), pki.load_certificates(config.seal_cert_path)
+        if not seal_chain or not pki.same_public_key(seal_key, seal_chain[0]):
+            # Also seen for a moment while `gateway keys rotate seal` replaces the two files.
+            raise ValueError(f"{config.seal_cert_path} is not the certificate of {config.seal_key_path}")
         return cls(
-            seal_key=pki.load_private_key(config.seal_key_path),
-            seal_chain=tuple(pki.load_certificates(config.seal_cert_path)),
+            seal_key=seal_key,
+            seal_chain=tuple(seal_chain),
             token_key=token_key,
             token_kid=pki.key_id(token_key),
             trust=TrustStore(anchors),

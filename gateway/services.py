@@ -16,7 +16,6 @@ from flask import current_app
 
 from adapters import Deployment
 from gateway.audit import AuditLog
-from gateway.audit.checkpoint import NoteSigner
 from gateway.audit.checkpoints import CheckpointLog
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
@@ -37,6 +36,7 @@ from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.identity.workbench_sessions import WorkbenchSessions
+from gateway.keyring import KeyRing
 from gateway.keys import GatewayKeys, load_development_ca
 from gateway.policy import Refusal
 from gateway.routing.registry import AgencyRegistry
@@ -60,7 +60,8 @@ class Services:
     db: Database
     audit: AuditLog
     registry: AgencyRegistry
-    keys: GatewayKeys
+    keys: GatewayKeys  # as loaded at start: what does not rotate (trust anchors, pepper, portal key)
+    ring: KeyRing  # what rotates (token, seal and checkpoint keys), re-read within a second of a rotation
     tokens: TokenAuthority
     state: StateStore
     client_auth: ClientAssertionVerifier
@@ -77,6 +78,10 @@ class Services:
 
     def background_tick(self) -> None:
         """What every server process does about once a second besides answering requests."""
+        try:
+            self.ring.refresh()
+        except Exception:  # a half-written key file is retried next second; the old keys keep working
+            logging.getLogger(__name__).exception("reloading the gateway's keys failed")
         self.checkpoints.refresh_quietly()
         self.timestamper.run_quietly()
         try:
@@ -99,7 +104,8 @@ class Services:
         db = Database(config.database_url)
         audit = AuditLog()
         registry = AgencyRegistry(audit, adapter_deployment(config))
-        keys = GatewayKeys.load(config)
+        ring = KeyRing(config)
+        keys = ring.keys
         state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
         wakeup: Wakeup = RedisWakeup(config.redis_url) if config.redis_url else PollingWakeup()
         deliveries = DeliveryQueue(
@@ -156,7 +162,7 @@ class Services:
             db=db,
             audit=audit,
             registry=registry,
-            keys=keys,
+            ring=ring,
             verifier=verifier,
             limits=XmlLimits(max_bytes=config.max_document_bytes),
             gateway_url=config.public_url,
@@ -190,9 +196,8 @@ class Services:
             audit=audit,
             registry=registry,
             keys=keys,
-            tokens=TokenAuthority(
-                keys.token_key, keys.token_kid, config.public_url.rstrip("/"), config.access_token_ttl
-            ),
+            ring=ring,
+            tokens=TokenAuthority(ring, config.public_url.rstrip("/"), config.access_token_ttl),
             state=state,
             client_auth=ClientAssertionVerifier(
                 token_endpoint=config.token_endpoint,
@@ -216,7 +221,7 @@ class Services:
                 per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
-            checkpoints=CheckpointLog(db, NoteSigner(config.audit_origin, keys.audit_key)),
+            checkpoints=CheckpointLog(db, ring),
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -201,7 +201,7 @@ def test_citizen_logs_in_at_the_development_idp_and_files_a_dossier_through_guni
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": params["redirect_uri"],
-            "client_id": "app",
+            "client_id": "citizen-app",
             "code_verifier": verifier,
         },
     ).json()

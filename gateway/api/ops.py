@@ -28,8 +28,10 @@ def healthz() -> Response:
 
 @bp.get("/.well-known/gateway-seal.pem")
 def seal_certificate() -> Response:
-    """The certificate recipients pin when they verify seals offline (``gateway verify --gateway-cert``)."""
-    chain = "".join(cert_pem(c) for c in services().keys.seal_chain)
+    """The certificates recipients pin when they verify seals offline (``gateway verify --gateway-cert``):
+    the current seal certificate first, then those of a rotation's other key and retired ones, whose
+    seals stay valid."""
+    chain = "".join(cert_pem(c) for chain in services().ring.snapshot.seal_chains for c in chain)
     response = Response(chain, mimetype="application/x-pem-file")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

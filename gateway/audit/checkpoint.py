@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -57,6 +58,11 @@ class NoteVerifier:
             raise Refusal("vkey-invalid", "the verifier key's ID does not match its name and key")
         return cls(parts[0], declared, public)
 
+    @property
+    def vkey(self) -> str:
+        raw = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ED25519 + raw).decode()}"
+
     def verify(self, note: str) -> str:
         """The note's text when it carries a valid signature by this key; signatures by other keys are ignored."""
         text, signatures = split_note(note)
@@ -94,8 +100,7 @@ class NoteSigner:
 
     @property
     def vkey(self) -> str:
-        raw = self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return f"{self.name}+{self.verifier.key_id.hex()}+{base64.b64encode(ED25519 + raw).decode()}"
+        return self.verifier.vkey
 
     def sign(self, text: str) -> str:
         if not text.endswith("\n") or "\n\n" in text:
@@ -103,6 +108,40 @@ class NoteSigner:
         signature = self.private_key.sign(text.encode())
         blob = base64.b64encode(self.verifier.key_id + signature).decode()
         return f"{text}\n{DASH} {self.name} {blob}\n"
+
+
+@dataclass(frozen=True)
+class AnyOfVerifiers:
+    """Several verifier keys of one log (its keys before and after a rotation): a note verifies with any."""
+
+    verifiers: tuple[NoteVerifier, ...]
+
+    def __post_init__(self) -> None:
+        if not self.verifiers:
+            raise ValueError("no verifier keys given")  # an empty set would verify nothing, silently
+
+    @property
+    def name(self) -> str:
+        return self.verifiers[0].name
+
+    def verify(self, note: str) -> str:
+        failure: Refusal | None = None
+        for verifier in self.verifiers:
+            try:
+                return verifier.verify(note)
+            except Refusal as refusal:
+                failure = failure or refusal
+        assert failure is not None
+        raise failure
+
+
+def sign_note(text: str, signers: Sequence[NoteSigner]) -> str:
+    """One note signed by several keys (C2SP signed-note: one signature line each), e.g. during a rotation."""
+    first, *others = signers
+    note = first.sign(text)
+    for signer in others:
+        note += signer.sign(text).rsplit("\n\n", 1)[1]
+    return note
 
 
 def split_note(note: str) -> tuple[str, list[str]]:
@@ -142,6 +181,6 @@ class Checkpoint:
         return cls(origin, int(lines[1]), root)
 
 
-def open_checkpoint(note: str, verifier: NoteVerifier) -> Checkpoint:
+def open_checkpoint(note: str, verifier: NoteVerifier | AnyOfVerifiers) -> Checkpoint:
     """The checkpoint of a signed note, only when the note verifies: proofs take their size and root from here."""
     return Checkpoint.parse(verifier.verify(note), verifier.name)

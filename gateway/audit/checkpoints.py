@@ -11,18 +11,35 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.audit.checkpoint import Checkpoint, NoteSigner
+from gateway.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_note
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import consistency_path, inclusion_path, root_hash, verify_consistency
 from gateway.policy import Refusal
 from gateway.store.db import Database
 from gateway.store.tables import audit_checkpoints, audit_head
 
+if TYPE_CHECKING:
+    from gateway.keyring import KeyRing
+
 log = logging.getLogger("gateway.audit")
+
+
+@dataclass(frozen=True)
+class _Signers:
+    checkpoint_signers: tuple[NoteSigner, ...]
+    checkpoint_verifiers: tuple[NoteVerifier, ...]
+
+
+class FixedSigner:
+    """One key that never rotates (benchmarks, tools): the same shape as :class:`gateway.keyring.KeyRing`."""
+
+    def __init__(self, signer: NoteSigner) -> None:
+        self.snapshot = _Signers((signer,), (signer.verifier,))
 
 
 class LogInconsistent(Exception):
@@ -38,18 +55,30 @@ class SignedCheckpoint:
 
 
 class CheckpointLog:
-    def __init__(self, db: Database, signer: NoteSigner, *, interval: float = 1.0) -> None:
+    """Signs with the ring's checkpoint signers: the current key, and during a rotation the other one too,
+    so a verifier holding either verifier key keeps verifying new checkpoints."""
+
+    def __init__(self, db: Database, ring: KeyRing | FixedSigner, *, interval: float = 1.0) -> None:
         self._db = db
-        self._signer = signer
+        self._ring = ring
         self._interval_us = int(interval * 1_000_000)
 
     @property
+    def _signers(self) -> tuple[NoteSigner, ...]:
+        return self._ring.snapshot.checkpoint_signers
+
+    @property
     def vkey(self) -> str:
-        return self._signer.vkey
+        return self._signers[0].vkey
+
+    @property
+    def vkeys(self) -> list[str]:
+        """Every verifier key of this log, current first: the ones signing now, then retired ones."""
+        return [self.vkey, *(v.vkey for v in self._ring.snapshot.checkpoint_verifiers if v.vkey != self.vkey)]
 
     @property
     def origin(self) -> str:
-        return self._signer.name
+        return self._signers[0].name
 
     @staticmethod
     def latest(conn: Connection) -> SignedCheckpoint | None:
@@ -81,7 +110,7 @@ class CheckpointLog:
                 if not verify_consistency(latest.size, size, latest.root, root, proof):
                     log.critical("audit log no longer extends checkpoint %d: refusing to sign", latest.size)
                     raise LogInconsistent(f"the stored log does not extend the checkpoint of size {latest.size}")
-            note = self._signer.sign(Checkpoint(self._signer.name, size, root).text())
+            note = sign_note(Checkpoint(self.origin, size, root).text(), self._signers)
             signed = SignedCheckpoint(size, root, note, int(time.time() * 1_000_000))
             conn.execute(
                 sa.insert(audit_checkpoints).values(size=size, root=root, note=note, created_us=signed.created_us)

@@ -36,6 +36,7 @@ def worker(batch: int, idle: float) -> None:
 
         def report(claimed: int) -> None:
             nonlocal handled, last_report
+            svc.ring.refresh()  # a `gateway keys rotate` elsewhere: sign delivery tokens with the new key
             reported = handled
             handled += claimed
             if handled != reported and time.monotonic() - last_report >= 60:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.identity.claims import decode_verified, peek
 from gateway.policy import Refusal
+
+if TYPE_CHECKING:
+    from gateway.keyring import KeyRing
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 DELIVERY_TOKEN_TYPE = "gateway-delivery+jwt"  # noqa: S105 - a media type, not a secret
@@ -28,10 +31,20 @@ class AccessToken:
 
 @dataclass(frozen=True)
 class TokenAuthority:
-    key: ec.EllipticCurvePrivateKey
-    kid: str
+    """Signs with the ring's current token key; verifies with every key the ring accepts now (a rotation's
+    old and new key during its overlap), so tokens issued before a rotation keep working until they expire."""
+
+    ring: KeyRing
     issuer: str
     ttl: int
+
+    @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        return self.ring.keys.token_key
+
+    @property
+    def kid(self) -> str:
+        return self.ring.keys.token_kid
 
     def issue(self, agency: str, scope: str = "documents") -> AccessToken:
         now = int(time.time())
@@ -67,11 +80,12 @@ class TokenAuthority:
     def verify(self, token: str) -> str:
         """Return the agency code the token was issued to, or raise :class:`Refusal` ``invalid-token``."""
         header = peek(token, CODE).header
-        if header.get("typ") != TOKEN_TYPE or header.get("kid") != self.kid:
+        key = self.ring.snapshot.token_keys.get(str(header.get("kid")))
+        if header.get("typ") != TOKEN_TYPE or key is None:
             raise Refusal(CODE, "not an access token issued by this gateway")
         claims = decode_verified(
             token,
-            self.key.public_key(),
+            key,
             str(header.get("alg")),
             code=CODE,
             audience=self.issuer,
@@ -82,6 +96,10 @@ class TokenAuthority:
         return str(claims["sub"])
 
     def jwks(self) -> dict[str, Any]:
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        jwk.update(kid=self.kid, use="sig", alg="ES256")
-        return {"keys": [jwk]}
+        """Every key that verifies now, the current one first: receivers and agencies pick by ``kid``."""
+        keys = []
+        for kid, public in self.ring.snapshot.token_keys.items():
+            jwk = jwt.algorithms.ECAlgorithm.to_jwk(public, as_dict=True)
+            jwk.update(kid=kid, use="sig", alg="ES256")
+            keys.append(jwk)
+        return {"keys": keys}

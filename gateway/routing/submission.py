@@ -32,7 +32,7 @@ from gateway.documents.verification import (
     embedded_certificates,
     find_signature,
 )
-from gateway.keys import GatewayKeys
+from gateway.keyring import KeyRing
 from gateway.policy import Refusal
 from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
@@ -109,7 +109,7 @@ class SubmissionService:
         db: Database,
         audit: AuditLog,
         registry: AgencyRegistry,
-        keys: GatewayKeys,
+        ring: KeyRing,
         verifier: EnvelopedSignatureVerifier,
         limits: xmlsafe.XmlLimits,
         gateway_url: str,
@@ -119,7 +119,7 @@ class SubmissionService:
         self._db = db
         self._audit = audit
         self._registry = registry
-        self._keys = keys
+        self._ring = ring
         self._verifier = verifier
         self._limits = limits
         self._gateway_url = gateway_url
@@ -342,8 +342,8 @@ class SubmissionService:
                 signer_status_sha256=evidence,
                 signer_status_flag=flag,
             ),
-            self._keys.seal_key,
-            self._keys.seal_chain,
+            self._ring.keys.seal_key,
+            self._ring.keys.seal_chain,
         )
         conn.execute(
             sa.insert(documents).values(

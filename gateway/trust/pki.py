@@ -86,6 +86,13 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+def same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` certifies ``key`` (a key file and its certificate, replaced one after the other)."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    mine = key.public_key().public_bytes(serialization.Encoding.DER, spki)
+    return mine == cert.public_key().public_bytes(serialization.Encoding.DER, spki)
+
+
 def key_id(key: PrivateKey | PublicKey) -> str:
     """A stable short id for a public key (JWKS ``kid``): SHA-256 of its SubjectPublicKeyInfo."""
     public = key.public_key() if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else key

@@ -22,7 +22,7 @@ from gateway.api.auditors import (
     zip_download,
 )
 from gateway.api.evidence import evidence_download as evidence_package
-from gateway.audit.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from gateway.audit.checkpoint import Checkpoint, open_checkpoint
 from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import (
@@ -44,7 +44,7 @@ def _latest_checkpoint() -> tuple[SignedCheckpoint, Checkpoint]:
     """The newest signed checkpoint, and its contents as read back through the verifier key."""
     svc = services()
     signed = svc.checkpoints.refresh()
-    return signed, open_checkpoint(signed.note, NoteVerifier.parse(svc.checkpoints.vkey))
+    return signed, open_checkpoint(signed.note, svc.ring.checkpoint_verifier)
 
 
 def _proof_status(tree: StoredTree, index: int, body: bytes, checkpoint: Checkpoint) -> str:
@@ -117,7 +117,7 @@ def checkpoint(auditor: Auditor) -> str:
             .limit(1)
         ).scalar_one_or_none()
         if previous is not None and consistent:
-            older = open_checkpoint(previous, NoteVerifier.parse(svc.checkpoints.vkey))
+            older = open_checkpoint(previous, svc.ring.checkpoint_verifier)
             proof = consistency_path(tree, older.size, current.size)
             consistent = verify_consistency(older.size, current.size, older.root, current.root, proof)
     record_read(auditor, "auditor.checkpoint", "workbench checkpoint")
@@ -128,6 +128,7 @@ def checkpoint(auditor: Auditor) -> str:
         size=current.size,
         consistent=consistent,
         vkey=svc.checkpoints.vkey,
+        vkeys=svc.checkpoints.vkeys,
         signed_at=signed_at,
     )
 
