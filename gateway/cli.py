@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,58 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
 @main.group()
 def db() -> None:
     """Database schema."""
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        click.echo(f"\r{label}: {done}/{total} pages", nl=done >= total, err=True)
+
+    return show
+
+
+@db.command("backup")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def db_backup(out: Path, force: bool) -> None:
+    """Back up the database while the gateway runs (SQLite online backup API, or pg_dump).
+
+    Back up keys/ too, apart from the database: it holds the keys and the record of published
+    checkpoints that keeps a restored gateway from forking its audit log.
+    """
+    from gateway.store.backup import BackupError, backup
+
+    config = load_config()
+    if out.exists() and not force:
+        fail(f"{out} exists: choose another name or pass --force")
+    try:
+        backup(config.database_url, out, _progress("backing up") if config.is_sqlite else None)
+    except BackupError as exc:
+        fail(str(exc))
+    click.echo(f"wrote {out} ({out.stat().st_size} bytes)")
+
+
+@db.command("restore")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Confirm: the database's current contents are replaced.")
+def db_restore(source: Path, yes: bool) -> None:
+    """Replace the database with a backup.  Stop every gateway server and worker first.
+
+    Afterwards undelivered documents are delivered again (receivers deduplicate by Idempotency-Key),
+    and if the backup is older than the newest published checkpoint the gateway refuses to sign
+    until a newer backup is restored or `gateway audit accept-restore` records the loss.
+    """
+    from gateway.store import upgrade
+    from gateway.store.backup import BackupError, restore
+
+    config = load_config()
+    if not yes:
+        fail(f"this replaces the contents of {config.database_url.split('@')[-1]}: add --yes to go ahead")
+    try:
+        restore(config.database_url, source, _progress("restoring") if config.is_sqlite else None)
+    except BackupError as exc:
+        fail(str(exc))
+    upgrade(config.database_url)  # a backup from an older release gets this release's schema
+    click.echo(f"restored {source}; start the gateway, then check `curl /readyz`")
 
 
 @db.command("upgrade")

@@ -115,6 +115,11 @@ class Config:
         return self.keys_dir / "audit-log.key"
 
     @property
+    def published_checkpoints_dir(self) -> Path:
+        """The newest checkpoint signed for each log, outside the database (see gateway.audit.published)."""
+        return self.keys_dir / "published-checkpoints"
+
+    @property
     def audit_origin(self) -> str:
         """The checkpoints' origin line and the signed-note key name, e.g. ``gateway.example/audit``."""
         return urlsplit(self.public_url).netloc + "/audit"

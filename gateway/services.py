@@ -17,6 +17,7 @@ from flask import current_app
 from adapters import Deployment
 from gateway.audit import AuditLog
 from gateway.audit.checkpoints import CheckpointLog
+from gateway.audit.published import PublishedCheckpoint
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
@@ -221,7 +222,7 @@ class Services:
                 per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
-            checkpoints=CheckpointLog(db, ring),
+            checkpoints=CheckpointLog(db, ring, published=PublishedCheckpoint(config.published_checkpoints_dir)),
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -47,6 +47,10 @@ def readyz() -> Response:
     try:
         if checks["database"]:
             details.update(_trust_details(svc))
+            problem = svc.checkpoints.published_problem()
+            checks["audit_log"] = problem is None  # a restore lost entries the gateway had published
+            if problem:
+                details["audit_log"] = problem
     except SQLAlchemyError:  # reachable but not a gateway database (not migrated, or another file)
         checks["database"] = False
     ready = all(checks.values())

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from gateway.audit.checkpoints import LogInconsistent
 from gateway.identity.state import StateUnavailable
 from gateway.policy import RateLimited, Refusal
 from gateway.store.db import DatabaseUnavailable
@@ -82,6 +83,7 @@ CODES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
     "csrf-failed": (403, "Form not accepted"),
+    "audit-log-inconsistent": (503, "The audit log cannot be signed"),
     "metrics-token-required": (403, "Metrics need a token on this gateway"),
     "metrics-unauthorized": (401, "Metrics token missing or wrong"),
     "not-an-operator": (403, "Operator role required"),
@@ -173,6 +175,11 @@ def register_error_handlers(app: Flask) -> None:
         return problem(
             "state-unavailable", "single-use checks cannot be made right now; nothing was accepted, retry shortly"
         )
+
+    @app.errorhandler(LogInconsistent)
+    def _log_inconsistent(exc: LogInconsistent) -> Response:
+        app.logger.critical("audit log inconsistent: %s", exc)
+        return problem("audit-log-inconsistent", f"{exc}; nothing was signed")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

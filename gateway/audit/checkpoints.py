@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_note
-from gateway.audit.log import StoredTree
+from gateway.audit.log import StoredTree, stored_node
 from gateway.audit.merkle import consistency_path, inclusion_path, root_hash, verify_consistency
+from gateway.audit.published import PublishedCheckpoint
 from gateway.policy import Refusal
 from gateway.store.db import Database
 from gateway.store.tables import audit_checkpoints, audit_head
@@ -58,10 +59,23 @@ class CheckpointLog:
     """Signs with the ring's checkpoint signers: the current key, and during a rotation the other one too,
     so a verifier holding either verifier key keeps verifying new checkpoints."""
 
-    def __init__(self, db: Database, ring: KeyRing | FixedSigner, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ring: KeyRing | FixedSigner,
+        *,
+        interval: float = 1.0,
+        published: PublishedCheckpoint | None = None,
+    ) -> None:
         self._db = db
         self._ring = ring
         self._interval_us = int(interval * 1_000_000)
+        self._published = published
+        self._last_warned = -60.0
+
+    @property
+    def published(self) -> PublishedCheckpoint | None:
+        return self._published
 
     @property
     def _signers(self) -> tuple[NoteSigner, ...]:
@@ -105,6 +119,7 @@ class CheckpointLog:
                 lambda t: (root_hash(t, size), consistency_path(t, previous, size) if previous else None)
             )
             root = root_hash(tree, size)
+            self._check_published(conn, tree, size, root)
             if latest is not None and latest.size > 0:
                 proof = consistency_path(tree, latest.size, size)
                 if not verify_consistency(latest.size, size, latest.root, root, proof):
@@ -115,12 +130,52 @@ class CheckpointLog:
             conn.execute(
                 sa.insert(audit_checkpoints).values(size=size, root=root, note=note, created_us=signed.created_us)
             )
-            return signed
+        if self._published is not None and size > 0:
+            with self._db.read() as conn:  # after the commit: only what is stored is recorded
+                self._published.advance(stored_node(conn, 0, 0), size, root, note)
+        return signed
+
+    def published_problem(self) -> str | None:
+        """Why no checkpoint can be signed (for /readyz), or None."""
+        if self._published is None:
+            return None
+        try:
+            with self._db.read() as conn:
+                size = _head_size(conn)
+                tree = StoredTree(conn)
+                self._check_published(conn, tree, size, root_hash(tree, size) if size else b"")
+        except (LogInconsistent, ValueError, LookupError) as exc:
+            return str(exc)
+        return None
+
+    def _check_published(self, conn: Connection, tree: StoredTree, size: int, root: bytes) -> None:
+        if self._published is None or size == 0:
+            return
+        found = self._published.read(stored_node(conn, 0, 0))  # this log's record: named by its first entry
+        if found is None:
+            return
+        if size < found.size:
+            log.critical("audit log has %d entries but checkpoint %d was published: refusing to sign", size, found.size)
+            raise LogInconsistent(
+                f"the stored log has {size} entries but this gateway already published a checkpoint of size "
+                f"{found.size}: the database was restored from an older backup. Restore a newer one, or run "
+                "`gateway audit accept-restore` to accept the loss (published checkpoints will not verify against it)"
+            )
+        if size > found.size and found.size > 0:
+            proof = consistency_path(tree, found.size, size)
+            if not verify_consistency(found.size, size, found.root, root, proof):
+                raise LogInconsistent(f"the stored log does not extend the published checkpoint of size {found.size}")
+        elif size == found.size and root != found.root:
+            raise LogInconsistent(f"the stored log differs from the published checkpoint of size {found.size}")
 
     def refresh_quietly(self) -> None:
         """For after-request hooks: a failure to sign is logged, never turned into the caller's error."""
         try:
             self.refresh()
+        except LogInconsistent as exc:  # stays so until an operator acts: said once a minute, not every second
+            if time.monotonic() - self._last_warned >= 60:
+                self._last_warned = time.monotonic()
+                log.critical("not signing audit checkpoints: %s", exc)
         except Exception:
             log.exception("could not sign an audit checkpoint")
 

@@ -65,9 +65,13 @@ def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
 def audit_export(first: int, last: int | None, out: Path) -> None:
     """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
     from gateway.audit.bundle import write_bundle
+    from gateway.audit.checkpoints import LogInconsistent
 
     with cli_services() as svc:
-        svc.checkpoints.refresh(force=True)
+        try:
+            svc.checkpoints.refresh(force=True)
+        except LogInconsistent as exc:  # what is already signed can still be exported and checked
+            click.echo(f"warning: no new checkpoint signed: {exc}", err=True)
         with svc.db.read() as conn:
             size = svc.audit.size(conn)
             end = size if last is None else last
@@ -101,3 +105,39 @@ def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
     emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")
     if not verdict.valid:
         sys.exit(1)
+
+
+@audit.command("accept-restore")
+@click.option("--reason", required=True, help="Why the lost entries are accepted as lost (kept in the log).")
+def audit_accept_restore(reason: str) -> None:
+    """After restoring an old backup: accept that entries after it are lost, so signing can resume.
+
+    Checkpoints published before the restore no longer verify against the log: tell the auditors
+    holding them.  The decision is itself an audit entry.
+    """
+    from gateway.audit.log import AuditEvent, stored_node
+
+    with cli_services() as svc:
+        with svc.db.read() as conn:
+            size = svc.audit.size(conn)
+            if size == 0:
+                fail("the log is empty: there is nothing to accept")
+            log_id = stored_node(conn, 0, 0)
+        published = svc.checkpoints.published
+        found = published.read(log_id) if published is not None else None
+        if published is None or found is None or svc.checkpoints.published_problem() is None:
+            fail("the log extends every checkpoint this gateway published: nothing to accept")
+            return
+        published.forget(log_id)
+        lost = f"published checkpoint of size {found.size} superseded"
+        svc.audit.record(
+            svc.db,
+            AuditEvent(
+                event="audit.restore-accepted",
+                outcome="ok",
+                actor="operator",
+                reason=f"log of {size} entries accepted; {lost}: {reason}"[:500],
+            ),
+        )
+        svc.checkpoints.refresh(force=True)
+    click.echo(f"accepted: checkpoint {found.size} is superseded; the log continues from {size} entries")

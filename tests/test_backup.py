@@ -1,0 +1,161 @@
+"""Backup and restore on SQLite (online backup API) and PostgreSQL (pg_dump / pg_restore) (issue 10).
+
+A backup is taken while documents wait for delivery; more is accepted and a newer checkpoint is
+published; then the backup is restored.  Afterwards the log in the database verifies offline, the
+documents that were waiting are delivered, and the gateway refuses to sign a checkpoint that
+would fork from the one it published after the backup — until the operator records the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import create_app
+from gateway.audit.checkpoints import LogInconsistent
+from gateway.config import Config
+from gateway.store import upgrade
+from tests.conftest import POSTGRES_ADMIN_URL, make_config, register_agencies
+from tests.receiver import Receiver
+from tests.support import HCM, Q4, GatewayClient, Pki, sample
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own: the restore replaces everything in it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+        upgrade(url)
+        yield url
+        return
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"gateway_backup_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _cli(config: Config, dev_pki: Pki, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": config.database_url,
+        "GATEWAY_KEYS_DIR": str(config.keys_dir),
+        "GATEWAY_PUBLIC_URL": config.public_url,
+        "GATEWAY_DEMO": "true",
+        "GATEWAY_TSA_URL": str(dev_pki.status.tsa),
+    }
+    env.pop("GATEWAY_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _submit(app, dev_pki: Pki, number: int) -> str:  # type: ignore[no-untyped-def]
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    data = sample("cong-van.edxml").replace(b"1024/UBND-VX<", f"{number}/UBND-VX<".encode())
+    response = sender.submit(sender.keys.sign(data))
+    assert response.status_code == 202, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def test_a_restored_backup_verifies_delivers_what_waited_and_never_forks_the_published_log(
+    own_database, dev_pki, tmp_path
+):
+    keys = tmp_path / "keys"
+    shutil.copytree(dev_pki.keys_dir, keys)  # keys/ is backed up apart: here it simply survives
+    config = dataclasses.replace(make_config(own_database, dev_pki), keys_dir=keys)
+    app = create_app(config)
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    with Receiver(Q4, dev_pki.agencies[Q4].client_key, svc.tokens.key.public_key()) as receiver:
+        with svc.db.write() as conn:
+            svc.registry.set_adapter(conn, Q4, "http", {"url": receiver.url})
+        waiting = _submit(app, dev_pki, 1)  # routed to Q4 by push: not delivered before the backup
+        before = svc.checkpoints.refresh(force=True)
+
+        backup = tmp_path / "gateway.backup"
+        done = _cli(config, dev_pki, "db", "backup", str(backup))
+        assert done.returncode == 0, done.stderr
+        assert _cli(config, dev_pki, "db", "backup", str(backup)).returncode != 0  # never overwritten silently
+
+        _submit(app, dev_pki, 2)
+        published = svc.checkpoints.refresh(force=True)  # published after the backup was taken
+        assert published.size > before.size
+        svc.db.dispose()
+
+        refused = _cli(config, dev_pki, "db", "restore", str(backup))
+        assert refused.returncode != 0 and "--yes" in refused.stderr
+        done = _cli(config, dev_pki, "db", "restore", str(backup), "--yes")
+        assert done.returncode == 0, done.stderr
+
+        restored = create_app(config)
+        svc = restored.extensions["gateway"]
+        try:
+            ready = restored.test_client().get("/readyz")
+            assert ready.status_code == 503 and ready.get_json()["checks"]["audit_log"] is False
+            assert "older backup" in ready.get_json()["details"]["audit_log"]
+            _submit(restored, dev_pki, 3)  # accepted, but its entries may not be signed into a fork
+            with pytest.raises(LogInconsistent, match="published checkpoint"):
+                svc.checkpoints.refresh(force=True)
+
+            svc.delivery_worker().run_once()
+            assert waiting in receiver.documents  # what waited at backup time is delivered
+
+            bundle = tmp_path / "audit.zip"
+            exported = _cli(
+                config, dev_pki, "audit", "export", "--from", "0", "--to", str(before.size), "--out", str(bundle)
+            )
+            assert exported.returncode == 0, exported.stderr
+            vkey = _cli(config, dev_pki, "audit", "vkey").stdout.strip()
+            verdict = _cli(config, dev_pki, "audit", "verify", str(bundle), "--vkey", vkey)
+            assert verdict.stdout.startswith("VALID"), verdict.stdout + verdict.stderr
+        finally:
+            svc.db.dispose()
+
+        accepted = _cli(config, dev_pki, "audit", "accept-restore", "--reason", "disk lost; backup of 02:00 restored")
+        assert accepted.returncode == 0, accepted.stderr
+        again = create_app(config)
+        try:
+            assert again.test_client().get("/readyz").status_code == 200
+            signed = again.extensions["gateway"].checkpoints.refresh(force=True)
+            assert signed.size > before.size
+            with again.extensions["gateway"].db.read() as conn:
+                events = conn.execute(sa.text("SELECT event FROM audit_search")).scalars().all()
+            assert "audit.restore-accepted" in events
+        finally:
+            again.extensions["gateway"].db.dispose()
+
+
+def test_a_fresh_database_with_the_same_keys_is_a_new_log_not_a_restore(sqlite_url, dev_pki, tmp_path):
+    keys = tmp_path / "keys"
+    shutil.copytree(dev_pki.keys_dir, keys)
+    first = create_app(dataclasses.replace(make_config(sqlite_url, dev_pki), keys_dir=keys))
+    register_agencies(first.extensions["gateway"], dev_pki)
+    _submit(first, dev_pki, 1)
+    first.extensions["gateway"].checkpoints.refresh(force=True)
+    first.extensions["gateway"].db.dispose()
+
+    other = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(other)
+    second = create_app(dataclasses.replace(make_config(other, dev_pki), keys_dir=keys))
+    try:
+        register_agencies(second.extensions["gateway"], dev_pki)
+        assert second.test_client().get("/readyz").status_code == 200
+        assert second.extensions["gateway"].checkpoints.refresh(force=True).size > 0
+    finally:
+        second.extensions["gateway"].db.dispose()
