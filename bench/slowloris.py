@@ -15,18 +15,17 @@ REV, so the table shows the server before and after a change on the same machine
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python bench/slowloris.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.deployment import ROOT, DemoDeployment, remove_worktree, worktree
 
 
 @dataclass
@@ -122,42 +121,14 @@ class Run:
 
 
 def measure(label: str, code: Path, seconds: float, connections: int, interval: float) -> Run:
-    home = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(code),
-        "GATEWAY_DATABASE_URL": f"sqlite:///{home / 'gw.db'}",
-        "GATEWAY_KEYS_DIR": str(home / "keys"),
-        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "GATEWAY_LOG_LEVEL": "WARNING",
-        "GATEWAY_DEMO": "true",
-    }
-    cli = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True, cwd=code)
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=code,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    deployment = DemoDeployment(code)
     try:
-        deadline = time.monotonic() + 40
-        while probe_healthz(port, 0.01, timeout=1).errors and time.monotonic() < deadline:
-            time.sleep(0.3)
         print(f"[{label}] /healthz quiet for {seconds / 2:.0f}s …", flush=True)
-        quiet = probe_healthz(port, seconds / 2)
+        quiet = probe_healthz(deployment.port, seconds / 2)
         print(f"[{label}] /healthz for {seconds:.0f}s while {connections} connections trickle headers …", flush=True)
-        attacked = under_attack(port, seconds, connections, interval)
+        attacked = under_attack(deployment.port, seconds, connections, interval)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        deployment.stop()
     return Run(label, quiet, attacked)
 
 
@@ -191,12 +162,11 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     if args.baseline_ref:
-        folder = Path(tempfile.mkdtemp(prefix="gateway-baseline-"))
-        subprocess.run(["git", "worktree", "add", "--detach", str(folder), args.baseline_ref], cwd=ROOT, check=True)
+        folder = worktree(args.baseline_ref)
         try:
             runs.append(measure(f"before ({args.baseline_ref})", folder, args.seconds, args.connections, args.interval))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+            remove_worktree(folder)
     runs.append(measure("after (this checkout)", ROOT, args.seconds, args.connections, args.interval))
     report(runs, args.connections, args.interval)
 

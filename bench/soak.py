@@ -23,12 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,7 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python bench/soak.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.deployment import ROOT, DemoDeployment
+
 SAMPLE = ROOT / "examples" / "cong-van.edxml"
 STATUS = ROOT / "examples" / "status-03.edxml"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -76,58 +76,19 @@ class Report:
         return bool(self.checks) and all(self.checks.values())
 
 
-class Gateway:
-    """One deployment: its folder, its server process tree and a few HTTP helpers."""
+class Gateway(DemoDeployment):
+    """The deployment soaked, with its auditor and limits raised out of the way, and its process tree."""
 
     def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="gateway-soak-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "GATEWAY_DATABASE_URL": f"sqlite:///{self.home / 'gw.db'}",
-            "GATEWAY_KEYS_DIR": str(self.home / "keys"),
-            "GATEWAY_PUBLIC_URL": self.base,
-            "GATEWAY_DEMO": "true",
-            "GATEWAY_LOG_LEVEL": "WARNING",
-            "GATEWAY_AUDITORS": NOIVU,
-            "GATEWAY_ACCESS_TOKEN_TTL": "3600",
-            # The soak measures the gateway, not its rate limits.
-            "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
-            "GATEWAY_CITIZEN_DOSSIERS_PER_HOUR": str(10**9),
-        }
-        self.env.pop("GATEWAY_CONFIG", None)
-        self.cli([*["init", "--demo"]])
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--workers", "2"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        super().__init__(
+            settings={
+                "GATEWAY_AUDITORS": NOIVU,
+                "GATEWAY_ACCESS_TOKEN_TTL": "3600",
+                # The soak measures the gateway, not its rate limits.
+                "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
+                "GATEWAY_CITIZEN_DOSSIERS_PER_HOUR": str(10**9),
+            }
         )
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("the gateway did not become ready")
-
-    def cli(self, args: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True
-        )
-
-    def stop(self) -> None:
-        self.server.send_signal(signal.SIGTERM)
-        try:
-            self.server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
 
     def processes(self) -> list[int]:
         """The serve process and all its descendants (gunicorn master, workers, delivery worker)."""
@@ -428,14 +389,14 @@ def soak(seconds: float, clients: int = 4, memory_slack: float = 0.25, latency_s
         acknowledged_by_both = load.acknowledged[Q4] & load.acknowledged[NOIVU]
         report.acknowledged = len(acknowledged_by_both & load.accepted)
         time.sleep(2)  # the last checkpoint
-        with sqlite3.connect(gw.home / "gw.db") as db:
+        with sqlite3.connect(gw.database) as db:
             stored = {r[0] for r in db.execute("SELECT id FROM documents WHERE kind = 'document'")}
             size = db.execute("SELECT size FROM audit_head").fetchone()[0]
         report.stored = len(stored & load.accepted)
         bundle = gw.home / "audit.zip"
-        exported = gw.cli(["audit", "export", "--from", "0", "--to", str(size), "--out", str(bundle)])
-        vkey = gw.cli(["audit", "vkey"]).stdout.strip()
-        verdict = gw.cli(["audit", "verify", str(bundle), "--vkey", vkey])
+        exported = gw.cli("audit", "export", "--from", "0", "--to", str(size), "--out", str(bundle))
+        vkey = gw.cli("audit", "vkey").stdout.strip()
+        verdict = gw.cli("audit", "verify", str(bundle), "--vkey", vkey)
         report.audit_verified = exported.returncode == 0 and verdict.stdout.startswith("VALID")
         steady = report.windows[1] if len(report.windows) > 2 else report.windows[0]
         last = report.windows[-1]

@@ -24,42 +24,21 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python bench/submit_throughput.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.deployment import ROOT, DemoDeployment, remove_worktree, worktree
+
 SAMPLE = ROOT / "examples" / "cong-van.edxml"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the gateway on port {port} did not become ready in {seconds:.0f} s")
 
 
 def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -162,32 +141,16 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
     from gateway.trust import pki
 
     run = Run(label)
-    home = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(code),
-        "GATEWAY_DATABASE_URL": f"sqlite:///{home / 'gw.db'}",
-        "GATEWAY_KEYS_DIR": str(home / "keys"),
-        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "GATEWAY_LOG_LEVEL": "WARNING",
-        # As ./run.sh: the development CA's OCSP responder, CRL and TSA are served by the gateway itself.
-        "GATEWAY_DEMO": "true",
-        # The bench measures the gateway, not the per-agency rate limit (600 a minute by default).
-        "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
-        "GATEWAY_ACCESS_TOKEN_TTL": "3600",
-    }
-    cli = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True, cwd=code)
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=code,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    deployment = DemoDeployment(
+        code,
+        settings={
+            # The bench measures the gateway, not the per-agency rate limit (600 a minute by default).
+            "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
+            "GATEWAY_ACCESS_TOKEN_TTL": "3600",
+        },
     )
+    home, port = deployment.home, deployment.port
     try:
-        wait_ready(port)
         keys = home / "keys" / "agencies" / "000.00.00.H29"
         signing_key = pki.load_private_key(keys / "signing.key")
         chain = pki.load_certificates(keys / "signing.crt")
@@ -215,8 +178,7 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
             print("warning: clients ran out of distinct documents; later posts were duplicates", flush=True)
         time.sleep(3)  # let the last timestamping pass and checkpoint happen before counting
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        deployment.stop()
     run.counts = _counts(home / "gw.db")
     return run
 
@@ -239,12 +201,6 @@ def _verify_rate(home: Path, bodies: list[bytes], chain: list[Any]) -> float:
         verifier.verify(body, xmlsafe.parse(body), chain)
         count += 1
     return count / (time.perf_counter() - start)
-
-
-def _worktree(ref: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="gateway-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=ROOT, check=True, capture_output=True)
-    return folder
 
 
 def report(runs: list[Run]) -> None:
@@ -299,11 +255,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     runs = []
     if args.baseline_ref:
-        folder = _worktree(args.baseline_ref)
+        folder = worktree(args.baseline_ref)
         try:
             runs.append(measure(args.baseline_ref[:12], folder, args.seconds, args.clients))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=False)
+            remove_worktree(folder)
     runs.append(measure("this checkout", ROOT, args.seconds, args.clients))
     report(runs)
 

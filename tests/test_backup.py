@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from gateway import create_app
 from gateway.audit.checkpoints import LogInconsistent
 from gateway.config import Config
 from gateway.store import upgrade
-from tests.conftest import POSTGRES_ADMIN_URL, make_config, register_agencies
+from tests.conftest import fresh_postgres_database, make_config, register_agencies
 from tests.receiver import Receiver
 from tests.support import HCM, Q4, GatewayClient, Pki, sample
 
@@ -37,16 +36,8 @@ def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         upgrade(url)
         yield url
         return
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"gateway_backup_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("gateway_backup") as url:
+        yield url
 
 
 def _cli(config: Config, dev_pki: Pki, *args: str) -> subprocess.CompletedProcess[str]:

@@ -45,19 +45,20 @@ def _tool(name: str) -> str:
     return str(found)
 
 
+def _sqlite_copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: Progress | None) -> None:
+    """SQLite's online backup, page by page: a consistent copy even while the source is being written."""
+    try:
+        source.backup(
+            target, pages=256, progress=(lambda _s, left, total: progress(total - left, total)) if progress else None
+        )
+    finally:
+        target.close()
+        source.close()
+
+
 def backup(database_url: str, out: Path, progress: Progress | None = None) -> None:
     if database_url.startswith("sqlite"):
-        source = sqlite3.connect(_sqlite_path(database_url))
-        target = sqlite3.connect(out)
-        try:
-            source.backup(
-                target,
-                pages=256,
-                progress=(lambda _s, left, total: progress(total - left, total)) if progress else None,
-            )
-        finally:
-            target.close()
-            source.close()
+        _sqlite_copy(sqlite3.connect(_sqlite_path(database_url)), sqlite3.connect(out), progress)
         return
     done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool, the operator's URL
         [_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={out}", _libpq_url(database_url)],
@@ -77,17 +78,13 @@ def restore(database_url: str, source: Path, progress: Progress | None = None) -
         try:
             if backup_db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
                 raise BackupError(f"{source} is not a sound SQLite database")
-            target = sqlite3.connect(_sqlite_path(database_url))
-            try:
-                backup_db.backup(
-                    target,
-                    pages=256,
-                    progress=(lambda _s, left, total: progress(total - left, total)) if progress else None,
-                )
-            finally:
-                target.close()
-        finally:
+        except sqlite3.DatabaseError as exc:
             backup_db.close()
+            raise BackupError(f"{source} is not a SQLite database backup ({exc})") from None
+        except BaseException:
+            backup_db.close()
+            raise
+        _sqlite_copy(backup_db, sqlite3.connect(_sqlite_path(database_url)), progress)
         return
     done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool, the operator's URL
         [
