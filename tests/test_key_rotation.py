@@ -24,7 +24,8 @@ import requests
 from cryptography import x509
 
 from gateway import create_app
-from gateway.audit.checkpoint import NoteVerifier, open_checkpoint
+from gateway.audit.bundle import export_bundle, verify_bundle
+from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier, open_checkpoint
 from gateway.documents.seal import verify_seal
 from gateway.keyring import KeyRing, promote, start_rotation
 from gateway.keys import load_development_ca
@@ -93,7 +94,9 @@ def test_an_access_token_key_rotates_with_both_keys_accepted_during_the_overlap(
     assert svc.tokens.verify(after) == HCM and [k["kid"] for k in svc.tokens.jwks()["keys"]] == [svc.tokens.kid]
 
 
-def test_a_checkpoint_key_rotation_keeps_old_verifier_keys_working_and_old_checkpoints_readable(rotating, dev_pki):
+def test_a_checkpoint_key_rotation_keeps_old_verifier_keys_working_and_old_checkpoints_readable(
+    rotating, dev_pki, tmp_path
+):
     app, clock = rotating
     svc = app.extensions["gateway"]
     old = NoteVerifier.parse(svc.checkpoints.vkey)
@@ -120,6 +123,12 @@ def test_a_checkpoint_key_rotation_keeps_old_verifier_keys_working_and_old_check
         open_checkpoint(later.note, old)  # the overlap is over: only the new key signs
     assert open_checkpoint(first.note, svc.ring.checkpoint_verifier).size == first.size  # stored ones still open
     assert old.vkey in svc.checkpoints.vkeys  # and the retired verifier key stays published
+
+    bundle = tmp_path / "across-the-rotation.zip"  # checkpoints signed by the old key, both, then the new one
+    with svc.db.read() as conn:
+        bundle.write_bytes(export_bundle(conn, svc.checkpoints, 0, later.size))
+    assert verify_bundle(bundle, AnyOfVerifiers((old, new))).valid
+    assert not verify_bundle(bundle, new).valid  # the older checkpoints need the older key
 
 
 def test_a_seal_key_rotation_publishes_both_certificates_and_old_seals_still_verify(

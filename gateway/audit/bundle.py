@@ -24,7 +24,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.audit.checkpoint import NoteVerifier, open_checkpoint
+from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier, open_checkpoint
 from gateway.audit.checkpoints import CheckpointLog, SignedCheckpoint
 from gateway.audit.log import StoredTree, stored_node
 from gateway.audit.merkle import consistency_path, hash_children, hash_leaf, verify_consistency
@@ -127,7 +127,7 @@ def write_bundle(conn: Connection, checkpoints: CheckpointLog, first: int, last:
                 {"from": older.size, "to": newer.size, "proof": [base64.b64encode(p).decode() for p in proof]}
             )
         put("consistency.json", json.dumps(proofs).encode())
-        put("vkey.txt", (checkpoints.vkey + "\n").encode())
+        put("vkey.txt", "".join(v + "\n" for v in checkpoints.vkeys).encode())  # current first; never trusted
         manifest = {
             "format": FORMAT,
             "origin": checkpoints.origin,
@@ -174,7 +174,9 @@ def _lines(data: bytes) -> Iterator[bytes]:
             yield line
 
 
-def verify_bundle(path: Path, verifier: NoteVerifier, progress: Callable[[int, int], None] | None = None) -> Verdict:
+def verify_bundle(
+    path: Path, verifier: NoteVerifier | AnyOfVerifiers, progress: Callable[[int, int], None] | None = None
+) -> Verdict:
     """Check everything; the verdict names the first bad entry or checkpoint."""
     verdict = Verdict(False, "")
     try:

@@ -19,32 +19,53 @@ def audit() -> None:
 
 
 @audit.command("vkey")
-def audit_vkey() -> None:
+@click.option("--all", "every", is_flag=True, help="Also the keys before a rotation (one per line, current first).")
+def audit_vkey(every: bool) -> None:
     """Print the verifier key of the log's checkpoints (give it to auditors, agencies and citizens)."""
     from gateway.audit.checkpoint import NoteSigner
+    from gateway.keyring import KeyRing
     from gateway.keys import load_ed25519_key
 
     config = load_config()
     if not config.audit_key_path.is_file():
         fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
-    click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
-
-
-def _verifier(vkey: str) -> Any:
-    from gateway.audit.checkpoint import NoteVerifier
-
-    text = Path(vkey).read_text().strip() if Path(vkey).is_file() else vkey
+    if not every:
+        click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
+        return
     try:
-        return NoteVerifier.parse(text)
+        verifiers = KeyRing(config).snapshot.checkpoint_verifiers
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    for verifier in verifiers:
+        click.echo(verifier.vkey)
+
+
+def _verifier(vkeys: tuple[str, ...]) -> Any:
+    """Every --vkey given (a key, or a file of keys one per line): a log whose key was rotated has several."""
+    from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier
+
+    texts: list[str] = []
+    for vkey in vkeys:
+        texts += Path(vkey).read_text().split() if Path(vkey).is_file() else [vkey]
+    try:
+        return AnyOfVerifiers(tuple(NoteVerifier.parse(text) for text in texts))
     except Refusal as refusal:
         fail(f"--vkey: {refusal.reason}")
+    except ValueError:
+        fail("--vkey: give the log's verifier key (`gateway audit vkey`)")
 
 
 @audit.command("verify-receipt")
 @click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@click.option(
+    "--vkey",
+    "vkeys",
+    required=True,
+    multiple=True,
+    help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
+)
 @json_option
-def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
+def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
     """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
     from gateway.audit.receipt import verify_receipt
 
@@ -52,7 +73,7 @@ def audit_verify_receipt(receipt: Path, vkey: str, as_json: bool) -> None:
         data = json.loads(receipt.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         fail(f"{receipt} is not a JSON receipt: {exc}")
-    report = verify_receipt(data, _verifier(vkey))
+    report = verify_receipt(data, _verifier(vkeys))
     emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
@@ -88,9 +109,15 @@ def audit_export(first: int, last: int | None, out: Path) -> None:
 
 @audit.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--vkey", required=True, help="The log's verifier key (the string, or a file holding it).")
+@click.option(
+    "--vkey",
+    "vkeys",
+    required=True,
+    multiple=True,
+    help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
+)
 @json_option
-def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
+def audit_verify(bundle: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
     """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""
     from gateway.audit.bundle import verify_bundle
 
@@ -99,7 +126,7 @@ def audit_verify(bundle: Path, vkey: str, as_json: bool) -> None:
         filled = int(width * done / max(total, 1))
         click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
 
-    verdict = verify_bundle(bundle, _verifier(vkey), progress if sys.stderr.isatty() else None)
+    verdict = verify_bundle(bundle, _verifier(vkeys), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         click.echo("", err=True)
     emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.audit.checkpoint import NoteVerifier, open_checkpoint
+from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier, open_checkpoint
 from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
@@ -53,7 +53,7 @@ def build_receipt(
     }
 
 
-def verify_receipt(receipt: Any, verifier: NoteVerifier) -> dict[str, Any]:
+def verify_receipt(receipt: Any, verifier: NoteVerifier | AnyOfVerifiers) -> dict[str, Any]:
     """A report with ``verdict`` valid/invalid and, when invalid, the first bad part."""
     report: dict[str, Any] = {"verdict": "invalid"}
     try:
