@@ -222,7 +222,13 @@ class Services:
                 per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
-            checkpoints=CheckpointLog(db, ring, published=PublishedCheckpoint(config.published_checkpoints_dir)),
+            checkpoints=CheckpointLog(
+                db,
+                ring,
+                published=PublishedCheckpoint(
+                    config.published_checkpoints_dir, config.audit_origin, per_log=config.demo
+                ),
+            ),
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,7 +133,38 @@ def test_a_restored_backup_verifies_delivers_what_waited_and_never_forks_the_pub
             again.extensions["gateway"].db.dispose()
 
 
-def test_a_fresh_database_with_the_same_keys_is_a_new_log_not_a_restore(sqlite_url, dev_pki, tmp_path):
+def _entries(app, n: int) -> None:  # type: ignore[no-untyped-def]
+    from gateway.audit.log import AuditEvent
+
+    svc = app.extensions["gateway"]
+    for i in range(n):
+        svc.audit.record(svc.db, AuditEvent(event="test.entry", outcome="ok", reason=f"entry {i} {uuid.uuid4()}"))
+
+
+def test_outside_demo_mode_no_other_history_is_signed_under_the_published_origin(sqlite_url, dev_pki, tmp_path):
+    """Review finding: a database rewritten from entry 0 (or a fresh one with the same keys/) got signed."""
+    keys = tmp_path / "keys"
+    shutil.copytree(dev_pki.keys_dir, keys)
+    production = dataclasses.replace(make_config(sqlite_url, dev_pki, demo=False), keys_dir=keys)
+    first = create_app(production)
+    _entries(first, 8)
+    published = first.extensions["gateway"].checkpoints.refresh(force=True)
+    first.extensions["gateway"].db.dispose()
+
+    for entries in (3, published.size, published.size + 5):  # shorter, as long, longer: none extends it
+        other = f"sqlite:///{tmp_path / f'other-{entries}.db'}"
+        upgrade(other)
+        second = create_app(dataclasses.replace(production, database_url=other))
+        try:
+            _entries(second, entries)
+            with pytest.raises(LogInconsistent, match="published checkpoint"):
+                second.extensions["gateway"].checkpoints.refresh(force=True)
+            assert second.test_client().get("/readyz").get_json()["checks"]["audit_log"] is False
+        finally:
+            second.extensions["gateway"].db.dispose()
+
+
+def test_in_demo_mode_a_fresh_database_with_the_same_keys_is_a_new_log(sqlite_url, dev_pki, tmp_path):
     keys = tmp_path / "keys"
     shutil.copytree(dev_pki.keys_dir, keys)
     first = create_app(dataclasses.replace(make_config(sqlite_url, dev_pki), keys_dir=keys))

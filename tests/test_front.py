@@ -295,3 +295,15 @@ def test_long_answers_are_streamed_whole(app):
         status, _headers, body = served.exchange(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status == 200
         assert json.loads(body)["openapi"].startswith("3.")
+
+
+def test_a_post_refused_before_its_request_line_ends_is_audited_with_its_method(served, app):
+    """Review finding: a 414 for a POST whose request line never ended was not audited."""
+    with served.connect() as s:
+        s.sendall(b"POST /oauth/token?" + b"a" * 9000)
+        assert_problem(*read_response(s), 414, "uri-too-long")
+    deadline = time.monotonic() + 5
+    while not refused_entries(app) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (entry,) = refused_entries(app)
+    assert entry["code"] == "uri-too-long" and "POST /oauth/token" in entry["reason"]

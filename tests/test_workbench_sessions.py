@@ -100,7 +100,17 @@ def test_a_visitor_switches_language_before_login_with_a_token_of_their_own(app)
 
 
 @pytest.mark.parametrize(
-    "target", ["//attacker.example/x", "https://attacker.example/", "/audit/\\\\attacker", "/v1/x"]
+    "target",
+    [
+        "//attacker.example/x",
+        "https://attacker.example/",
+        "/audit/\\\\attacker",
+        "/v1/x",
+        "/audit/\r\nX-Injected: 1",  # review finding: a 500 from the Location header
+        "/audit/\n",
+        "/audit/\t",
+        "/audit/" + "a" * 600,
+    ],
 )
 def test_the_language_switch_only_returns_to_workbench_pages(app, target):
     client = app.test_client()

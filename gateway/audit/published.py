@@ -8,9 +8,13 @@ verifiers could not tell from tampering.  So each signed checkpoint is also writ
 refuses to sign unless the stored log extends it (issue 10: backup and restore).
 
 Writers only move it forward (size grows) under a file lock, so several processes and hosts
-sharing ``keys/`` cannot move it back.  There is one file per log, named after the hash of the
-log's first entry: a restored database has the same first entry as the one backed up, while a
-new database (a fresh start with the same keys) is a new log and is not held to the old one.
+sharing ``keys/`` cannot move it back.
+
+Verifiers know a log by its origin and checkpoint key, so any history signed under this origin
+must extend what was published under it — a restored backup, a rewritten database or a fresh one
+started with the same ``keys/`` alike: there is one record per origin.  Demo mode (a development
+machine, a test suite) keeps one record per log instead, named after the hash of the log's first
+entry, so a fresh demo database is a new log and is not held to the last one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -32,11 +37,14 @@ class Published:
 
 
 class PublishedCheckpoint:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, origin: str, *, per_log: bool = False) -> None:
         self.folder = folder
+        self._origin = hashlib.sha256(origin.encode()).hexdigest()[:32]
+        self._per_log = per_log
 
     def path(self, log_id: bytes) -> Path:
-        return self.folder / f"{log_id.hex()[:32]}.json"
+        """``log_id`` (the log's first leaf hash) names the record only in demo mode."""
+        return self.folder / (f"log-{log_id.hex()[:32]}.json" if self._per_log else f"origin-{self._origin}.json")
 
     def read(self, log_id: bytes) -> Published | None:
         path = self.path(log_id)

@@ -244,12 +244,13 @@ class _Exchange:
         self.writer = writer
         self.peer = peer
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=front.limits.max_header_bytes)
-        self.line: tuple[str | None, str | None] = (None, None)  # method and target, once the first line is in
+        self.line: tuple[str | None, str | None] = (None, None)  # method and target, as far as they have come
+        self.line_complete = False
 
     async def run(self) -> None:
         first = True
         while not (self.front.stopping and not first):
-            self.line = (None, None)
+            self.line, self.line_complete = (None, None), False
             try:
                 request = await self._read_head(first)
                 if request is None:
@@ -337,10 +338,12 @@ class _Exchange:
         buffered = self.http.trailing_data[0]
         end = buffered.find(b"\n")
         line = buffered if end < 0 else buffered[:end]
-        if end >= 0 and self.line == (None, None):
-            parts = bytes(line).split(b" ")
-            if len(parts) == 3:
-                self.line = (parts[0].decode("latin-1")[:32], parts[1].decode("latin-1")[:256])
+        if not self.line_complete:  # what the request is, as far as it has come: a refusal is audited by method
+            method, space, rest = bytes(line[:512]).partition(b" ")
+            if space:
+                target = rest.rsplit(b" ", 1)[0] if end >= 0 else rest
+                self.line = (method.decode("latin-1")[:32], target.decode("latin-1").rstrip("\r")[:256] or None)
+            self.line_complete = end >= 0
         if len(line) > self.limits.max_target_bytes + 32:
             raise FrontRefusal(
                 "uri-too-long", f"the request target is longer than {self.limits.max_target_bytes} bytes"

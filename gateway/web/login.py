@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from gateway.web.i18n import TEXT
 DEMO_CLIENT_ID = "audit-workbench"
 ISSUER_TIMEOUT = 5.0
 METADATA_SECONDS = 300.0
+# Where the language switch may send the visitor back to: a workbench path and its query, printable ASCII.
+_OWN_PAGE = re.compile(r"/audit/[A-Za-z0-9/_.~%?&=+-]{0,500}")
 
 
 def _provider() -> tuple[str, str]:
@@ -185,7 +188,7 @@ def choose_language() -> WerkzeugResponse:
     check_csrf()
     wanted = request.form.get("lang", "")
     back = request.form.get("next", "")
-    if not back.startswith("/audit/") or "//" in back or "\\" in back:  # our own pages only: no open redirect
+    if not _OWN_PAGE.fullmatch(back) or "//" in back:  # our own pages only: no open redirect, no header breaks
         back = url_for("web.search")
     response = redirect(back)
     if wanted in TEXT:
