@@ -57,7 +57,7 @@ def init(demo: bool) -> None:
     upgrade(config.database_url)
     if demo:
         _register_demo(config)
-    click.echo("ready: start the server with `gateway serve`")
+    click.echo("initialised; `gateway serve` starts the server (./run.sh starts it next by itself)")
 
 
 def _redact(url: str) -> str:

@@ -155,12 +155,11 @@ class CheckpointLog:
         if found is None:
             return
         if size < found.size:
-            log.critical("audit log has %d entries but checkpoint %d was published: refusing to sign", size, found.size)
             raise LogInconsistent(
                 f"the stored log has {size} entries but this gateway already published a checkpoint of size "
                 f"{found.size}: the database was restored from an older backup, or it holds another log. Restore "
-                "a newer backup, or run `gateway audit accept-restore` to accept the loss (published checkpoints "
-                "will not verify against it)"
+                'a newer backup, or run `gateway audit accept-restore --reason "…"` to accept the loss '
+                "(published checkpoints will not verify against it)"
             )
         if size > found.size and found.size > 0:
             proof = consistency_path(tree, found.size, size)
