@@ -307,3 +307,45 @@ def test_a_post_refused_before_its_request_line_ends_is_audited_with_its_method(
         time.sleep(0.05)
     (entry,) = refused_entries(app)
     assert entry["code"] == "uri-too-long" and "POST /oauth/token" in entry["reason"]
+
+
+def test_a_client_reading_a_long_answer_slowly_holds_no_application_thread():
+    """Review note: a long answer was pumped from a thread at the client's pace; one slow reader per thread
+    would have starved the app.  Now the body is spooled and written from the loop."""
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ["PATH_INFO"] == "/big":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return (b"x" * 65536 for _ in range(320))  # 20 MiB, far more than socket buffers hold
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    front = Front(app, replace(LIMITS, header_timeout=30, body_min_rate=1), threads=1)
+    loop, stop = asyncio.new_event_loop(), threading.Event()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(front.serve([(listener, None)], should_stop=stop.is_set))
+    )
+    thread.start()
+    port = listener.getsockname()[1]
+    readers = []
+    try:
+        for _ in range(3):  # three clients ask for it and then read nothing
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(s)
+        time.sleep(1)
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+            probe.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(probe)[0] == 200
+        assert time.perf_counter() - started < 1
+    finally:
+        for s in readers:
+            s.close()
+        stop.set()
+        thread.join(timeout=10)
+        loop.close()

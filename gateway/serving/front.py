@@ -27,7 +27,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -411,8 +411,8 @@ class _Exchange:
             self.writer.transport.abort()
             return False
         finally:
-            if response.rest is not None:
-                await loop.run_in_executor(self.front.pool, response.close)
+            if response.spool is not None:
+                response.spool.close()
             self.front._log_access(
                 self.peer.remote_addr,
                 request.method.decode("latin-1"),
@@ -436,21 +436,12 @@ class _Exchange:
             out += self.http.send(h11.Data(data=chunk)) or b""
             sent += len(chunk)
         await self._write(bytes(out))
-        if response.rest is not None and with_body:
-            sent += await asyncio.get_running_loop().run_in_executor(
-                self.front.pool, self._pump, response.rest, asyncio.get_running_loop()
-            )
-        await self._write(self.http.send(h11.EndOfMessage()) or b"")
-        return sent
-
-    def _pump(self, rest: Iterator[bytes], loop: asyncio.AbstractEventLoop) -> int:
-        """On a thread: the rest of a long answer, each chunk written (with its deadline) before the next is read."""
-        sent = 0
-        for chunk in rest:
-            if chunk:
-                data = self.http.send(h11.Data(data=chunk)) or b""
-                asyncio.run_coroutine_threadsafe(self._write(data), loop).result()
+        if response.spool is not None and with_body:
+            # From the spool, at the client's pace, on the loop: each piece has its own write deadline.
+            while chunk := response.spool.read(READ_BYTES):
+                await self._write(self.http.send(h11.Data(data=chunk)) or b"")
                 sent += len(chunk)
+        await self._write(self.http.send(h11.EndOfMessage()) or b"")
         return sent
 
     async def _write(self, data: bytes) -> None:

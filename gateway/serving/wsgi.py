@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+SPOOL_IN_MEMORY = 4 * 1024 * 1024  # a long answer beyond this waits for its client on disk
 
 # Framing is the front's business: what the app says about it is not passed on.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"proxy-connection"})
@@ -71,18 +74,22 @@ def build_environ(
 
 @dataclass
 class AppResponse:
-    """What the app answered.  ``rest`` is the part of a long body not yet read from the app."""
+    """What the app answered: a short body in ``head``, or a long one whole in ``spool`` (a temporary file)."""
 
     status: int
     reason: bytes
     headers: list[tuple[bytes, bytes]]
     head: list[bytes] = field(default_factory=list)
-    rest: Iterator[bytes] | None = None
-    close: Callable[[], None] = lambda: None
+    spool: IO[bytes] | None = None
 
 
 def call_app(app: WsgiApp, environ: dict[str, Any], buffer_bytes: int) -> AppResponse:
-    """Run the app; read up to ``buffer_bytes`` of its body so short answers free the thread at once."""
+    """Run the app and read its whole body on this thread; the thread is free before the client reads a byte.
+
+    A body longer than ``buffer_bytes`` goes to a temporary file (in memory up to a few megabytes)
+    that the event loop writes out at the client's pace: a client that reads slowly holds a file,
+    never one of the few application threads.
+    """
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
     def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -95,20 +102,29 @@ def call_app(app: WsgiApp, environ: dict[str, Any], buffer_bytes: int) -> AppRes
     iterator = iter(result)
     head: list[bytes] = []
     size = 0
-    rest: Iterator[bytes] | None = None
+    spool: IO[bytes] | None = None
     try:
         for chunk in iterator:
-            if chunk:
-                head.append(chunk)
-                size += len(chunk)
+            if not chunk:
+                continue
+            if spool is not None:
+                spool.write(chunk)
+                continue
+            head.append(chunk)
+            size += len(chunk)
             if size >= buffer_bytes:
-                rest = iterator
-                break
+                spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - the front closes it
+                spool.writelines(head)
+                head = []
     except BaseException:
-        _close(result)
+        if spool is not None:
+            spool.close()
         raise
-    if not started:
+    finally:
         _close(result)
+    if not started:
+        if spool is not None:
+            spool.close()
         raise RuntimeError("the application returned without calling start_response")
     status_line, response_headers = started[0]
     code, _, reason = status_line.partition(" ")
@@ -117,12 +133,9 @@ def call_app(app: WsgiApp, environ: dict[str, Any], buffer_bytes: int) -> AppRes
         for name, value in response_headers
         if name.lower().encode("latin-1") not in _HOP_BY_HOP
     ]
-    response = AppResponse(int(code), reason.encode("latin-1"), headers, head, rest)
-    if rest is None:
-        _close(result)
-    else:
-        response.close = lambda: _close(result)
-    return response
+    if spool is not None:
+        spool.seek(0)
+    return AppResponse(int(code), reason.encode("latin-1"), headers, head, spool)
 
 
 def _close(result: Iterable[bytes]) -> None:
