@@ -268,6 +268,8 @@ def test_dossier_text_that_cannot_be_stored_or_signed_is_refused_not_a_500(app):
         {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "content_type": "text/plain\nX-Evil: 1"}]},
         {**HOUSEHOLD_BUSINESS, "fields": {**fields, "dia_chi": "12 Nguyễn Trãi\x0b"}},
         {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "name": "a\x7f.pdf"}]},
+        {**HOUSEHOLD_BUSINESS, "attachments": [{**attachment, "name": "hoa-don\u202efdp.exe"}]},  # review: bidi
+        {**HOUSEHOLD_BUSINESS, "fields": {**fields, "dia_chi": "12 Nguyễn Trãi\u2028Quận 1"}},
     ]
     raw = [json.dumps(b).encode() for b in bodies]
     lone = json.dumps(HOUSEHOLD_BUSINESS).replace('"ten_ho_kinh_doanh": "', '"ten_ho_kinh_doanh": "\\udc80')

@@ -36,7 +36,11 @@ _FILE_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,200}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
 # What an XML 1.0 document cannot carry (or what has no business in a form field): C0 controls but
 # tab and line ends, DEL, lone surrogates (JSON's \ud800 escapes), and the non-characters U+FFFE/FFFF.
-_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# ... and the bidirectional overrides, which make signed text read differently on screen than it is
+# (U+202E turns "gcp.exe" into what looks like "exe.pcg"), and the line/paragraph separators.
+_NOT_XML_TEXT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+)
 
 
 def _xml_text(text: str, what: str) -> str:
