@@ -18,6 +18,7 @@ from adapters import Deployment
 from gateway.audit import AuditLog
 from gateway.audit.checkpoints import CheckpointLog
 from gateway.audit.published import PublishedCheckpoint
+from gateway.audit.statistics import StatisticsCache
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
@@ -75,6 +76,7 @@ class Services:
     revocation: RevocationChecker
     timestamper: Timestamper
     sessions: WorkbenchSessions
+    statistics: StatisticsCache
     dev_pki: DevPki | None = None
 
     def background_tick(self) -> None:
@@ -187,6 +189,7 @@ class Services:
             )
         portal = config.portal_agency or (DEMO_PORTAL[0] if config.demo else None)
         return cls(
+            statistics=StatisticsCache(db),
             sessions=WorkbenchSessions(
                 db,
                 absolute_seconds=config.workbench_session_seconds,

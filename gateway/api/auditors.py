@@ -23,7 +23,7 @@ from gateway.api.paging import page_parameters
 from gateway.audit import AuditEvent
 from gateway.audit.bundle import write_bundle
 from gateway.audit.checkpoints import LogInconsistent
-from gateway.audit.statistics import as_csv, processing_statistics
+from gateway.audit.statistics import as_csv
 from gateway.citizen.dossier import LOCAL
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
@@ -224,9 +224,7 @@ def statistics() -> Response:
     auditor = authenticated_auditor()
     now = datetime.now(UTC)
     start, end = requested_period(now)
-    svc = services()
-    with svc.db.read() as conn:
-        rows = processing_statistics(conn, start, end, now)
+    rows = services().statistics.figures(start, end, now)
     record_read(auditor, "auditor.statistics", request.query_string.decode()[:500])
     if request.args.get("format") == "csv":
         response = Response(as_csv(rows), mimetype="text/csv")

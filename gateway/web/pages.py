@@ -33,7 +33,7 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.audit.statistics import FIELDS, AgencyFigures, as_csv, processing_statistics
+from gateway.audit.statistics import FIELDS, AgencyFigures, as_csv
 from gateway.citizen.dossier import LOCAL
 from gateway.services import services
 from gateway.store.tables import audit_checkpoints, audit_entries, audit_search
@@ -144,8 +144,7 @@ def _period() -> tuple[str, str, datetime, datetime]:
 
 def _statistics(auditor: Auditor, what: str) -> tuple[str, str, list[AgencyFigures]]:
     start, end, since, until = _period()
-    with services().db.read() as conn:
-        rows = processing_statistics(conn, since, until, datetime.now(UTC))
+    rows = services().statistics.figures(since, until, datetime.now(UTC))
     record_read(auditor, "auditor.statistics", f"workbench {what} {start}..{end}")
     return start, end, rows
 
