@@ -101,6 +101,7 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
     missing = config.missing_key_files()
     if missing:
         fail("\n".join(missing))
+    _require_free_port(host, port)
     env = dict(os.environ)
     if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -139,6 +140,21 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
     for child in children:
         child.wait(timeout=30)
     sys.exit(code)
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """One clear line for a busy port, instead of gunicorn's bind retries after "serving on …"."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(
+                f"cannot listen on {host}:{port} ({exc.strerror}): stop what runs there "
+                f"(`ss -ltnp 'sport = :{port}'` shows it) or choose another port with --port"
+            )
 
 
 @main.group()
@@ -408,14 +424,21 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
     """Sign an unsigned edXML document with the edXML signature profile."""
     from gateway.documents.signing import sign_edxml, signature_method_for
 
-    signing_key = pki.load_private_key(key)
     try:
-        signed = sign_edxml(
-            file.read_bytes(),
-            signing_key,
-            pki.load_certificates(cert),
-            method=signature_method_for(signing_key, pss=pss),
+        signing_key = pki.load_private_key(key)
+    except (ValueError, TypeError):
+        fail(f"--key {key}: not a PEM private key (RSA or EC); is it the certificate? Give the .key file")
+    try:
+        chain = pki.load_certificates(cert)
+    except ValueError:
+        fail(f"--cert {cert}: not a PEM certificate; give the .crt file issued for the key")
+    if not chain or not pki.same_public_key(signing_key, chain[0]):
+        fail(
+            f"--cert {cert} is not the certificate of --key {key}: use the key and certificate of the same agency "
+            "(keys/agencies/CODE/signing.key and signing.crt)"
         )
+    try:
+        signed = sign_edxml(file.read_bytes(), signing_key, chain, method=signature_method_for(signing_key, pss=pss))
     except (Refusal, ValueError) as exc:
         fail(f"{file}: {exc}")
     if out is None:

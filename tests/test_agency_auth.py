@@ -40,7 +40,7 @@ def test_valid_assertion_gets_a_short_lived_es256_access_token_listed_in_jwks(ap
     ("overrides", "why"),
     [
         ({"aud": "https://elsewhere.example/oauth/token"}, "audience"),
-        ({"aud": [TOKEN_ENDPOINT, "https://elsewhere.example/oauth/token"]}, "another party"),  # issue 10, 8
+        ({"aud": [TOKEN_ENDPOINT, "https://elsewhere.example/oauth/token"]}, "and nothing else"),  # issue 10, 8
         ({"exp": int(time.time()) - 120}, "expired"),
         ({"sub": Q4}, "sub must equal iss"),
         ({"exp": int(time.time()) + 3600}, "lifetime"),

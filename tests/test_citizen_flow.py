@@ -321,3 +321,10 @@ def test_the_development_providers_code_does_not_reveal_the_citizen(app):
     }
     assert client.post("/dev-idp/token", data={**exchange, "code": tampered}).status_code == 400
     assert client.post("/dev-idp/token", data={**exchange, "code": code}).status_code == 200
+
+
+def test_an_agency_token_on_a_citizens_endpoint_says_which_token_is_wanted(app, agency):
+    """Issue 11: an agency token sent to /v1/me was told only that its issuer is not trusted."""
+    sender = agency("000.00.00.H29")
+    refused = app.test_client().get("/v1/me", headers=sender.headers())
+    assert refused.status_code == 401 and "national-ID token" in refused.get_json()["detail"]

@@ -165,3 +165,37 @@ def test_bad_configuration_is_reported_not_crashed(env, monkeypatch):
     monkeypatch.setenv("GATEWAY_DATABASE_URL", "oracle://nope")
     code, out = run("agency", "list")
     assert code != 0 and "GATEWAY_DATABASE_URL" in out
+
+
+def test_signing_with_a_certificate_as_key_or_another_agencys_certificate_says_what_to_do(env):
+    """Issue 11: `gateway sign --key CERT` ended in a traceback; a mismatched pair signed silently."""
+    run("init", "--demo")
+    agencies = env / "keys" / "agencies"
+    unsigned = env / "doc.edxml"
+    unsigned.write_bytes(sample("cong-van.edxml"))
+    hcm, q4 = agencies / "000.00.00.H29", agencies / "000.00.04.H29"
+    for key, cert, says in [
+        (hcm / "signing.crt", hcm / "signing.crt", "not a PEM private key"),
+        (hcm / "signing.key", hcm / "signing.key", "not a PEM certificate"),
+        (hcm / "signing.key", q4 / "signing.crt", "is not the certificate of"),
+    ]:
+        result = CliRunner().invoke(main, ["sign", str(unsigned), "--key", str(key), "--cert", str(cert)])
+        assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output
+
+
+def test_retrying_routes_that_do_not_exist_fails_and_names_them(env):
+    run("init", "--demo")
+    result = CliRunner().invoke(main, ["deliveries", "retry", "17", "18"])
+    assert result.exit_code == 1 and "no such route: 17, 18" in result.output
+
+
+def test_serve_on_a_busy_port_is_one_clear_line(env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        run("init", "--demo")
+        result = CliRunner().invoke(main, ["serve", "--port", str(port), "--delivery-workers", "0"])
+    assert result.exit_code != 0 and f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output

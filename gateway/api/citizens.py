@@ -35,7 +35,16 @@ def authenticated_citizen() -> CitizenIdentity:
     token = ""
     try:
         token = bearer_token("token-malformed")
-        citizen = svc.national_id.verify(token)
+        try:
+            citizen = svc.national_id.verify(token)
+        except Refusal as refusal:
+            if refusal.code == "token-issuer" and _claimed_issuer(token) == svc.config.public_url.rstrip("/"):
+                raise Refusal(
+                    "token-issuer",
+                    "this is an agency access token of this gateway; citizens' endpoints want the citizen's "
+                    "national-ID token (in demo mode from /dev-idp/token, see the README's citizen walk-through)",
+                ) from None
+            raise
     except Refusal as refusal:
         svc.audit.refused(svc.db, "citizen.token.refused", refusal, issuer=_claimed_issuer(token) if token else None)
         raise

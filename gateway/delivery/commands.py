@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any
 
 import click
+import sqlalchemy as sa
 
 from gateway.cli_support import cli_services, emit, fail, json_option, table
 from gateway.delivery.queue import DEAD, PUSH_STATES
+from gateway.store.tables import routes
 
 COLUMNS = ["id", "document_id", "sender", "recipient", "adapter", "state", "attempts", "next_attempt_at", "last_error"]
 
@@ -90,16 +93,26 @@ def deliveries_retry(route_ids: tuple[int, ...], all_dead: bool, agency: str | N
         ids = list(route_ids) or [
             int(r["id"]) for r in svc.deliveries.listing(states=(DEAD,), agency=agency, limit=10_000)
         ]
+        with svc.db.read() as conn:
+            known = set(conn.execute(sa.select(routes.c.id).where(routes.c.id.in_(ids))).scalars()) if ids else set()
         requeued = svc.deliveries.retry(ids, actor="operator")
-    skipped = sorted(set(ids) - set(requeued))
+    unknown = sorted(set(ids) - known)
+    skipped = sorted(known - set(requeued))
     emit(
-        {"requeued": requeued, "not_dead": skipped},
+        {"requeued": requeued, "not_dead": skipped, "unknown": unknown},
         as_json,
         lambda r: (
             f"requeued {len(r['requeued'])} route(s)"
             + (f"; not dead-lettered, left alone: {', '.join(map(str, r['not_dead']))}" if r["not_dead"] else "")
+            + (
+                f"; no such route: {', '.join(map(str, r['unknown']))} (see `gateway deliveries list`)"
+                if r["unknown"]
+                else ""
+            )
         ),
     )
+    if unknown:
+        sys.exit(1)
 
 
 @deliveries.command("health")

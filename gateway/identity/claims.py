@@ -78,7 +78,8 @@ def decode_verified(
     except jwt.ImmatureSignatureError:
         raise Refusal(code, "token is not valid yet") from None
     except jwt.InvalidAudienceError:
-        raise Refusal(code, "token audience is not this gateway") from None
+        wanted = audience if isinstance(audience, str) else ", ".join(audience or [])
+        raise Refusal(code, f"token audience is not this gateway (expected {wanted[:200]})") from None
     except jwt.InvalidIssuerError:
         raise Refusal(code, "token issuer is not accepted") from None
     except jwt.MissingRequiredClaimError as exc:

@@ -47,7 +47,13 @@ class AudienceOnlyThisGateway:
         values = aud if isinstance(aud, list) else [aud]
         strangers = [v for v in values if v not in self._audiences]
         if strangers:
-            raise Refusal(CODE, "assertion aud names another party besides this gateway's token endpoint")
+            expected = sorted(self._audiences)[0]
+            raise Refusal(
+                CODE,
+                f"assertion aud must be this gateway's token endpoint {expected} and nothing else "
+                f"(it names {str(strangers[0])[:120]!r}); "
+                f"make it with `gateway client assertion --audience {expected}`",
+            )
 
 
 class ShortLived:
