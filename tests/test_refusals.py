@@ -70,8 +70,19 @@ def test_schema_violation_is_refused(agency, svc):
 def test_unsigned_document_is_refused(agency, svc):
     sender = agency(HCM)
     sender.token()
-    # The schema requires the signature slot, so an unsigned document fails there first.
-    assert_refused(svc, lambda: sender.submit(sample("cong-van.edxml")), 422, "schema-invalid")
+    # Issue 11: said in XSD wording before; now what is wrong, and how to sign it.
+    assert_refused(svc, lambda: sender.submit(sample("cong-van.edxml")), 422, "signature-missing")
+    answer = sender.submit(sample("cong-van.edxml")).get_json()
+    assert "gateway sign" in answer["detail"]
+
+
+def test_a_seal_sent_as_a_document_is_told_what_to_send(agency, svc):
+    sender = agency(HCM)
+    doc = sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"]
+    seal = sender.get(f"/v1/documents/{doc}/seal").data
+    answer = sender.submit(seal)
+    assert answer.status_code == 422 and answer.get_json()["code"] == "schema-invalid"
+    assert "send the edXML document itself" in answer.get_json()["detail"]
 
 
 def test_caller_must_be_the_sender(agency, svc):

@@ -219,6 +219,18 @@ class SubmissionService:
 
     def _parse_and_verify(self, caller: str, data: bytes, kind: schema.Kind) -> SignedContent:
         root = xmlsafe.parse(data, self._limits)
+        if root.tag != edxml.q("edXML"):
+            raise Refusal(
+                "schema-invalid",
+                f"the root element is {etree.QName(root).localname!r}, not edXML:edXML: send the edXML "
+                "document itself (a gateway seal or another file was sent)",
+            )
+        if find_signature(root) is None:
+            raise Refusal(
+                "signature-missing",
+                "the document is not signed: sign it first, e.g. "
+                "`gateway sign FILE --key signing.key --cert signing.crt`",
+            )
         schema.validate(root, kind)
         self._require_sender(caller, edxml.claimed_sender(root))
         with self._db.read() as conn:
