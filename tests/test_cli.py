@@ -199,3 +199,32 @@ def test_serve_on_a_busy_port_is_one_clear_line(env):
         run("init", "--demo")
         result = CliRunner().invoke(main, ["serve", "--port", str(port), "--delivery-workers", "0"])
     assert result.exit_code != 0 and f"cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+
+
+def test_audit_export_takes_a_period_like_the_http_and_workbench_exports(env, tmp_path):
+    """Issue 11: the CLI export took only entry indices while the others take dates."""
+    from datetime import datetime, timedelta
+
+    run("init", "--demo")
+    today = datetime.now().date()
+    out = tmp_path / "today.zip"
+    code, output = run(
+        "audit",
+        "export",
+        "--since",
+        str(today - timedelta(days=1)),
+        "--until",
+        str(today + timedelta(days=1)),
+        "--out",
+        str(out),
+    )
+    assert code == 0 and out.is_file(), output
+    code, vkey = run("audit", "vkey")
+    code, verdict = run("audit", "verify", str(out), "--vkey", vkey.strip())
+    assert code == 0 and verdict.startswith("VALID")
+    result = CliRunner().invoke(
+        main, ["audit", "export", "--since", "2001-01-01", "--until", "2001-01-02", "--out", str(tmp_path / "x.zip")]
+    )
+    assert result.exit_code != 0 and "no audit entries in that period" in result.output
+    result = CliRunner().invoke(main, ["audit", "export", "--since", "yesterday", "--out", str(tmp_path / "y.zip")])
+    assert result.exit_code != 0 and "ISO 8601" in result.output

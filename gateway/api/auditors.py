@@ -20,11 +20,10 @@ from werkzeug.wsgi import wrap_file
 
 from gateway.api.auth import bearer_token
 from gateway.api.paging import page_parameters
-from gateway.audit import AuditEvent
+from gateway.audit import AuditEvent, periods
 from gateway.audit.bundle import write_bundle
 from gateway.audit.checkpoints import LogInconsistent
 from gateway.audit.statistics import as_csv
-from gateway.citizen.dossier import LOCAL
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
 from gateway.identity.national_id import CitizenIdentity
@@ -98,36 +97,8 @@ def record_read(auditor: Auditor, event: str, what: str) -> None:
 
 
 def time_bound(name: str) -> int | None:
-    """``from``/``to`` as microseconds since the epoch.
-
-    A plain date is a day in Vietnam, and ``to`` includes that whole day: "from 2026-11-01 to
-    2026-11-30" is November, as a report means it.
-    """
-    value = request.values.get(name)  # the workbench's export form posts them
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Refusal(
-            "invalid-request", f"{name} must be an ISO 8601 date or time, e.g. 2026-11-23 or 2026-11-23T08:00:00Z"
-        ) from None
-    if len(value) == 10:
-        try:
-            moment = moment.replace(tzinfo=LOCAL) + (timedelta(days=1) if name == "to" else timedelta())
-        except OverflowError:
-            moment = datetime.max.replace(tzinfo=UTC)
-    if moment.tzinfo is None:
-        raise Refusal("invalid-request", f"{name} needs a time zone, e.g. 2026-11-23T08:00:00+07:00")
-    # Dates at the ends of the calendar (0001-01-01, 9999-12-31, odd offsets) overflow the
-    # conversions below (issue 10, finding 7): anything outside the years the log can hold is refused.
-    if not EARLIEST <= moment <= LATEST:
-        raise Refusal("invalid-request", f"{name} must be between 1970-01-01 and 9999-01-01")
-    return int(moment.timestamp() * 1_000_000)
-
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+    """The request's ``from``/``to`` (query or the workbench's form), see :mod:`gateway.audit.periods`."""
+    return periods.time_bound(request.values.get(name), name)
 
 
 def requested_period(now: datetime) -> tuple[datetime, datetime]:
@@ -151,13 +122,10 @@ def export_requested_range() -> tuple[IO[bytes], int, int]:
     with contextlib.suppress(LogInconsistent):  # the entries already signed are still exported
         svc.checkpoints.refresh(force=True)
     with svc.db.read() as conn:
-        first, last = conn.execute(
-            sa.select(sa.func.min(audit_search.c.idx), sa.func.max(audit_search.c.idx)).where(
-                audit_search.c.time_us >= (start or 0), audit_search.c.time_us < (end or 2**62)
-            )
-        ).one()
-        if first is None:
+        found = periods.entries_between(conn, start, end)
+        if found is None:
             raise Refusal("export-empty", "no audit entries in that time range")
+        first, last = found
         file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - closed by the response
         try:
             write_bundle(conn, svc.checkpoints, int(first), int(last) + 1, file)

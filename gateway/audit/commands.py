@@ -82,11 +82,17 @@ def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], as_json: bool) -
 @audit.command("export")
 @click.option("--from", "first", type=int, default=0, show_default=True, help="First entry index.")
 @click.option("--to", "last", type=int, default=None, help="End index (exclusive); default: the whole log.")
+@click.option("--since", help="Or by date, as the HTTP and workbench exports: 2026-11-01 (a day in Vietnam) or a time.")
+@click.option("--until", help="Last day (included) or time (excluded) of the period.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def audit_export(first: int, last: int | None, out: Path) -> None:
-    """Export entries [from, to) with their checkpoints and proofs as a bundle for `gateway audit verify`."""
+def audit_export(first: int, last: int | None, since: str | None, until: str | None, out: Path) -> None:
+    """Export entries [from, to) — or of a period, --since/--until — with their checkpoints and proofs."""
+    from gateway.audit import periods
     from gateway.audit.bundle import write_bundle
     from gateway.audit.checkpoints import LogInconsistent
+
+    if (since or until) and (first or last is not None):
+        fail("give entry indices (--from/--to) or dates (--since/--until), not both")
 
     with cli_services() as svc:
         try:
@@ -96,6 +102,17 @@ def audit_export(first: int, last: int | None, out: Path) -> None:
         with svc.db.read() as conn:
             size = svc.audit.size(conn)
             end = size if last is None else last
+            if since or until:
+                try:
+                    found = periods.entries_between(
+                        conn, periods.time_bound(since, "from"), periods.time_bound(until, "to")
+                    )
+                except Refusal as refusal:
+                    fail(f"--since/--until: {refusal.reason}")
+                if found is None:
+                    fail("no audit entries in that period")
+                    return
+                first, end = found[0], found[1] + 1
             if not 0 <= first < end <= size:
                 fail(f"--from/--to must satisfy 0 <= from < to <= {size} (the log's size)")
             try:
