@@ -55,15 +55,18 @@ def _verifier(vkeys: tuple[str, ...]) -> Any:
         fail("--vkey: give the log's verifier key (`gateway audit vkey`)")
 
 
-@audit.command("verify-receipt")
-@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
+vkeys_option = click.option(
     "--vkey",
     "vkeys",
     required=True,
     multiple=True,
     help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
 )
+
+
+@audit.command("verify-receipt")
+@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@vkeys_option
 @json_option
 def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
     """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
@@ -126,13 +129,7 @@ def audit_export(first: int, last: int | None, since: str | None, until: str | N
 
 @audit.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--vkey",
-    "vkeys",
-    required=True,
-    multiple=True,
-    help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
-)
+@vkeys_option
 @json_option
 def audit_verify(bundle: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
     """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""

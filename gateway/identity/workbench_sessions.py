@@ -17,11 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from gateway.store.db import Database
 from gateway.store.tables import workbench_sessions
 
 WORKBENCH_COOKIE = "gateway_workbench"
+Audit = Callable[[Connection], object]  # writes the audit entry of a change, in the change's transaction
+
 # last_seen_at is written at most this often, so reading pages does not turn into a write each time.
 TOUCH_EVERY_SECONDS = 30
 
@@ -52,8 +55,13 @@ class WorkbenchSessions:
         self.idle_seconds = idle_seconds
         self._clock = clock
 
-    def start(self, actor: str, display: str, token_expires_at: int | None) -> tuple[str, WorkbenchSession]:
-        """A new session; the returned token goes into the cookie and nowhere else."""
+    def start(
+        self, actor: str, display: str, token_expires_at: int | None, *, audit: Audit | None = None
+    ) -> tuple[str, WorkbenchSession]:
+        """A new session; the returned token goes into the cookie and nowhere else.
+
+        ``audit`` writes the audit entry in the same transaction, as every state change is audited.
+        """
         now = int(self._clock())
         expires = now + self.absolute_seconds
         if token_expires_at is not None:
@@ -72,6 +80,8 @@ class WorkbenchSessions:
                 )
             )
             conn.execute(sa.delete(workbench_sessions).where(workbench_sessions.c.expires_at < now - 86400))
+            if audit is not None:
+                audit(conn)
         return token, WorkbenchSession(actor, display, csrf, expires)
 
     def current(self, token: str | None) -> WorkbenchSession | None:
@@ -95,19 +105,21 @@ class WorkbenchSessions:
                 )
         return WorkbenchSession(row.actor, row.display, row.csrf, row.expires_at)
 
-    def end(self, token: str | None) -> None:
+    def end(self, token: str | None, *, audit: Audit | None = None) -> None:
         if token:
-            self._end(workbench_sessions.c.token_sha256 == _key(token))
+            self._end(workbench_sessions.c.token_sha256 == _key(token), audit)
 
-    def end_all_for(self, actor: str) -> int:
+    def end_all_for(self, actor: str, *, audit: Audit | None = None) -> int:
         """Every session of one person, e.g. when their role is withdrawn; how many were live."""
-        return self._end(workbench_sessions.c.actor == actor)
+        return self._end(workbench_sessions.c.actor == actor, audit)
 
-    def _end(self, which: sa.ColumnElement[bool]) -> int:
+    def _end(self, which: sa.ColumnElement[bool], audit: Audit | None) -> int:
         with self._db.write() as conn:
             result = conn.execute(
                 sa.update(workbench_sessions)
                 .where(which, workbench_sessions.c.ended_at.is_(None))
                 .values(ended_at=int(self._clock()))
             )
+            if audit is not None and result.rowcount:
+                audit(conn)
         return int(result.rowcount)

@@ -19,6 +19,7 @@ from flask import Blueprint, g, redirect, render_template, request, session, url
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import Auditor
+from gateway.audit.log import AuditEvent
 from gateway.citizen.dossier import LOCAL
 from gateway.identity.personal_id import hashed
 from gateway.identity.workbench_sessions import WORKBENCH_COOKIE, WorkbenchSession
@@ -61,13 +62,15 @@ def current_session() -> WorkbenchSession | None:
             token = None
         found = svc.sessions.current(token)
         if found is not None and found.actor not in _auditor_actors():
-            svc.sessions.end_all_for(found.actor)  # the role was withdrawn: none of their sessions lives on
-            svc.audit.refused(
-                svc.db,
-                "auditor.refused",
-                Refusal("not-an-auditor", "workbench session ended: the auditor role was withdrawn"),
+            withdrawn = AuditEvent(
+                event="auditor.refused",
+                outcome="refused",
+                code="not-an-auditor",
+                reason="workbench session ended: the auditor role was withdrawn",
                 actor=found.actor,
             )
+            # The role was withdrawn: none of their sessions lives on (ended and audited together).
+            svc.sessions.end_all_for(found.actor, audit=lambda conn: svc.audit.append(conn, withdrawn))
             found = None
         g.workbench_session = found
     session_found: WorkbenchSession | None = g.workbench_session

@@ -152,8 +152,13 @@ def callback() -> WerkzeugResponse:
         )
         return redirect(url_for("web.welcome", refused="1"))
     actor = citizen_actor(citizen)
-    token, started = svc.sessions.start(actor, f"{citizen.full_name} ({citizen.masked_id})", citizen.expires_at)
-    svc.audit.record(svc.db, AuditEvent(event="auditor.login", outcome="ok", actor=actor, issuer=citizen.issuer))
+    login = AuditEvent(event="auditor.login", outcome="ok", actor=actor, issuer=citizen.issuer)
+    token, started = svc.sessions.start(
+        actor,
+        f"{citizen.full_name} ({citizen.masked_id})",
+        citizen.expires_at,
+        audit=lambda conn: svc.audit.append(conn, login),
+    )
     # A page of our own rather than a redirect: after the issuer's cross-site redirect, browsers hold
     # back SameSite=Strict cookies for the rest of that navigation, so the next page is opened from here.
     response = make_response(page("signed_in.html", next=url_for("web.search")))
@@ -175,9 +180,11 @@ def logout() -> WerkzeugResponse:
     check_csrf()
     svc = services()
     found = current_session()
-    svc.sessions.end(request.cookies.get(WORKBENCH_COOKIE))
-    if found is not None:
-        svc.audit.record(svc.db, AuditEvent(event="auditor.logout", outcome="ok", actor=found.actor))
+    logout = AuditEvent(event="auditor.logout", outcome="ok", actor=found.actor) if found is not None else None
+    svc.sessions.end(
+        request.cookies.get(WORKBENCH_COOKIE),
+        audit=(lambda conn: svc.audit.append(conn, logout)) if logout is not None else None,
+    )
     response = redirect(url_for("web.welcome"))
     response.delete_cookie(WORKBENCH_COOKIE, path="/audit")
     return response
