@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command: install the gateway into .venv, create development keys and demo agencies on the
-# embedded SQLite database, and serve on http://127.0.0.1:8080.  Extra arguments go to `gateway serve`.
+# embedded SQLite database, and serve on http://127.0.0.1:8080.  Extra arguments go to `gateway serve`:
+# `./run.sh --port 8085` serves at http://127.0.0.1:8085 and tells the other `gateway` commands so.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

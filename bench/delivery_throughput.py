@@ -132,13 +132,14 @@ class Deployment:
         return [f"http://127.0.0.1:{p}" for p in self.ports]
 
     def start(self) -> None:
-        subprocess.run([*CLI, "init", "--demo"], env=self.env, check=True, capture_output=True)
+        subprocess.run([*CLI, "init", "--demo"], env=self.env, check=True, capture_output=True, cwd=self.home)
         workers = "2" if self.kind == "embedded" else "1"
         for port in self.ports:
             self.processes.append(
                 subprocess.Popen(
                     [*CLI, "serve", "--port", str(port), "--workers", workers, "--delivery-workers", "0"],
                     env=self.env,
+                    cwd=self.home,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -148,6 +149,7 @@ class Deployment:
                 subprocess.Popen(
                     [*CLI, "worker", "--idle", "0.2"],
                     env=self.env,
+                    cwd=self.home,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -156,7 +158,7 @@ class Deployment:
             wait_ready(port)
 
     def gateway(self, *args: str) -> None:
-        subprocess.run([*CLI, *args], env=self.env, check=True, capture_output=True)
+        subprocess.run([*CLI, *args], env=self.env, check=True, capture_output=True, cwd=self.home)
 
     def stop(self) -> None:
         for p in self.processes:

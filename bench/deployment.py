@@ -61,7 +61,7 @@ class DemoDeployment:
         self.server = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--workers", str(workers)],
             env=self.env,
-            cwd=code,
+            cwd=self.home,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -75,7 +75,7 @@ class DemoDeployment:
         return subprocess.run(
             [sys.executable, "-m", "gateway.cli", *args],
             env=self.env,
-            cwd=self.code,
+            cwd=self.home,
             capture_output=True,
             text=True,
             check=check,

@@ -55,9 +55,33 @@ def init(demo: bool) -> None:
         fail("\n".join(missing))
     click.echo(f"migrating {_redact(config.database_url)} …")
     upgrade(config.database_url)
+    _pin_audit_origin(config)
     if demo:
         _register_demo(config)
+    from gateway import local_deployment
+
+    recorded = {
+        "demo": demo or config.demo,
+        "database_url": config.database_url,
+        "keys_dir": config.keys_dir,
+        "redis_url": config.redis_url,
+        "public_url": config.public_url if local_deployment.public_url_chosen(os.environ) else None,
+    }
+    settings = local_deployment.write_settings(recorded, os.environ)
+    if settings is not None:
+        click.echo(f"settings written to {settings}: the other `gateway` commands run in this folder read them")
     click.echo("initialised; `gateway serve` starts the server (./run.sh starts it next by itself)")
+
+
+def _pin_audit_origin(config: Config) -> None:
+    from gateway.audit.origin import pin_audit_origin
+    from gateway.store.db import Database
+
+    database = Database(config.database_url)
+    try:
+        pin_audit_origin(config, database)
+    finally:
+        database.dispose()
 
 
 def _redact(url: str) -> str:
@@ -96,13 +120,24 @@ def _register_demo(config: Config) -> None:
     help="`gateway worker` processes to run alongside (0 when workers run elsewhere).",
 )
 def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
-    """Run the HTTP server (gunicorn) and delivery workers with the configuration from the environment."""
+    """Run the HTTP server (gunicorn) and delivery workers with this folder's configuration.
+
+    The public URL is ``http://HOST:PORT`` unless ``GATEWAY_PUBLIC_URL`` (or the settings file) names
+    one: tokens, the workbench login and the development PKI's URLs follow the port actually served.
+    """
+    from gateway import local_deployment
+
     config = load_config()
     missing = config.missing_key_files()
     if missing:
         fail("\n".join(missing))
     _require_free_port(host, port)
     env = dict(os.environ)
+    public_url = config.public_url
+    if not local_deployment.public_url_chosen(env):
+        public_url = local_deployment.url_for_listener(host, port)
+        env["GATEWAY_PUBLIC_URL"] = public_url
+    local_deployment.record_served(public_url, host, port)
     if workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     args = [
@@ -119,7 +154,7 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
     ]
     click.echo(
         f"serving on http://{host}:{port} with {workers} workers and {delivery_workers} delivery worker(s) "
-        "(Ctrl-C to stop)"
+        f"(Ctrl-C to stop); public URL {public_url}"
     )
     if delivery_workers == 0:
         os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn

@@ -1,5 +1,9 @@
 """Deployment configuration: environment variables first, then an optional TOML file, then defaults.
 
+The TOML file is ``GATEWAY_CONFIG`` or the ``gateway.toml`` that ``gateway init`` wrote in the
+working directory; the public URL falls back to where ``gateway serve`` last served from this folder
+(:mod:`gateway.local_deployment`).
+
 Everything is validated once at start-up and every problem is reported together, so an operator
 fixes a broken deployment in one pass instead of one error per restart.
 """
@@ -120,9 +124,21 @@ class Config:
         return self.keys_dir / "published-checkpoints"
 
     @property
+    def audit_origin_path(self) -> Path:
+        return self.keys_dir / "audit-log.origin"
+
+    @property
     def audit_origin(self) -> str:
-        """The checkpoints' origin line and the signed-note key name, e.g. ``gateway.example/audit``."""
-        return urlsplit(self.public_url).netloc + "/audit"
+        """The checkpoints' origin line and the signed-note key name, e.g. ``gateway.example/audit``.
+
+        Pinned in ``audit-log.origin`` once the deployment first ran (:mod:`gateway.audit.origin`);
+        until then named after the public URL.
+        """
+        try:
+            pinned = self.audit_origin_path.read_text(encoding="utf-8").strip()
+        except OSError:
+            pinned = ""
+        return pinned or urlsplit(self.public_url).netloc + "/audit"
 
     @property
     def dev_idp_key_path(self) -> Path:
@@ -176,9 +192,17 @@ class Config:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, toml_path: Path | None = None) -> Config:
         """Build and validate a configuration; raises :class:`ConfigError` listing every problem."""
+        from gateway import local_deployment
+
         env = dict(os.environ if environ is None else environ)
         raw: dict[str, Any] = {}
-        path = toml_path or (Path(env["GATEWAY_CONFIG"]) if env.get("GATEWAY_CONFIG") else None)
+        if environ is None:  # a command on this machine: the folder's own deployment (see local_deployment)
+            path = toml_path or local_deployment.settings_file(env)
+            served = local_deployment.served_url()
+            if served is not None:
+                raw["public_url"] = served  # unless the file or the environment names one
+        else:
+            path = toml_path or (Path(env["GATEWAY_CONFIG"]) if env.get("GATEWAY_CONFIG") else None)
         problems: list[str] = []
         if path is not None:
             try:

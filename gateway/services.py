@@ -17,6 +17,7 @@ from flask import current_app
 from adapters import Deployment
 from gateway.audit import AuditLog
 from gateway.audit.checkpoints import CheckpointLog
+from gateway.audit.origin import pin_audit_origin
 from gateway.audit.published import PublishedCheckpoint
 from gateway.audit.statistics import StatisticsCache
 from gateway.citizen.catalog import load_catalog
@@ -39,7 +40,7 @@ from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
 from gateway.identity.workbench_sessions import WorkbenchSessions
 from gateway.keyring import KeyRing
-from gateway.keys import GatewayKeys, load_development_ca
+from gateway.keys import DevStatusUrls, GatewayKeys, load_development_ca
 from gateway.policy import Refusal
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import SubmissionService
@@ -47,7 +48,7 @@ from gateway.store.db import Database
 from gateway.trust.chain import issuer_among
 from gateway.trust.dev_pki import DevRevocations
 from gateway.trust.dev_tsa import DevTsa
-from gateway.trust.pki import Issued, PublicKey, load_certificates, load_private_key, load_public_key
+from gateway.trust.pki import Issued, PublicKey, fingerprint, load_certificates, load_private_key, load_public_key
 from gateway.trust.revocation import RevocationChecker, RevocationSettings
 from gateway.trust.timestamper import Timestamper
 from gateway.trust.timestamps import Timestamp
@@ -105,6 +106,7 @@ class Services:
     @classmethod
     def build(cls, config: Config) -> Services:
         db = Database(config.database_url)
+        pin_audit_origin(config, db)  # before the key ring names its checkpoint signers
         audit = AuditLog()
         registry = AgencyRegistry(audit, adapter_deployment(config))
         ring = KeyRing(config)
@@ -135,6 +137,8 @@ class Services:
                 timeout=float(config.revocation_timeout_seconds),
                 ocsp_responders=dict(config.ocsp_responders),
                 crl_urls=dict(config.crl_urls),
+                fallback_ocsp={fingerprint(dev_pki.ca.cert): DevStatusUrls(config.public_url).ocsp} if dev_pki else {},
+                fallback_crl={fingerprint(dev_pki.ca.cert): DevStatusUrls(config.public_url).crl} if dev_pki else {},
             ),
             # Demo mode: `gateway keys revoke` is seen by the next verification, not after the refresh.
             generation=dev_pki.revocations_version if dev_pki is not None else None,

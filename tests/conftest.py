@@ -28,6 +28,22 @@ from gateway.trust.dev_tsa import DevTsa
 from tests.pki_server import LoopbackServer, dev_pki_app
 from tests.support import PUBLIC_URL, AgencyKeys, GatewayClient, Pki, reset_database
 
+
+@pytest.fixture(scope="session", autouse=True)
+def no_deployment_of_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The checkout may hold a developer's ``gateway.toml`` and ``var/serving.json`` (run.sh writes them):
+    commands the tests start read an empty settings file instead, so the suite means the same everywhere."""
+    empty = tmp_path_factory.mktemp("settings") / "gateway.toml"
+    empty.write_text("", encoding="utf-8")
+    saved = os.environ.get("GATEWAY_CONFIG")
+    os.environ["GATEWAY_CONFIG"] = str(empty)
+    yield
+    if saved is None:
+        os.environ.pop("GATEWAY_CONFIG", None)
+    else:
+        os.environ["GATEWAY_CONFIG"] = saved
+
+
 POSTGRES_ADMIN_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

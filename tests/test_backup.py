@@ -50,7 +50,6 @@ def _cli(config: Config, dev_pki: Pki, *args: str) -> subprocess.CompletedProces
         "GATEWAY_DEMO": "true",
         "GATEWAY_TSA_URL": str(dev_pki.status.tsa),
     }
-    env.pop("GATEWAY_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )

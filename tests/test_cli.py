@@ -17,6 +17,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'gw.db'}")
     monkeypatch.setenv("GATEWAY_KEYS_DIR", str(tmp_path / "keys"))
     monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # init writes gateway.toml and serve var/serving.json here
     return tmp_path
 
 

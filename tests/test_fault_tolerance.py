@@ -54,11 +54,15 @@ class Cluster:
         return self.home / "keys"
 
     def gateway(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*GATEWAY, *args], env=self.env, check=True, capture_output=True, text=True)
+        return subprocess.run(
+            [*GATEWAY, *args], env=self.env, check=True, capture_output=True, text=True, cwd=self.home
+        )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.home / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115 - kept open for the process
-        worker = subprocess.Popen([*GATEWAY, "worker", "--idle", "0.5"], env=self.env, stdout=log, stderr=log)
+        worker = subprocess.Popen(
+            [*GATEWAY, "worker", "--idle", "0.5"], env=self.env, stdout=log, stderr=log, cwd=self.home
+        )
         self.workers.append(worker)
         self.spawned.append(worker)
         return worker
@@ -107,7 +111,7 @@ def _start_cluster(
         "GATEWAY_LOG_LEVEL": "WARNING",
     }
     env.pop("GATEWAY_CONFIG", None)
-    subprocess.run([*GATEWAY, "init", "--demo"], env=env, check=True, capture_output=True)
+    subprocess.run([*GATEWAY, "init", "--demo"], env=env, check=True, capture_output=True, cwd=tmp_path)
     keys = tmp_path / "keys"
     receiver = Receiver(
         Q4,
@@ -136,6 +140,7 @@ def _start_cluster(
             subprocess.Popen(
                 [*GATEWAY, "serve", "--port", str(port), "--workers", "1", "--delivery-workers", "0"],
                 env=env,
+                cwd=tmp_path,
                 stdout=log,
                 stderr=log,
             )

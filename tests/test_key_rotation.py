@@ -183,9 +183,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, 
     }
     env.pop("GATEWAY_CONFIG", None)
     cli = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "init", "--demo"], env=env, check=True, capture_output=True, cwd=home)
     server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=subprocess.DEVNULL
+        [*cli, "serve", "--port", str(port), "--workers", "2"], env=env, cwd=home, stdout=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     wait_ready(base)

@@ -39,10 +39,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     }
     env.pop("GATEWAY_CONFIG", None)
     gateway = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*gateway, "init", "--demo"], env=env, check=True, capture_output=True)
+    subprocess.run([*gateway, "init", "--demo"], env=env, check=True, capture_output=True, cwd=home)
     process = subprocess.Popen(
         [*gateway, "serve", "--port", str(port), "--workers", "2"],
         env=env,
+        cwd=home,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

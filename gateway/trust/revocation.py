@@ -54,6 +54,10 @@ class RevocationSettings:
     # Configured sources per issuing CA, keyed by the issuer certificate's SHA-256 fingerprint.
     ocsp_responders: Mapping[str, str] = field(default_factory=dict)
     crl_urls: Mapping[str, str] = field(default_factory=dict)
+    # Asked last, when the certificate's own URLs fail: demo mode's development CA at the port the
+    # gateway serves now, for certificates issued while it served at another one (issue 11).
+    fallback_ocsp: Mapping[str, str] = field(default_factory=dict)
+    fallback_crl: Mapping[str, str] = field(default_factory=dict)
     trusted_responders: tuple[x509.Certificate, ...] = ()
 
 
@@ -220,8 +224,12 @@ class RevocationChecker:
         issuer_fp = fingerprint(issuer)
         settings = self._settings
         fresh, bounds = settings.freshness_seconds, self._bounds
-        ocsp_urls = _unique([settings.ocsp_responders.get(issuer_fp), *ocsp.responder_urls(cert)])
-        crl_urls = _unique([settings.crl_urls.get(issuer_fp), *crl.distribution_points(cert)])
+        ocsp_urls = _unique(
+            [settings.ocsp_responders.get(issuer_fp), *ocsp.responder_urls(cert), settings.fallback_ocsp.get(issuer_fp)]
+        )
+        crl_urls = _unique(
+            [settings.crl_urls.get(issuer_fp), *crl.distribution_points(cert), settings.fallback_crl.get(issuer_fp)]
+        )
         found: list[tuple[str, Callable[[], CertStatus]]] = []
         for url in ocsp_urls:
             found.append(

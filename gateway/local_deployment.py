@@ -1,0 +1,92 @@
+"""What a deployment on this machine leaves for the next command: its settings file and where it is served.
+
+A new user ran ``./run.sh --port 8085`` and a second shell's ``gateway`` command still believed in
+port 8080 and demo mode off (issue 11): every command read only its own environment.  So:
+
+- ``gateway init`` writes ``gateway.toml`` in the working directory (unless ``GATEWAY_CONFIG`` names
+  another file or it exists), holding the settings it ran with; every later command reads it.
+- ``gateway serve`` records the URL it serves at in ``var/serving.json``; a command that has no
+  public URL of its own (no ``GATEWAY_PUBLIC_URL``, none in the file) uses that one.
+
+Only the real process environment looks at these files: a test that hands :meth:`Config.load` its
+own environment gets exactly that environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = Path("gateway.toml")
+SERVING_FILE = Path("var") / "serving.json"
+# What `gateway init` writes down: the settings that decide which deployment a command talks to.
+RECORDED = ("demo", "database_url", "keys_dir", "public_url", "redis_url")
+
+
+def settings_file(environ: Mapping[str, str]) -> Path | None:
+    """``GATEWAY_CONFIG``, else the ``gateway.toml`` that ``init`` wrote here, else none."""
+    if environ.get("GATEWAY_CONFIG"):
+        return Path(environ["GATEWAY_CONFIG"])
+    return SETTINGS_FILE if SETTINGS_FILE.is_file() else None
+
+
+def _file_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    path = settings_file(environ)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}  # Config.load reports a broken file itself
+
+
+def public_url_chosen(environ: Mapping[str, str]) -> bool:
+    """Whether the operator named the public URL (environment or settings file) rather than left it to ``serve``."""
+    return bool(environ.get("GATEWAY_PUBLIC_URL")) or "public_url" in _file_settings(environ)
+
+
+def served_url() -> str | None:
+    """The URL the last ``gateway serve`` in this folder announced, if any."""
+    try:
+        found = json.loads(SERVING_FILE.read_text(encoding="utf-8")).get("public_url")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def record_served(public_url: str, host: str, port: int) -> None:
+    SERVING_FILE.parent.mkdir(parents=True, exist_ok=True)
+    temporary = SERVING_FILE.with_suffix(".tmp")
+    temporary.write_text(
+        json.dumps({"public_url": public_url, "host": host, "port": port, "pid": os.getpid()}) + "\n",
+        encoding="utf-8",
+    )
+    temporary.replace(SERVING_FILE)
+
+
+def url_for_listener(host: str, port: int) -> str:
+    """The URL clients on this machine reach a listener at (a wildcard address means this host)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104 - naming, not binding
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def write_settings(values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
+    """``gateway.toml`` with the given settings, unless a settings file is already in use or present."""
+    if settings_file(environ) is not None:
+        return None
+    lines = [
+        "# Written by `gateway init`: the settings of the deployment in this folder.",
+        "# Every `gateway` command run here reads it; environment variables (GATEWAY_*) override it.",
+        "# public_url: left out, `gateway serve --port N` serves at http://127.0.0.1:N and tells the other commands.",
+        *(f"{name} = {_toml_value(values[name])}" for name in RECORDED if values.get(name) is not None),
+    ]
+    SETTINGS_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return SETTINGS_FILE
