@@ -106,3 +106,16 @@ def list_dossiers() -> Response:
 @require_citizen
 def get_dossier(dossier_id: str) -> Response:
     return jsonify(services().dossiers.view(g.citizen, dossier_id))
+
+
+@bp.post("/v1/dossiers/<dossier_id>/rating")
+@require_citizen
+def rate_dossier(dossier_id: str) -> Response:
+    """The citizen's satisfaction with a finished dossier: once, 1-5 and an optional comment."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+    response = jsonify(services().dossiers.rate(g.citizen, dossier_id, body))
+    response.status_code = 201
+    return response

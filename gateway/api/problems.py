@@ -110,6 +110,9 @@ CODES: dict[str, tuple[int, str]] = {
     "dossier-invalid": (422, "Dossier request is invalid"),
     "dossiers-unavailable": (503, "Dossiers are not enabled on this gateway"),
     "dossier-not-found": (404, "Dossier not found"),
+    "dossier-not-finished": (409, "Dossier is not finished yet"),
+    "rating-invalid": (422, "Rating is invalid"),
+    "rating-exists": (409, "Dossier was already rated"),
     "internal-error": (500, "Internal error"),
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ class AuditEvent:
     status_code: str | None = None
     issuer: str | None = None  # national-ID issuer, for citizen events
     procedure: str | None = None  # administrative procedure code, for dossier events
+    rating: int | None = None  # a citizen's satisfaction score, 1-5 (dossier.rated)
     reason: str | None = None
     code: str | None = None
 
@@ -138,9 +139,10 @@ class AuditLog:
         with db.write() as conn:
             self.append(conn, event)
 
-    def refused(self, db: Database, event: str, refusal: Refusal, **fields: str | None) -> None:
+    def refused(self, db: Database, event: str, refusal: Refusal, **fields: Any) -> None:
         """Audit a refusal in its own transaction: nothing else of the refused request is written."""
-        self.record(db, AuditEvent(event=event, outcome="refused", code=refusal.code, reason=refusal.reason, **fields))
+        refused = AuditEvent(event=event, outcome="refused", code=refusal.code, reason=refusal.reason)
+        self.record(db, replace(refused, **fields))
 
     def entries_for_document(self, conn: Connection, document: str) -> list[dict[str, Any]]:
         rows = conn.execute(

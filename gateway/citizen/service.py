@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.audit import AuditEvent, AuditLog
 from gateway.citizen.catalog import Procedure
 from gateway.citizen.dossier import LOCAL, Attachment, add_working_days, build_dossier
+from gateway.citizen.ratings import parse_rating
 from gateway.documents.edxml import STATUS_CODES
 from gateway.documents.signing import sign_edxml
 from gateway.identity.national_id import CitizenIdentity
@@ -27,7 +28,7 @@ from gateway.routing.registry import AgencyRegistry
 from gateway.routing.submission import Accepted, SubmissionService
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc
-from gateway.store.tables import documents, dossiers, routes, statuses
+from gateway.store.tables import documents, dossier_ratings, dossiers, routes, statuses
 from gateway.trust.pki import SigningKey
 
 MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
@@ -81,13 +82,15 @@ class DossierService:
         return self._catalog
 
     @contextmanager
-    def _refusals_audited(self, citizen: CitizenIdentity, procedure: str | None) -> Iterator[None]:
+    def _refusals_audited(
+        self, citizen: CitizenIdentity, procedure: str | None, event: str = "dossier.refused"
+    ) -> Iterator[None]:
         try:
             yield
         except Refusal as refusal:
             self._audit.refused(
                 self._db,
-                "dossier.refused",
+                event,
                 refusal,
                 actor=citizen_actor(citizen),
                 issuer=citizen.issuer,
@@ -206,6 +209,55 @@ class DossierService:
                 raise Refusal("dossier-not-found", f"no dossier {dossier_id} belongs to this citizen")
             return self._view(conn, row)
 
+    def rate(self, citizen: CitizenIdentity, dossier_id: str, body: Any) -> dict[str, Any]:
+        """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
+        with self._refusals_audited(citizen, None, "dossier.rating-refused"):
+            rating = parse_rating(body, _xml_text)
+            with self._db.write() as conn:
+                row = conn.execute(
+                    sa.select(dossiers).where(
+                        dossiers.c.id == dossier_id, dossiers.c.citizen == citizen.personal_id_hash
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise Refusal("dossier-not-found", f"no dossier {dossier_id} belongs to this citizen")
+                if citizen.level < row.level:
+                    raise Refusal(
+                        "level-insufficient",
+                        f"the dossier was filed with a level-{row.level} login; rate it with one of that level",
+                    )
+                view = self._view(conn, row)
+                if view["status"] != "done":
+                    raise Refusal("dossier-not-finished", "a dossier can be rated once every agency returned status 06")
+                if view["rating"] is not None:
+                    raise Refusal("rating-exists", "this dossier was already rated; a rating cannot be changed")
+                now = datetime.now(UTC)
+                entry = self._audit.append(
+                    conn,
+                    AuditEvent(
+                        event="dossier.rated",
+                        outcome="ok",
+                        actor=citizen_actor(citizen),
+                        issuer=citizen.issuer,
+                        procedure=row.procedure,
+                        document=row.document,
+                        document_id=view["document_id"],
+                        rating=rating.score,
+                        sha256=rating.comment_sha256,
+                    ),
+                    now=now,
+                )
+                conn.execute(
+                    sa.insert(dossier_ratings).values(
+                        dossier=row.id,
+                        score=rating.score,
+                        comment=rating.comment,
+                        rated_at=now,
+                        audit_index=entry.index,
+                    )
+                )
+        return {"dossier": dossier_id, "score": rating.score, "comment": rating.comment, "audit_index": entry.index}
+
     def _view(self, conn: Connection, row: Any) -> dict[str, Any]:
         procedure = self._catalog.get(row.procedure)
         doc = conn.execute(sa.select(documents).where(documents.c.id == row.document)).one()
@@ -225,6 +277,7 @@ class DossierService:
         routed = {
             r.recipient: r.state for r in conn.execute(sa.select(routes).where(routes.c.document == row.document))
         }
+        rated = conn.execute(sa.select(dossier_ratings).where(dossier_ratings.c.dossier == row.id)).one_or_none()
         agencies = procedure.agencies if procedure else tuple(routed)
         done = {h["agency"] for h in history if h["status_code"] == "06"}
         today = datetime.now(UTC).astimezone(LOCAL).date().isoformat()
@@ -242,6 +295,9 @@ class DossierService:
             "status": "done" if agencies and set(agencies) <= done else "processing",
             "overdue": today > row.due_date and not (agencies and set(agencies) <= done),
             "history": history,
+            "rating": {"score": rated.score, "comment": rated.comment, "rated_at": as_utc(rated.rated_at).isoformat()}
+            if rated is not None
+            else None,
         }
 
 

@@ -236,6 +236,17 @@ dossiers = sa.Table(
     sa.Column("due_date", sa.String(10), nullable=False),
 )
 
+# Citizens' satisfaction (issue 11): one rating per finished dossier, 1-5, with an optional comment.
+dossier_ratings = sa.Table(
+    "dossier_ratings",
+    metadata,
+    sa.Column("dossier", sa.String(36), sa.ForeignKey("dossiers.id"), primary_key=True),
+    sa.Column("score", sa.SmallInteger, nullable=False),
+    sa.Column("comment", sa.String(1000), nullable=False, server_default=""),
+    sa.Column("rated_at", UTC_DATETIME, nullable=False, index=True),
+    sa.Column("audit_index", sa.BigInteger, nullable=False),
+)
+
 rate_limits = sa.Table(
     "rate_limits",
     metadata,

@@ -1,0 +1,97 @@
+"""Citizens' satisfaction (issue 11): once per finished dossier, 1-5 and a comment, audited without the comment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.services import DEMO_PORTAL
+from gateway.store.tables import audit_entries, dossier_ratings
+from tests.support import Q11, TAX, status_message
+from tests.test_citizen_flow import BINH, HOUSEHOLD_BUSINESS, bearer, login
+
+
+def _entries(svc: Any, event: str) -> list[dict[str, Any]]:
+    with svc.db.read() as conn:
+        rows = conn.execute(sa.select(audit_entries.c.body).where(audit_entries.c.event == event)).scalars()
+        return [json.loads(bytes(b)) for b in rows]
+
+
+def _finish(agency: Any, document_id: str, *codes: str) -> None:
+    for code in codes:
+        office = agency(code)
+        reply = office.submit(office.keys.sign(status_message(document_id, DEMO_PORTAL[0], code, "06")), "/v1/status")
+        assert reply.status_code == 202, reply.get_json()
+
+
+@pytest.fixture
+def filed(app: Any) -> tuple[Any, dict[str, str], dict[str, Any]]:
+    client = app.test_client()
+    tokens = login(client)
+    answer = client.post("/v1/dossiers", json=HOUSEHOLD_BUSINESS, headers=bearer(tokens))
+    assert answer.status_code == 202
+    return client, tokens, answer.get_json()
+
+
+def test_a_finished_dossier_is_rated_once_and_the_entry_holds_the_score_not_the_comment(filed, agency, svc):
+    client, tokens, dossier = filed
+    url = f"/v1/dossiers/{dossier['id']}/rating"
+    early = client.post(url, json={"score": 5}, headers=bearer(tokens))
+    assert early.status_code == 409 and early.get_json()["code"] == "dossier-not-finished"
+    _finish(agency, dossier["document_id"], Q11)
+    assert client.post(url, json={"score": 5}, headers=bearer(tokens)).status_code == 409  # TAX has not finished
+    _finish(agency, dossier["document_id"], TAX)
+    rated = client.post(url, json={"score": 4, "comment": "  Nhanh, cán bộ nhiệt tình  "}, headers=bearer(tokens))
+    assert rated.status_code == 201, rated.get_json()
+    assert rated.get_json()["score"] == 4 and rated.get_json()["comment"] == "Nhanh, cán bộ nhiệt tình"
+    view = client.get(f"/v1/dossiers/{dossier['id']}", headers=bearer(tokens)).get_json()
+    assert view["rating"]["score"] == 4
+    again = client.post(url, json={"score": 1}, headers=bearer(tokens))
+    assert again.status_code == 409 and again.get_json()["code"] == "rating-exists"
+    [entry] = _entries(svc, "dossier.rated")
+    assert entry["rating"] == 4 and entry["document"] == dossier["document"] and entry["actor"].startswith("citizen:")
+    assert "Nhanh" not in json.dumps(entry, ensure_ascii=False) and len(entry["sha256"]) == 64
+    assert "079203001234" not in json.dumps(entry)
+    refused = _entries(svc, "dossier.rating-refused")
+    assert [e["code"] for e in refused] == ["dossier-not-finished", "dossier-not-finished", "rating-exists"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"score": 0},
+        {"score": 6},
+        {"score": "5"},
+        {"score": True},
+        {"score": 4.5},
+        {},
+        {"score": 5, "comment": "x" * 1001},
+        {"score": 5, "comment": "ok\u202egcp.exe"},
+        {"score": 5, "comment": 7},
+        {"score": 5, "stars": 5},
+        [5],
+    ],
+)
+def test_a_malformed_rating_is_a_clear_problem_audited_and_stores_nothing(filed, agency, svc, body):
+    client, tokens, dossier = filed
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    answer = client.post(f"/v1/dossiers/{dossier['id']}/rating", json=body, headers=bearer(tokens))
+    assert answer.status_code == 422 and answer.get_json()["code"] == "rating-invalid"
+    assert answer.content_type.startswith("application/problem+json")
+    assert [e["code"] for e in _entries(svc, "dossier.rating-refused")] == ["rating-invalid"]
+    with svc.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 0
+
+
+def test_only_the_dossiers_citizen_at_its_level_may_rate_it(filed, agency, app):
+    client, _tokens, dossier = filed
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    url = f"/v1/dossiers/{dossier['id']}/rating"
+    other = client.post(url, json={"score": 1}, headers=bearer(login(app.test_client(), citizen=BINH)))
+    assert other.status_code == 404 and other.get_json()["code"] == "dossier-not-found"
+    weaker = client.post(url, json={"score": 1}, headers=bearer(login(app.test_client(), level=1)))
+    assert weaker.status_code == 403 and weaker.get_json()["code"] == "level-insufficient"
+    assert client.post(url, data="not json", headers=bearer(login(app.test_client()))).status_code == 422
