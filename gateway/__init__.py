@@ -22,6 +22,7 @@ def create_app(config: Config | None = None) -> Flask:
     from gateway.observability import Metrics, configure_logging, install_request_hooks
     from gateway.services import Services
     from gateway.web import bp as workbench
+    from gateway.web.home import bp as home
 
     config = config or Config.load()
     app = Flask(__name__)
@@ -53,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
         auditors.bp,
         deliveries.bp,
         workbench,
+        home,
         ops.bp,
     ):
         app.register_blueprint(blueprint)

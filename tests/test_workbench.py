@@ -52,7 +52,14 @@ def _events(app, event: str) -> list[dict[str, object]]:  # type: ignore[no-unty
 
 def test_pages_send_a_visitor_without_a_session_to_the_welcome_page(app):
     client = app.test_client()
-    for page in ("/audit/", "/audit/documents/x", "/audit/checkpoint", "/audit/statistics", "/audit/export"):
+    for page in (
+        "/audit/",
+        "/audit/search",
+        "/audit/documents/x",
+        "/audit/entries/0",
+        "/audit/checkpoint",
+        "/audit/export",
+    ):
         response = client.get(page)
         assert response.status_code == 302 and response.headers["Location"].endswith("/audit/welcome"), page
     assert "Đăng nhập bằng định danh điện tử" in client.get("/audit/welcome").get_data(as_text=True)
@@ -78,9 +85,9 @@ def test_without_demo_mode_login_needs_a_workbench_client_at_the_issuer(database
 def test_search_lists_hits_with_their_index_masks_citizens_and_is_audited(app, dev_pki, workbench):
     register_agencies(app.extensions["gateway"], dev_pki)
     doc_id = _send(app, dev_pki)
-    page = workbench.get(f"/audit/?agency={Q4}&event=document.routed").get_data(as_text=True)
+    page = workbench.get(f"/audit/search?agency={Q4}&event=document.routed").get_data(as_text=True)
     assert "document.routed" in page and f"/audit/documents/{doc_id}" in page
-    reads = workbench.get("/audit/?event=auditor.search").get_data(as_text=True)
+    reads = workbench.get("/audit/search?event=auditor.search").get_data(as_text=True)
     actor = _auditor_actor(app)
     assert actor[:18] in reads and actor not in reads  # the actor hash is shortened on screen
     searches = _events(app, "auditor.search")
@@ -113,29 +120,35 @@ def test_the_checkpoint_page_says_the_log_verified(app, dev_pki, workbench):
     register_agencies(app.extensions["gateway"], dev_pki)
     _send(app, dev_pki)
     app.extensions["gateway"].checkpoints.refresh(force=True)
-    assert workbench.get("/audit/").status_code == 200  # one more entry: the page compares two checkpoints
+    assert workbench.get("/audit/search").status_code == 200  # one more entry: the page compares two checkpoints
     page = workbench.get("/audit/checkpoint").get_data(as_text=True)
     assert 'id="log-status" class="ok"' in page and "— " in page
 
 
-def test_statistics_chart_table_and_csv_in_both_languages(app, dev_pki, workbench):
+def test_overview_chart_table_and_csv_in_both_languages(app, dev_pki, workbench):
     register_agencies(app.extensions["gateway"], dev_pki)
     _send(app, dev_pki)
-    vietnamese = workbench.get("/audit/statistics").get_data(as_text=True)
-    assert "<svg" in vietnamese and Q4 in vietnamese and "Thống kê xử lý" in vietnamese
+    vietnamese = workbench.get("/audit/").get_data(as_text=True)
+    assert "<svg" in vietnamese and Q4 in vietnamese and "Tổng quan" in vietnamese and "Quận 4" in vietnamese
     switched = workbench.post(
-        "/audit/lang", data={"lang": "en", "next": "/audit/statistics", "csrf": workbench.csrf}, follow_redirects=True
+        "/audit/lang", data={"lang": "en", "next": "/audit/", "csrf": workbench.csrf}, follow_redirects=True
     )
-    assert "Processing statistics" in switched.get_data(as_text=True)
-    assert "Search the log" in workbench.get("/audit/").get_data(as_text=True)  # the choice stays
-    csv = workbench.get("/audit/statistics.csv")
+    assert "Overview" in switched.get_data(as_text=True) and "Whole city" in switched.get_data(as_text=True)
+    assert "Search the log" in workbench.get("/audit/search").get_data(as_text=True)  # the choice stays
+    csv = workbench.get("/audit/overview.csv")
     assert csv.mimetype == "text/csv" and Q4 in csv.get_data(as_text=True)
+    old = workbench.get("/audit/statistics?period=year")  # old bookmarks land on the overview
+    assert old.status_code == 302 and old.headers["Location"].endswith("/audit/?period=year")
 
 
-def test_bad_dates_get_a_problem_not_a_page(workbench):
-    for page in ("/audit/statistics?from=yesterday", "/audit/?from=23/11/2026"):
+def test_bad_dates_get_a_problem_for_scripts_and_the_workbenchs_own_page_for_browsers(workbench):
+    for page in ("/audit/?from=yesterday", "/audit/search?from=23/11/2026", "/audit/search?period=decade"):
         response = workbench.get(page)
         assert response.status_code == 400 and response.get_json()["code"] == "invalid-request", page
+        shown = workbench.get(page, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        html = shown.get_data(as_text=True)
+        assert shown.status_code == 400 and shown.mimetype == "text/html", page
+        assert 'id="problem-code">invalid-request<' in html and 'id="back"' in html and "Tổng quan" in html
 
 
 def test_export_downloads_a_bundle_that_verifies_offline(app, dev_pki, workbench, tmp_path):
@@ -164,10 +177,10 @@ def test_a_plain_to_date_includes_that_whole_day_in_vietnam(app, dev_pki, workbe
     register_agencies(app.extensions["gateway"], dev_pki)
     _send(app, dev_pki)
     today = datetime.now(LOCAL).date().isoformat()
-    page = workbench.get(f"/audit/?from={today}&to={today}&event=document.accepted").get_data(as_text=True)
+    page = workbench.get(f"/audit/search?from={today}&to={today}&event=document.accepted").get_data(as_text=True)
     assert "document.accepted" in page
     yesterday = (datetime.now(LOCAL).date() - timedelta(days=1)).isoformat()
-    page = workbench.get(f"/audit/?to={yesterday}&event=document.accepted").get_data(as_text=True)
+    page = workbench.get(f"/audit/search?to={yesterday}&event=document.accepted").get_data(as_text=True)
     assert 'id="results"' not in page
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.audit.checkpoints import LogInconsistent
@@ -126,6 +126,14 @@ OAUTH_ERRORS = {
 
 def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     status, title = CODES.get(code, (400, code.replace("-", " ").capitalize()))
+    # Pages for people (the workbench under /audit/) show the same code and detail as an HTML page.
+    for prefix, render in current_app.extensions.get("gateway.error_pages", {}).items():
+        if request.path.startswith(prefix):
+            page = render(code, title, detail, status)
+            if page is not None:
+                for name, value in (headers or {}).items():
+                    page.headers[name] = value
+                return page  # type: ignore[no-any-return]
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
         "title": title,

@@ -7,7 +7,7 @@ wherever it is typed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -53,3 +53,32 @@ def entries_between(conn: Connection, start_us: int | None, end_us: int | None) 
         )
     ).one()
     return None if first is None else (int(first), int(last))
+
+
+PRESETS = ("week", "month", "quarter", "half", "year")
+
+
+def preset_days(name: str, today: date) -> tuple[date, date]:
+    """The first day of this week (from Monday), month, quarter, half-year or year, and today.
+
+    The reports' periods run to date: "this quarter" on 20 November is 1 October to 20 November.
+    """
+    if name == "week":
+        first = today - timedelta(days=today.weekday())
+    elif name == "month":
+        first = today.replace(day=1)
+    elif name == "quarter":
+        first = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
+    elif name == "half":
+        first = today.replace(month=1 if today.month <= 6 else 7, day=1)
+    elif name == "year":
+        first = today.replace(month=1, day=1)
+    else:
+        raise Refusal("invalid-request", f"period must be one of {', '.join(PRESETS)}")
+    return first, today
+
+
+def local_day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """From the start of ``first`` to the end of ``last``, Vietnam's days, in UTC."""
+    start = datetime.combine(first, datetime.min.time(), LOCAL).astimezone(UTC)
+    return start, datetime.combine(last + timedelta(days=1), datetime.min.time(), LOCAL).astimezone(UTC)

@@ -37,18 +37,25 @@ def build_receipt(
     ).all()
     if hide:
         rows = [r for r in rows if not {json.loads(r.body).get(k) for k in ("recipient", "actor")} & hide]
-    tree = StoredTree(conn).prefetch(lambda t: [inclusion_path(t, int(r.idx), checkpoint.size) for r in rows])
+    return receipt_of(conn, document, [(int(r.idx), bytes(r.body)) for r in rows], checkpoint)
+
+
+def receipt_of(
+    conn: Connection, document: str | None, rows: list[tuple[int, bytes]], checkpoint: SignedCheckpoint
+) -> dict[str, Any]:
+    """Entries (index, body) with their inclusion proofs: a document's, or one entry an auditor downloads."""
+    tree = StoredTree(conn).prefetch(lambda t: [inclusion_path(t, index, checkpoint.size) for index, _ in rows])
     return {
         "format": FORMAT,
         "document": document,
         "checkpoint": checkpoint.note,
         "entries": [
             {
-                "index": int(r.idx),
-                "entry": base64.b64encode(bytes(r.body)).decode(),
-                "proof": [base64.b64encode(h).decode() for h in inclusion_path(tree, int(r.idx), checkpoint.size)],
+                "index": index,
+                "entry": base64.b64encode(body).decode(),
+                "proof": [base64.b64encode(h).decode() for h in inclusion_path(tree, index, checkpoint.size)],
             }
-            for r in rows
+            for index, body in rows
         ],
     }
 

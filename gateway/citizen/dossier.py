@@ -12,7 +12,7 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,16 +30,6 @@ class Attachment:
     name: str
     content_type: str
     content: bytes
-
-
-def add_working_days(start: date, days: int) -> date:
-    """Monday to Friday; public holidays are not in the calendar yet."""
-    current, left = start, days
-    while left > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            left -= 1
-    return current
 
 
 def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:

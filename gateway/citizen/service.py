@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.audit import AuditEvent, AuditLog
 from gateway.citizen.catalog import Procedure
-from gateway.citizen.dossier import LOCAL, Attachment, add_working_days, build_dossier
+from gateway.citizen.dossier import LOCAL, Attachment, build_dossier
 from gateway.citizen.ratings import parse_rating
 from gateway.documents.edxml import STATUS_CODES
 from gateway.documents.signing import sign_edxml
@@ -30,6 +30,7 @@ from gateway.store.db import Database
 from gateway.store.helpers import as_utc
 from gateway.store.tables import documents, dossier_ratings, dossiers, routes, statuses
 from gateway.trust.pki import SigningKey
+from gateway.working_days import add_working_days
 
 MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, g, make_response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import Auditor
@@ -25,7 +25,7 @@ from gateway.identity.personal_id import hashed
 from gateway.identity.workbench_sessions import WORKBENCH_COOKIE, WorkbenchSession
 from gateway.policy import Refusal
 from gateway.services import services
-from gateway.web.i18n import TEXT
+from gateway.web.i18n import TEXT, Words
 
 bp = Blueprint("web", __name__, url_prefix="/audit", template_folder="templates")
 P = ParamSpec("P")
@@ -107,7 +107,47 @@ def check_csrf() -> None:
 
 def page(template: str, **values: Any) -> str:
     lang = language()
-    return render_template(template, t=TEXT[lang], lang=lang, auditor=signed_in_auditor(), csrf=csrf_token(), **values)
+    return render_template(
+        template,
+        t=TEXT[lang],
+        words=Words(lang),
+        lang=lang,
+        auditor=signed_in_auditor(),
+        csrf=csrf_token(),
+        **values,
+    )
+
+
+def _wants_html() -> bool:
+    """A browser (Accept: text/html) gets the workbench's own error page; scripts keep problem+json."""
+    best = request.accept_mimetypes.best_match(["application/problem+json", "application/json", "text/html"])
+    return best == "text/html"
+
+
+def _way_back() -> str:
+    """The page the visitor came from when it is one of ours, else the overview."""
+    referrer = urlsplit(request.referrer or "")
+    public = urlsplit(services().config.public_url)
+    own = referrer.netloc in (public.netloc, request.host) and referrer.path.startswith("/audit/")
+    return referrer.path + ("?" + referrer.query if referrer.query else "") if own else url_for("web.overview")
+
+
+def error_page(code: str, title: str, detail: str, status: int) -> Response | None:
+    """The error inside the workbench's frame, with its stable code and a way back; None for scripts."""
+    if not _wants_html():
+        return None
+    try:
+        body = page("error.html", code=code, title=title, detail=detail, status=status, back=_way_back())
+    except Exception:  # the session store may be what failed: the caller answers problem+json instead
+        return None
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.record_once
+def _register_error_pages(state: Any) -> None:
+    state.app.extensions.setdefault("gateway.error_pages", {})[f"{bp.url_prefix}/"] = error_page
 
 
 def auditor_page(view: Callable[Concatenate[Auditor, P], R]) -> Callable[P, R | WerkzeugResponse]:

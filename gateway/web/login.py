@@ -107,7 +107,7 @@ def _exchange(code: str, verifier: str) -> str:
 
 @bp.get("/welcome")
 def welcome() -> str:
-    return page("login.html", refused=request.args.get("refused") == "1")
+    return page("login.html", refused=request.args.get("refused") == "1", demo=services().config.demo)
 
 
 @bp.get("/login")
@@ -161,7 +161,7 @@ def callback() -> WerkzeugResponse:
     )
     # A page of our own rather than a redirect: after the issuer's cross-site redirect, browsers hold
     # back SameSite=Strict cookies for the rest of that navigation, so the next page is opened from here.
-    response = make_response(page("signed_in.html", next=url_for("web.search")))
+    response = make_response(page("signed_in.html", next=url_for("web.overview")))
     response.set_cookie(
         WORKBENCH_COOKIE,
         token,
@@ -196,7 +196,7 @@ def choose_language() -> WerkzeugResponse:
     wanted = request.form.get("lang", "")
     back = request.form.get("next", "")
     if not _OWN_PAGE.fullmatch(back) or "//" in back:  # our own pages only: no open redirect, no header breaks
-        back = url_for("web.search")
+        back = url_for("web.overview")
     response = redirect(back)
     if wanted in TEXT:
         response.set_cookie(LANG_COOKIE, wanted, max_age=365 * 86400, path="/audit", httponly=True, samesite="Lax")

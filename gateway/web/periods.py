@@ -1,0 +1,67 @@
+"""The period a workbench page is about: a quick pick (this week … this year) or two dates from the pickers.
+
+The pickers send ``YYYY-MM-DD``; a day is a day in Vietnam and ``to`` includes it.  Anything else
+is refused with the format to use, shown as the workbench's own error page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from flask import request
+
+from gateway.audit.periods import LOCAL, PRESETS, local_day_bounds, preset_days
+from gateway.policy import Refusal
+
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 2), date(9998, 12, 31)
+
+
+@dataclass(frozen=True)
+class ChosenPeriod:
+    preset: str | None  # one of PRESETS, or None for two chosen dates
+    first: date
+    last: date
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        return local_day_bounds(self.first, self.last)
+
+    def query(self) -> dict[str, str]:
+        """The query string that asks for this period again (links, exports)."""
+        if self.preset is not None:
+            return {"period": self.preset}
+        return {"from": self.first.isoformat(), "to": self.last.isoformat()}
+
+
+def today() -> date:
+    return datetime.now(UTC).astimezone(LOCAL).date()
+
+
+def _day(name: str) -> date | None:
+    text = request.args.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is None or len(text) != 10 or not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise Refusal("invalid-request", f"“{text[:40]}” is not a date: pick one or type it as 2026-11-23")
+    return day
+
+
+def chosen_period(default: str | None = "month") -> ChosenPeriod | None:
+    """``from``/``to`` when given, else ``period``, else ``default`` (None: no period at all)."""
+    first, last = _day("from"), _day("to")
+    if first is not None or last is not None:
+        first, last = first or EARLIEST_DAY, last or today()
+        if first > last:
+            raise Refusal("invalid-request", "the first day comes after the last one: swap them")
+        return ChosenPeriod(None, first, last)
+    preset = request.args.get("period") or default
+    if preset is None or preset == "all":
+        return None
+    if preset not in PRESETS:
+        raise Refusal("invalid-request", f"period must be one of {', '.join(PRESETS)}")
+    return ChosenPeriod(preset, *preset_days(preset, today()))

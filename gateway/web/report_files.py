@@ -1,0 +1,114 @@
+"""The overview as files for the reporting system: XLSX (openpyxl) and CSV, each naming its period and time.
+
+The XLSX holds what the page shows, one sheet per table, headed in the reader's language; the CSV
+is one row per agency plus the city's, with the API's column names, for machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from gateway.audit.statistics import FIELDS, AgencyFigures, Overview
+from gateway.citizen.dossier import LOCAL
+from gateway.web.i18n import TEXT, Words
+
+FIGURE_COLUMNS = (
+    "received",
+    "dossiers",
+    "done",
+    "on_time",
+    "late",
+    "overdue_open",
+    "unresolved",
+    "average_days",
+    "p90_days",
+    "rated",
+    "satisfaction_rate",
+    "refused_sent",
+)
+
+
+def _generated(report: Overview) -> str:
+    return report.generated_at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S (UTC+7)")
+
+
+def _figure_row(figures: AgencyFigures, t: dict[str, str]) -> list[Any]:
+    values: list[Any] = [figures.name or t["city"], figures.agency]
+    for column in FIGURE_COLUMNS:
+        values.append(getattr(figures, column))
+    return values
+
+
+def as_xlsx(report: Overview, lang: str) -> bytes:
+    t, words = TEXT[lang], Words(lang)
+    book = Workbook()
+    bold = Font(bold=True)
+    book.remove(book.worksheets[0])
+    summary = book.create_sheet(t["overview"][:31])
+    summary.append([t["title"]])
+    summary.append([t["period"], report.start.isoformat(), report.end.isoformat()])
+    summary.append([t["generated"], _generated(report)])
+    summary.append([])
+    city = report.city
+    for label, value in (
+        (t["received"], city.received),
+        (t["dossiers"], city.dossiers),
+        (t["done"], city.done),
+        (t["done"] + " (%)", round(city.done_rate * 100, 2)),
+        (t["on_time"], city.on_time),
+        (t["on_time"] + " (%)", round(city.on_time_rate * 100, 2)),
+        (t["late"], city.late),
+        (t["late"] + " (%)", round(city.late_rate * 100, 2)),
+        (t["overdue_open"], city.overdue_open),
+        (t["unresolved"], city.unresolved),
+        (t["average_days"] + f" ({t['working_days']})", city.average_days),
+        (t["p90_days"] + f" ({t['working_days']})", city.p90_days),
+        (t["satisfaction"] + " (%)", round(city.satisfaction_rate * 100, 2) if city.rated else None),
+        (t["rated"], city.rated),
+        (t["refused_sent"], sum(r.count for r in report.refusals)),
+    ):
+        summary.append([label, value])
+    summary.column_dimensions["A"].width = 44
+    agencies = book.create_sheet(t["per_agency"][:31])
+    agencies.append([t["agency"], t["code"], *(t[c] for c in FIGURE_COLUMNS)])
+    for figures in [*report.agencies, report.city]:
+        agencies.append(_figure_row(figures, t))
+    agencies.column_dimensions["A"].width = 48
+    refusals = book.create_sheet(t["refusals"][:31])
+    refusals.append([t["code"], t["reason"], t["count"], t["example"]])
+    for r in report.refusals:
+        refusals.append([r.code, words.refusal(r.code), r.count, r.example])
+    trend = book.create_sheet(t["trend"][:31])
+    trend.append([t["time"], t["received"], t["on_time"], t["late"]])
+    for p in report.trend:
+        trend.append([p.start.isoformat(), p.received, p.on_time, p.late])
+    overdue = book.create_sheet(t["most_overdue"][:31])
+    overdue.append([t["document_id"], t["subject"], t["agency"], t["code"], t["due_date"], t["days_overdue"]])
+    for d in report.overdue:
+        overdue.append([d.document_id, d.subject, d.agency_name, d.agency, d.due_date, d.days_overdue])
+    for sheet in book.worksheets:
+        for cell in sheet[1]:
+            cell.font = bold
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def as_csv(report: Overview) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*FIELDS, "period_start", "period_end", "generated_at"])
+    writer.writeheader()
+    stamp = {
+        "period_start": report.start.isoformat(),
+        "period_end": report.end.isoformat(),
+        "generated_at": report.generated_at.isoformat(timespec="seconds"),
+    }
+    for row in report.agencies:
+        writer.writerow({**row.as_dict(), **stamp})
+    writer.writerow({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
+    return buffer.getvalue()
