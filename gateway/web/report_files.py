@@ -17,20 +17,35 @@ from gateway.audit.statistics import FIELDS, AgencyFigures, Overview
 from gateway.citizen.dossier import LOCAL
 from gateway.web.i18n import TEXT, Words
 
+# (attribute, label); rates are written as percentages, as the page shows them.
 FIGURE_COLUMNS = (
-    "received",
-    "dossiers",
-    "done",
-    "on_time",
-    "late",
-    "overdue_open",
-    "unresolved",
-    "average_days",
-    "p90_days",
-    "rated",
-    "satisfaction_rate",
-    "refused_sent",
+    ("received", "received"),
+    ("dossiers", "dossiers"),
+    ("done", "done"),
+    ("done_rate", "done"),
+    ("on_time", "on_time"),
+    ("on_time_rate", "on_time"),
+    ("late", "late"),
+    ("late_rate", "late"),
+    ("overdue_open", "overdue_open"),
+    ("unresolved", "unresolved"),
+    ("average_days", "average_days"),
+    ("p90_days", "p90_days"),
+    ("rated", "rated"),
+    ("satisfaction_rate", "satisfaction"),
+    ("refused_sent", "refused_sent"),
 )
+
+
+def _header(attribute: str, label: str, t: dict[str, str]) -> str:
+    if attribute.endswith("_rate"):
+        return f"{t[label]} (%)"
+    return f"{t[label]} ({t['working_days']})" if attribute.endswith("_days") else t[label]
+
+
+def _value(figures: AgencyFigures, attribute: str) -> Any:
+    value = getattr(figures, attribute)
+    return round(value * 100, 2) if attribute.endswith("_rate") else value
 
 
 def _generated(report: Overview) -> str:
@@ -38,10 +53,7 @@ def _generated(report: Overview) -> str:
 
 
 def _figure_row(figures: AgencyFigures, t: dict[str, str]) -> list[Any]:
-    values: list[Any] = [figures.name or t["city"], figures.agency]
-    for column in FIGURE_COLUMNS:
-        values.append(getattr(figures, column))
-    return values
+    return [figures.name or t["city"], figures.agency or "*", *(_value(figures, a) for a, _ in FIGURE_COLUMNS)]
 
 
 def as_xlsx(report: Overview, lang: str) -> bytes:
@@ -75,7 +87,7 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
         summary.append([label, value])
     summary.column_dimensions["A"].width = 44
     agencies = book.create_sheet(t["per_agency"][:31])
-    agencies.append([t["agency"], t["code"], *(t[c] for c in FIGURE_COLUMNS)])
+    agencies.append([t["agency"], t["code"], *(_header(a, label, t) for a, label in FIGURE_COLUMNS)])
     for figures in [*report.agencies, report.city]:
         agencies.append(_figure_row(figures, t))
     agencies.column_dimensions["A"].width = 48

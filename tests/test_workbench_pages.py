@@ -1,0 +1,202 @@
+"""Issue 11's workbench over the Flask client: the leaders' overview and its files, search that finds
+things, a document's page, a log entry with its proof, error pages and ``/``; on both databases."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from gateway.audit.checkpoint import NoteVerifier
+from gateway.audit.receipt import verify_receipt
+from gateway.services import DEMO_PORTAL
+from tests.conftest import register_agencies
+from tests.support import HCM, Q4, Q11, TAX, GatewayClient, sample, sign_in_workbench, status_message
+from tests.test_citizen_flow import HOUSEHOLD_BUSINESS, bearer, login
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+@pytest.fixture
+def city(app, dev_pki) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Two letters (to Quận 4 and Quận 11; Quận 4 finishes one late), one refused, one rated dossier."""
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    ids = []
+    for number in ("1024/UBND-VX", "2048/UBND-VX"):
+        data = sample("cong-van.edxml").replace(b"1024/UBND-VX<", number.encode() + b"<")  # due 2020/03/31
+        ids.append(sender.submit(sender.keys.sign(data)).get_json()["id"])
+    assert sender.submit(b"<broken").status_code == 400
+    q4 = GatewayClient(app.test_client(), dev_pki.agencies[Q4])
+    q4.token()
+    number = q4.get(f"/v1/documents/{ids[0]}").get_json()["document_id"]
+    assert q4.submit(q4.keys.sign(status_message(number, HCM, Q4, "06")), "/v1/status").status_code == 202
+    citizen = app.test_client()
+    tokens = login(citizen)
+    dossier = citizen.post("/v1/dossiers", json=HOUSEHOLD_BUSINESS, headers=bearer(tokens)).get_json()
+    for code in (Q11, TAX):
+        office = GatewayClient(app.test_client(), dev_pki.agencies[code])
+        office.token()
+        reply = office.submit(
+            office.keys.sign(status_message(dossier["document_id"], DEMO_PORTAL[0], code, "06")), "/v1/status"
+        )
+        assert reply.status_code == 202
+    rated = citizen.post(f"/v1/dossiers/{dossier['id']}/rating", json={"score": 5}, headers=bearer(tokens))
+    assert rated.status_code == 201
+    svc.checkpoints.refresh(force=True)
+    workbench = app.test_client()
+    workbench.csrf = sign_in_workbench(workbench, svc)  # type: ignore[attr-defined]
+    return {"ids": ids, "dossier": dossier, "workbench": workbench, "svc": svc}
+
+
+def test_the_overview_gives_the_city_reports_figures_per_agency_by_name(city):
+    page = city["workbench"].get("/audit/?period=month").get_data(as_text=True)
+    # Each letter goes to Quận 4 and Quận 11, the dossier to Quận 11 and the tax office: six handlings.
+    assert 'id="city-received">6<' in page and 'id="city-on-time">2<' in page
+    assert 'id="city-done">3<' in page and 'id="city-late">1<' in page and 'id="city-overdue">3<' in page
+    assert 'id="city-satisfaction">100.0 %<' in page and 'id="city-refused">1<' in page
+    assert "Quận 4" in page and "000.00.04.H29" in page  # the name with its code
+    assert "xml-malformed" in page and "XML không đúng cú pháp" in page  # refused by reason, in Vietnamese
+    assert "2048/UBND-VX" in page and f"/audit/documents/{city['ids'][1]}" in page  # the most overdue
+    assert 'class="bar received"' in page and 'id="legend"' in page and "Số văn bản" in page  # axis, legend
+
+
+def test_the_overview_exports_as_xlsx_and_csv_holding_the_figures_shown(city):
+    workbench = city["workbench"]
+    xlsx = workbench.get("/audit/overview.xlsx?period=month")
+    assert xlsx.status_code == 200 and "spreadsheetml" in xlsx.mimetype
+    book = load_workbook(io.BytesIO(xlsx.data))
+    summary = {row[0]: row[1] for row in book.worksheets[0].iter_rows(values_only=True) if row and row[0]}
+    assert summary["Đã nhận"] == 6 and summary["Đã giải quyết"] == 3 and summary["Trễ hạn"] == 1
+    assert summary["Mức độ hài lòng (%)"] == 100.0 and "Kỳ báo cáo" in summary and "Lập lúc" in summary
+    per_agency = list(book.worksheets[1].iter_rows(values_only=True))
+    q4 = next(row for row in per_agency if row[1] == Q4)
+    assert q4[0].startswith("UBND Quận 4") or "Quận 4" in q4[0]
+    assert [r[0] for r in book.worksheets[2].iter_rows(values_only=True)][1:] == ["xml-malformed"]
+    rows = list(csv.DictReader(io.StringIO(workbench.get("/audit/overview.csv?period=month").get_data(as_text=True))))
+    by_agency = {r["agency"]: r for r in rows}
+    assert by_agency[Q4]["received"] == "2" and by_agency[Q4]["late"] == "1" and by_agency[Q4]["overdue_open"] == "1"
+    assert by_agency["*"]["received"] == "6" and by_agency[Q11]["satisfaction_rate"] == "1.0"
+    assert all(r["period_start"] and r["generated_at"] for r in rows)
+
+
+@pytest.mark.parametrize("typed", ["Quận 4", "quận 4", "000.00.04.H29", "00.04"])
+def test_search_finds_an_agency_by_name_or_code_in_part(city, typed):
+    page = city["workbench"].get("/audit/search", query_string={"agency": typed, "category": "documents"})
+    text = page.get_data(as_text=True)
+    assert "Văn bản được chuyển tới nơi nhận" in text and "2048/UBND-VX" in text
+
+
+@pytest.mark.parametrize("typed", ["1024/UBND", "1024/ubnd-vx", "UBND-VX"])
+def test_search_finds_a_document_by_part_of_its_number_or_its_gateway_id(city, typed):
+    text = city["workbench"].get("/audit/search", query_string={"document": typed}).get_data(as_text=True)
+    assert "1024/UBND-VX" in text and 'id="results"' in text
+    by_id = city["workbench"].get("/audit/search", query_string={"document": city["ids"][0][:8]}).get_data(as_text=True)
+    assert "1024/UBND-VX" in by_id and "2048/UBND-VX" not in by_id
+
+
+def test_search_input_is_taken_literally_and_a_name_matching_nothing_says_so(city):
+    for typed in ("%", "_", "Quận 99"):
+        text = city["workbench"].get("/audit/search", query_string={"agency": typed}).get_data(as_text=True)
+        assert 'id="no-agency"' in text and 'id="results"' not in text, typed
+    text = city["workbench"].get("/audit/search", query_string={"document": "%"}).get_data(as_text=True)
+    assert 'id="results"' not in text
+
+
+def test_search_is_newest_first_with_totals_pages_and_refusals_shown_with_their_code(city, monkeypatch):
+    import gateway.web.search as search
+
+    monkeypatch.setattr(search, "PAGE_SIZE", 3)
+    workbench = city["workbench"]
+    first = workbench.get("/audit/search").get_data(as_text=True)
+    indices = [int(part.split('"')[0]) for part in first.split('href="/audit/entries/')[1:]]
+    assert indices == sorted(indices, reverse=True) and len(indices) == 3
+    total = int(first.split('id="total"')[1].split("<strong>")[1].split(" ")[0].replace(",", ""))
+    last = workbench.get("/audit/search?page=last").get_data(as_text=True)
+    last_indices = [int(part.split('"')[0]) for part in last.split('href="/audit/entries/')[1:]]
+    assert (
+        1 <= len(last_indices) <= 3
+        and min(last_indices)
+        == min(  # the oldest matching entry
+            int(p.split('"')[0])
+            for p in workbench.get(f"/audit/search?page={(total + 2) // 3}")
+            .get_data(as_text=True)
+            .split('href="/audit/entries/')[1:]
+        )
+    )
+    assert 'id="first"' in last and 'id="previous"' in last and 'id="next"' not in last
+    refused = workbench.get("/audit/search?category=refusals").get_data(as_text=True)
+    assert 'class="refused"' in refused and "xml-malformed" in refused and "Văn bản bị từ chối" in refused
+
+
+def test_an_auditors_own_reads_are_hidden_unless_asked_for(city):
+    workbench = city["workbench"]
+    for _ in range(3):
+        workbench.get("/audit/search")
+    hidden = workbench.get("/audit/search?category=auditors&outcome=ok&reads=").get_data(as_text=True)
+    shown = workbench.get("/audit/search?reads=1").get_data(as_text=True)
+    assert "Kiểm toán viên tra cứu" in shown
+    assert "Kiểm toán viên tra cứu" not in workbench.get("/audit/search").get_data(as_text=True)
+    assert "Kiểm toán viên tra cứu" in hidden  # the auditors' category is asked for by name
+
+
+def test_a_documents_page_names_its_parties_delivery_statuses_and_verdict(city):
+    workbench, doc = city["workbench"], city["ids"][0]
+    text = workbench.get(f"/audit/documents/{doc}").get_data(as_text=True)
+    assert "1024/UBND-VX" in text and 'id="subject"' in text
+    assert ("Quận 4" in text and "UBND Thành phố Hồ Chí Minh" in text) or HCM in text
+    assert "Hoàn thành" in text and "Trễ hạn" in text and "2020-03-31" in text
+    assert "ngày làm việc" in text and f"/audit/documents/{doc}/evidence" in text
+    english = workbench.post(
+        "/audit/lang",
+        data={"lang": "en", "next": f"/audit/documents/{doc}", "csrf": workbench.csrf},
+        follow_redirects=True,
+    )
+    assert "Done" in english.get_data(as_text=True) and "Late" in english.get_data(as_text=True)
+
+
+def test_an_unknown_document_is_a_not_found_page(city):
+    response = city["workbench"].get("/audit/documents/no-such-document")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert 'id="not-found"' in response.get_data(as_text=True)
+
+
+def test_an_entry_opens_with_its_fields_and_proof_and_downloads_as_a_receipt_that_verifies(city):
+    workbench, svc = city["workbench"], city["svc"]
+    refused = workbench.get("/audit/search?category=refusals").get_data(as_text=True)
+    index = int(refused.split('href="/audit/entries/')[1].split('"')[0])
+    page = workbench.get(f"/audit/entries/{index}").get_data(as_text=True)
+    assert 'id="refusal"' in page and "xml-malformed" in page and 'id="leaf"' in page and "✓" in page
+    download = workbench.get(f"/audit/entries/{index}.json")
+    assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
+    verdict = verify_receipt(json.loads(download.data), NoteVerifier.parse(svc.checkpoints.vkey))
+    assert verdict["verdict"] == "valid", verdict
+    for missing in (10**9, 2**70):
+        assert workbench.get(f"/audit/entries/{missing}", headers=BROWSER).status_code == 404
+
+
+def test_the_root_points_browsers_and_scripts_to_the_right_places(app):
+    client = app.test_client()
+    links = client.get("/").get_json()["links"]
+    assert links["workbench"] == "/audit/" and links["openapi"] == "/openapi.json"
+    page = client.get("/", headers=BROWSER)
+    assert page.mimetype == "text/html" and 'href="/audit/"' in page.get_data(as_text=True)
+
+
+def test_a_workbench_404_is_a_page_inside_the_frame_with_a_way_back(city):
+    response = city["workbench"].get("/audit/no-such-page", headers=BROWSER)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert 'id="problem-code">not-found<' in text and 'id="back"' in text
+    assert city["workbench"].get("/audit/no-such-page").get_json()["code"] == "not-found"  # scripts: JSON
+
+
+def test_the_welcome_page_says_what_the_workbench_is_and_how_to_log_in(app):
+    text = app.test_client().get("/audit/welcome").get_data(as_text=True)
+    assert 'id="welcome-lead"' in text and "VNeID" in text and 'id="login"' in text
