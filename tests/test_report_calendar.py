@@ -58,5 +58,13 @@ def test_the_charts_axis_ends_on_a_round_number_above_every_bar():
     assert [nice_top(v) for v in (0, 1, 3, 7, 10, 11, 180, 1657)] == [1, 1, 5, 10, 10, 20, 200, 2000]
     chart = trend_chart([TrendPoint(date(2026, 11, d), d * 10, d, 1) for d in range(1, 31)], "day")
     assert len(chart.bars) == 90 and max(b.value for b in chart.bars) == 300
-    assert chart.ticks[-1].value == 500 and all(b.y >= chart.ticks[-1].y for b in chart.bars)
+    assert [t.value for t in chart.ticks] == [0, 100, 200, 300, 400, 500]
+    assert all(b.y >= chart.ticks[-1].y for b in chart.bars)
+    assert [
+        [t.value for t in trend_chart([TrendPoint(date(2026, 1, 1), v, 0, 0)], "day").ticks] for v in (2, 20, 50)
+    ] == [
+        [0, 1, 2],
+        [0, 5, 10, 15, 20],
+        [0, 10, 20, 30, 40, 50],
+    ]
     assert len(chart.labels) <= 16

@@ -62,6 +62,13 @@ def nice_top(value: int) -> int:
     return 10 * power
 
 
+def tick_step(top: int) -> int:
+    """Whole steps between the axis' labels: 5 of them for 1×10ⁿ and 5×10ⁿ, 4 for 2×10ⁿ."""
+    if top < 5:
+        return 1
+    return top // 4 if str(top)[0] == "2" else top // 5
+
+
 def trend_chart(points: Sequence[TrendPoint], unit: str) -> Chart:
     top = nice_top(max([0, *(max(p.received, p.on_time, p.late) for p in points)]))
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -90,7 +97,5 @@ def trend_chart(points: Sequence[TrendPoint], unit: str) -> Chart:
         if i % every == 0:
             text = point.start.strftime("%d/%m") if unit != "month" else point.start.strftime("%m/%Y")
             labels.append(Label(text, round(LEFT + i * slot + slot / 2, 1)))
-    ticks = [Tick(round(top * k / 4), round(zero - plot_height * k / 4, 1)) for k in range(5)]
-    if top < 4:
-        ticks = [Tick(v, round(zero - plot_height * v / top, 1)) for v in range(top + 1)]
+    ticks = [Tick(v, round(zero - plot_height * v / top, 1)) for v in range(0, top + 1, tick_step(top))]
     return Chart(WIDTH, HEIGHT, LEFT, zero, bars, ticks, labels, show_values=bar >= 9)
