@@ -95,3 +95,31 @@ def test_only_the_dossiers_citizen_at_its_level_may_rate_it(filed, agency, app):
     weaker = client.post(url, json={"score": 1}, headers=bearer(login(app.test_client(), level=1)))
     assert weaker.status_code == 403 and weaker.get_json()["code"] == "level-insufficient"
     assert client.post(url, data="not json", headers=bearer(login(app.test_client()))).status_code == 422
+
+
+def test_two_ratings_at_once_store_one_and_refuse_the_other_clearly(filed, agency, svc):
+    """The check and the insert race on PostgreSQL; the primary key decides, and the loser is told."""
+    import threading
+
+    client, tokens, dossier = filed
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    url = f"/v1/dossiers/{dossier['id']}/rating"
+    app = client.application
+    barrier, answers = threading.Barrier(4), []
+
+    def rate(score: int) -> None:
+        local = app.test_client()
+        barrier.wait()
+        answers.append(local.post(url, json={"score": score}, headers=bearer(tokens)))
+
+    threads = [threading.Thread(target=rate, args=(n,)) for n in (1, 2, 4, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201, 409, 409, 409], [a.get_json() for a in answers]
+    assert {a.get_json()["code"] for a in answers if a.status_code == 409} == {"rating-exists"}
+    with svc.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 1
+    assert len(_entries(svc, "dossier.rated")) == 1

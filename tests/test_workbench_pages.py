@@ -9,11 +9,13 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from gateway.audit.checkpoint import NoteVerifier
 from gateway.audit.receipt import verify_receipt
 from gateway.services import DEMO_PORTAL
+from gateway.store.tables import agencies
 from tests.conftest import register_agencies
 from tests.support import HCM, Q4, Q11, TAX, GatewayClient, sample, sign_in_workbench, status_message
 from tests.test_citizen_flow import HOUSEHOLD_BUSINESS, bearer, login
@@ -200,3 +202,22 @@ def test_a_workbench_404_is_a_page_inside_the_frame_with_a_way_back(city):
 def test_the_welcome_page_says_what_the_workbench_is_and_how_to_log_in(app):
     text = app.test_client().get("/audit/welcome").get_data(as_text=True)
     assert 'id="welcome-lead"' in text and "VNeID" in text and 'id="login"' in text
+
+
+def test_text_that_looks_like_a_formula_stays_text_in_the_xlsx_and_csv(app, dev_pki):
+    """An agency's subject or name "=HYPERLINK(…)" must not become a formula in the leaders' spreadsheet."""
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    with svc.db.write() as conn:
+        conn.execute(sa.update(agencies).where(agencies.c.code == Q4).values(name='=HYPERLINK("http://x","Q4")'))
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    data = sample("cong-van.edxml").replace(b"<edXML:Subject>", b"<edXML:Subject>=1+2 ", 1)
+    assert sender.submit(sender.keys.sign(data)).status_code == 202
+    workbench = app.test_client()
+    sign_in_workbench(workbench, svc)
+    book = load_workbook(io.BytesIO(workbench.get("/audit/overview.xlsx").data))
+    cells = [c for sheet in book.worksheets for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+    assert any(c.value.startswith("=HYPERLINK") for c in cells) and not [c for c in cells if c.data_type == "f"]
+    text = workbench.get("/audit/overview.csv").get_data(as_text=True)
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text

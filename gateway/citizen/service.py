@@ -13,11 +13,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from gateway.audit import AuditEvent, AuditLog
+from gateway.audit.log import AppendedEntry
 from gateway.citizen.catalog import Procedure
 from gateway.citizen.dossier import LOCAL, Attachment, build_dossier
-from gateway.citizen.ratings import parse_rating
+from gateway.citizen.ratings import Rating, parse_rating
 from gateway.documents.edxml import STATUS_CODES
 from gateway.documents.signing import sign_edxml
 from gateway.identity.national_id import CitizenIdentity
@@ -214,50 +216,56 @@ class DossierService:
         """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
         with self._refusals_audited(citizen, None, "dossier.rating-refused"):
             rating = parse_rating(body, _xml_text)
-            with self._db.write() as conn:
-                row = conn.execute(
-                    sa.select(dossiers).where(
-                        dossiers.c.id == dossier_id, dossiers.c.citizen == citizen.personal_id_hash
-                    )
-                ).one_or_none()
-                if row is None:
-                    raise Refusal("dossier-not-found", f"no dossier {dossier_id} belongs to this citizen")
-                if citizen.level < row.level:
-                    raise Refusal(
-                        "level-insufficient",
-                        f"the dossier was filed with a level-{row.level} login; rate it with one of that level",
-                    )
-                view = self._view(conn, row)
-                if view["status"] != "done":
-                    raise Refusal("dossier-not-finished", "a dossier can be rated once every agency returned status 06")
-                if view["rating"] is not None:
-                    raise Refusal("rating-exists", "this dossier was already rated; a rating cannot be changed")
-                now = datetime.now(UTC)
-                entry = self._audit.append(
-                    conn,
-                    AuditEvent(
-                        event="dossier.rated",
-                        outcome="ok",
-                        actor=citizen_actor(citizen),
-                        issuer=citizen.issuer,
-                        procedure=row.procedure,
-                        document=row.document,
-                        document_id=view["document_id"],
-                        rating=rating.score,
-                        sha256=rating.comment_sha256,
-                    ),
-                    now=now,
-                )
-                conn.execute(
-                    sa.insert(dossier_ratings).values(
-                        dossier=row.id,
-                        score=rating.score,
-                        comment=rating.comment,
-                        rated_at=now,
-                        audit_index=entry.index,
-                    )
-                )
+            try:
+                entry = self._store_rating(citizen, dossier_id, rating)
+            except IntegrityError:  # a concurrent rating of the same dossier committed first
+                raise Refusal("rating-exists", "this dossier was already rated; a rating cannot be changed") from None
         return {"dossier": dossier_id, "score": rating.score, "comment": rating.comment, "audit_index": entry.index}
+
+    def _store_rating(self, citizen: CitizenIdentity, dossier_id: str, rating: Rating) -> AppendedEntry:
+        """Check and store in one transaction, the audit entry with the row; the primary key keeps it to one."""
+        with self._db.write() as conn:
+            row = conn.execute(
+                sa.select(dossiers).where(dossiers.c.id == dossier_id, dossiers.c.citizen == citizen.personal_id_hash)
+            ).one_or_none()
+            if row is None:
+                raise Refusal("dossier-not-found", f"no dossier {dossier_id} belongs to this citizen")
+            if citizen.level < row.level:
+                raise Refusal(
+                    "level-insufficient",
+                    f"the dossier was filed with a level-{row.level} login; rate it with one of that level",
+                )
+            view = self._view(conn, row)
+            if view["status"] != "done":
+                raise Refusal("dossier-not-finished", "a dossier can be rated once every agency returned status 06")
+            if view["rating"] is not None:
+                raise Refusal("rating-exists", "this dossier was already rated; a rating cannot be changed")
+            now = datetime.now(UTC)
+            entry = self._audit.append(
+                conn,
+                AuditEvent(
+                    event="dossier.rated",
+                    outcome="ok",
+                    actor=citizen_actor(citizen),
+                    issuer=citizen.issuer,
+                    procedure=row.procedure,
+                    document=row.document,
+                    document_id=view["document_id"],
+                    rating=rating.score,
+                    sha256=rating.comment_sha256,
+                ),
+                now=now,
+            )
+            conn.execute(
+                sa.insert(dossier_ratings).values(
+                    dossier=row.id,
+                    score=rating.score,
+                    comment=rating.comment,
+                    rated_at=now,
+                    audit_index=entry.index,
+                )
+            )
+        return entry
 
     def _view(self, conn: Connection, row: Any) -> dict[str, Any]:
         procedure = self._catalog.get(row.procedure)

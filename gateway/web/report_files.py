@@ -48,6 +48,17 @@ def _value(figures: AgencyFigures, attribute: str) -> Any:
     return round(value * 100, 2) if attribute.endswith("_rate") else value
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (CSV/formula injection, OWASP):
+# a subject "=HYPERLINK(…)" sent by an agency must stay text in the leaders' report.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _generated(report: Overview) -> str:
     return report.generated_at.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M:%S (UTC+7)")
 
@@ -106,6 +117,10 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
     for sheet in book.worksheets:
         for cell in sheet[1]:
             cell.font = bold
+        for row in sheet.iter_rows():
+            for cell in row:
+                if cell.data_type == "f":  # openpyxl takes any text starting with "=" for a formula
+                    cell.data_type = "s"
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -121,6 +136,6 @@ def as_csv(report: Overview) -> str:
         "generated_at": report.generated_at.isoformat(timespec="seconds"),
     }
     for row in report.agencies:
-        writer.writerow({**row.as_dict(), **stamp})
+        writer.writerow({k: _as_text(v) for k, v in {**row.as_dict(), **stamp}.items()})
     writer.writerow({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
     return buffer.getvalue()
