@@ -194,6 +194,17 @@ def _language(driver: webdriver.Chrome, lang: str) -> None:
         assert urlsplit(driver.current_url).path == urlsplit(before).path
 
 
+def _vkey(base: str, keys: Path) -> str:
+    """The log's verifier key as an auditor gets it: `gateway audit vkey`."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", "vkey"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GATEWAY_KEYS_DIR": str(keys), "GATEWAY_PUBLIC_URL": base},
+    ).stdout.strip()
+
+
 def _cookies(driver: webdriver.Chrome) -> dict[str, str]:
     return {c["name"]: c["value"] for c in driver.get_cookies()}
 
@@ -300,13 +311,7 @@ def test_a_refused_entry_opens_with_its_reason_and_proof_which_verifies_offline(
     receipt = requests.get(
         auditor.find_element(By.ID, "download-entry").get_attribute("href"), cookies=_cookies(auditor), timeout=10
     ).json()
-    vkey = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "vkey"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GATEWAY_KEYS_DIR": str(keys), "GATEWAY_PUBLIC_URL": base},
-    ).stdout.strip()
+    vkey = _vkey(base, keys)
     assert verify_receipt(receipt, NoteVerifier.parse(vkey))["verdict"] == "valid"
 
 
@@ -432,13 +437,7 @@ def test_the_export_verifies_the_session_cookie_is_strict_and_logout_ends_it(ser
     assert bundle.status_code == 200 and bundle.headers["Content-Type"] == "application/zip"
     (tmp_path / "audit.zip").write_bytes(bundle.content)
     assert zipfile.is_zipfile(tmp_path / "audit.zip")
-    vkey = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "audit", "vkey"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GATEWAY_KEYS_DIR": str(keys), "GATEWAY_PUBLIC_URL": base},
-    ).stdout.strip()
+    vkey = _vkey(base, keys)
     assert verify_bundle(tmp_path / "audit.zip", NoteVerifier.parse(vkey)).valid
     reads = requests.get(base + "/audit/search", cookies=cookies, params={"event": "auditor.export"}, timeout=10)
     assert "auditor.export" in reads.text  # the auditor's own reads are in the log

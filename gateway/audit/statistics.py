@@ -206,12 +206,17 @@ def _day(text: str) -> date:
     return date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
 
 
-def _due_day(text: str | None) -> date | None:
+def due_day(text: str | None) -> date | None:
     """A document's ``DueDate``: the schema's pattern admits 2026/13/45, which is no day and so no due date."""
     try:
         return _day(text) if text else None
     except ValueError:
         return None
+
+
+def agency_names(conn: Connection) -> dict[str, str]:
+    """Every registered agency's name by its code: reports name agencies, with the code beside."""
+    return {str(code): str(name) for code, name in conn.execute(sa.select(agencies.c.code, agencies.c.name))}
 
 
 def _first_done(start: datetime, end: datetime) -> Any:
@@ -300,7 +305,7 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
         f.acknowledged += n if g.acknowledged else 0
         f.dossiers += n if g.is_dossier else 0
         received_by[_bucket(_day(g.received_day), unit)] += n
-        due = _due_day(g.due_date)
+        due = due_day(g.due_date)
         if g.done_day is not None:
             finished = _day(g.done_day)
             f.done += n
@@ -321,7 +326,7 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
     ):
         of(sender).refused_sent = int(count)
     _add_ratings(conn, start, end, of)
-    names = {str(code): str(name) for code, name in conn.execute(sa.select(agencies.c.code, agencies.c.name))}
+    names = agency_names(conn)
     for f in figures.values():
         f.name = names.get(f.agency, f.agency)
     city = AgencyFigures("", name="")
@@ -418,7 +423,7 @@ def _most_overdue(
             days_overdue=working_days_between(due, today),
         )
         for r in rows
-        if (due := _due_day(r.due_date)) is not None
+        if (due := due_day(r.due_date)) is not None
     ]
 
 

@@ -26,12 +26,13 @@ from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
 from gateway.audit.receipt import receipt_of
+from gateway.audit.statistics import agency_names, due_day
 from gateway.citizen.dossier import LOCAL
 from gateway.documents import edxml, xmlsafe
 from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.helpers import as_utc
-from gateway.store.tables import agencies, audit_entries, audit_search, blobs, documents, routes, statuses
+from gateway.store.tables import audit_entries, audit_search, blobs, documents, routes, statuses
 from gateway.web.blueprint import auditor_page, bp, page
 from gateway.working_days import working_days_between
 
@@ -54,13 +55,6 @@ def proof_status(tree: StoredTree, index: int, body: bytes, checkpoint: Checkpoi
 
 def _local(moment: datetime | None) -> date | None:
     return as_utc(moment).astimezone(LOCAL).date() if moment is not None else None
-
-
-def _due(text: str | None) -> date | None:
-    try:
-        return date(int(text[0:4]), int(text[5:7]), int(text[8:10])) if text else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ def _recipients(conn: Connection, doc: Any, names: dict[str, str]) -> list[Recip
         .group_by(statuses.c.from_agency)
     ):
         first_done[str(agency)] = moment
-    due, today = _due(doc.due_date), datetime.now(UTC).astimezone(LOCAL).date()
+    due, today = due_day(doc.due_date), datetime.now(UTC).astimezone(LOCAL).date()
     found = []
     for r in conn.execute(sa.select(routes).where(routes.c.document == doc.id).order_by(routes.c.id)):
         done = first_done.get(r.recipient)
@@ -141,7 +135,7 @@ def timeline(auditor: Auditor, doc_id: str) -> str | tuple[str, int]:
         if doc is None and not found:
             record_read(auditor, "auditor.timeline", f"workbench document {doc_id[:100]} (not found)")
             return page("not_found.html", doc_id=doc_id), 404
-        names = {str(c): str(n) for c, n in conn.execute(sa.select(agencies.c.code, agencies.c.name))}
+        names = agency_names(conn)
         tree = StoredTree(conn)
         rows = [
             {
@@ -200,7 +194,7 @@ def entry(auditor: Auditor, index: int) -> str:
         tree = StoredTree(conn)
         status = proof_status(tree, index, body, checkpoint)
         path = inclusion_path(tree, index, checkpoint.size) if index < checkpoint.size else []
-        names = {str(c): str(n) for c, n in conn.execute(sa.select(agencies.c.code, agencies.c.name))}
+        names = agency_names(conn)
     record_read(auditor, "auditor.entry", f"workbench entry {index}")
     return page(
         "entry.html",
