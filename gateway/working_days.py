@@ -33,6 +33,7 @@ def add_working_days(start: date, days: int) -> date:
     return current
 
 
+@lru_cache(maxsize=65536)
 def working_days_between(start: date, end: date) -> int:
     """Working days after ``start`` up to and including ``end``: 0 when finished the day it arrived."""
     if end <= start:

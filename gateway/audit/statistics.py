@@ -25,6 +25,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -201,6 +202,7 @@ def _local_day_sql(conn: Connection, moment: Any) -> Any:
     return sa.func.to_char(sa.func.timezone("Asia/Ho_Chi_Minh", moment), "YYYY/MM/DD")
 
 
+@lru_cache(maxsize=65536)  # a report reads the same few hundred days thousands of times
 def _day(text: str) -> date:
     """A day the database wrote (``YYYY/MM/DD``)."""
     return date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
