@@ -17,5 +17,12 @@ fi
 # Demo mode: development keys, demo agencies, the citizen portal and the development identity
 # provider at /dev-idp.  Never set GATEWAY_DEMO in production.
 export GATEWAY_DEMO="${GATEWAY_DEMO:-true}"
-.venv/bin/gateway init --demo
+# The port asked of `gateway serve` also names the development certificates' status URLs and the log.
+PORT=8080; previous=""
+for arg in "$@"; do
+  case "$arg" in --port=*) PORT="${arg#--port=}" ;; esac
+  [ "$previous" = "--port" ] && PORT="$arg"
+  previous="$arg"
+done
+.venv/bin/gateway init --demo --port "$PORT"
 exec .venv/bin/gateway serve "$@"

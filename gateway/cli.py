@@ -6,6 +6,7 @@ exit non-zero.  Private keys are never printed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -41,12 +42,23 @@ def main() -> None:
 
 @main.command()
 @click.option("--demo", is_flag=True, help="Also create development keys and register the demo agencies.")
-def init(demo: bool) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="The port `gateway serve` will use: names the development PKI's URLs and a new log after it "
+    "(unless GATEWAY_PUBLIC_URL is set). ./run.sh passes its --port here.",
+)
+def init(demo: bool, port: int | None) -> None:
     """Prepare a deployment: check the configuration, migrate the database, and (with --demo) add demo data."""
+    from gateway import local_deployment
     from gateway.keys import DevStatusUrls, init_development_keys
     from gateway.store import upgrade
 
     config = load_config()
+    if port is not None and not local_deployment.public_url_chosen(os.environ):
+        config = dataclasses.replace(config, public_url=local_deployment.url_for_listener("127.0.0.1", port))
+    if not demo:
+        _refuse_the_demos_folder()
     if demo and config.missing_key_files():
         written = init_development_keys(config.keys_dir, DevStatusUrls(config.public_url))
         click.echo(f"development keys written to {config.keys_dir}/: {', '.join(p.name for p in written)}")
@@ -58,10 +70,28 @@ def init(demo: bool) -> None:
     _pin_audit_origin(config)
     if demo:
         _register_demo(config)
+    if demo:
+        _record_demo_settings(config)
+    click.echo("initialised; `gateway serve` starts the server (./run.sh starts it next by itself)")
+
+
+def _refuse_the_demos_folder() -> None:
+    """A production ``init`` must not take over the demo's database and keys through its gateway.toml."""
+    from gateway import local_deployment
+
+    if local_deployment.demo_settings_here(os.environ):
+        fail(
+            f"{local_deployment.SETTINGS_FILE} in this folder is the demo's (written by `./run.sh`): set up a "
+            "production deployment in a folder of its own, or name its settings file with GATEWAY_CONFIG"
+        )
+
+
+def _record_demo_settings(config: Config) -> None:
+    """The demo's settings in gateway.toml, so the README's second shell needs no exports."""
     from gateway import local_deployment
 
     recorded = {
-        "demo": demo or config.demo,
+        "demo": True,
         "database_url": config.database_url,
         "keys_dir": config.keys_dir,
         "redis_url": config.redis_url,
@@ -70,7 +100,6 @@ def init(demo: bool) -> None:
     settings = local_deployment.write_settings(recorded, os.environ)
     if settings is not None:
         click.echo(f"settings written to {settings}: the other `gateway` commands run in this folder read them")
-    click.echo("initialised; `gateway serve` starts the server (./run.sh starts it next by itself)")
 
 
 def _pin_audit_origin(config: Config) -> None:
@@ -156,6 +185,8 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
         f"serving on http://{host}:{port} with {workers} workers and {delivery_workers} delivery worker(s) "
         f"(Ctrl-C to stop); public URL {public_url}"
     )
+    if config.demo:
+        click.echo("DEMO MODE: development keys, identity provider and test citizens; never for production")
     if delivery_workers == 0:
         os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn
     children = [

@@ -85,6 +85,8 @@ class Config:
     auditors: tuple[str, ...] = ()  # personal ID numbers (national-ID login) or agency codes (gateway tokens)
     operators: tuple[str, ...] = ()  # the same kinds of identity, allowed to look after deliveries
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The audit log's name as the database knows it (gateway.audit.origin); never read from settings.
+    pinned_origin: str | None = None
 
     # Paths default to files inside keys_dir; these properties are what the rest of the code reads.
     @property
@@ -131,14 +133,16 @@ class Config:
     def audit_origin(self) -> str:
         """The checkpoints' origin line and the signed-note key name, e.g. ``gateway.example/audit``.
 
-        Pinned in ``audit-log.origin`` once the deployment first ran (:mod:`gateway.audit.origin`);
-        until then named after the public URL.
+        The name the log already carries (:mod:`gateway.audit.origin`), else the one recorded in
+        ``audit-log.origin``, else named after the public URL (a new log).
         """
+        if self.pinned_origin:
+            return self.pinned_origin
         try:
-            pinned = self.audit_origin_path.read_text(encoding="utf-8").strip()
+            recorded = self.audit_origin_path.read_text(encoding="utf-8").strip()
         except OSError:
-            pinned = ""
-        return pinned or urlsplit(self.public_url).netloc + "/audit"
+            recorded = ""
+        return recorded or urlsplit(self.public_url).netloc + "/audit"
 
     @property
     def dev_idp_key_path(self) -> Path:
@@ -198,7 +202,7 @@ class Config:
         raw: dict[str, Any] = {}
         if environ is None:  # a command on this machine: the folder's own deployment (see local_deployment)
             path = toml_path or local_deployment.settings_file(env)
-            served = local_deployment.served_url()
+            served = local_deployment.served_url(env)
             if served is not None:
                 raw["public_url"] = served  # unless the file or the environment names one
         else:
@@ -212,12 +216,12 @@ class Config:
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 problems.append(f"GATEWAY_CONFIG: {path} is not valid TOML ({exc})")
         for f in fields(cls):
-            if f.name in ("extra", "issuers", "ocsp_responders", "crl_urls"):
-                continue  # tables: only in the TOML file
+            if f.name in ("extra", "issuers", "ocsp_responders", "crl_urls", "pinned_origin"):
+                continue  # tables: only in the TOML file; the pinned origin: from the log itself
             value = env.get(ENV_PREFIX + f.name.upper())
             if value is not None and value != "":
                 raw[f.name] = value
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"pinned_origin"}
         unknown = sorted(set(raw) - known)
         if unknown:
             problems.append(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

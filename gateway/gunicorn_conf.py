@@ -22,6 +22,9 @@ threads = 4
 worker_connections = 1000
 accesslog = "-"
 access_log_format = "%(h)s %(r)s %(s)s %(b)s %(L)ss"
+# gunicorn 25+ opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl): two
+# gateways on one machine (a second port, the tests) would fight over it, and nothing here uses it.
+control_socket_disable = True
 
 
 def child_exit(_server: Any, worker: Any) -> None:

@@ -3,10 +3,14 @@
 A new user ran ``./run.sh --port 8085`` and a second shell's ``gateway`` command still believed in
 port 8080 and demo mode off (issue 11): every command read only its own environment.  So:
 
-- ``gateway init`` writes ``gateway.toml`` in the working directory (unless ``GATEWAY_CONFIG`` names
-  another file or it exists), holding the settings it ran with; every later command reads it.
+- ``gateway init --demo`` (what ``./run.sh`` runs) writes ``gateway.toml`` in the working directory
+  (unless ``GATEWAY_CONFIG`` names another file or it exists), holding the demo's settings; every
+  later command run there reads it.  A production ``gateway init`` writes none and refuses a folder
+  holding the demo's file, so the demo's database and demo mode never leak into a deployment; a
+  database URL with a password is never written down.
 - ``gateway serve`` records the URL it serves at in ``var/serving.json``; a command that has no
-  public URL of its own (no ``GATEWAY_PUBLIC_URL``, none in the file) uses that one.
+  public URL of its own (no ``GATEWAY_PUBLIC_URL``, none in the file, no ``GATEWAY_CONFIG``) uses
+  that one while that server runs.
 
 Only the real process environment looks at these files: a test that hands :meth:`Config.load` its
 own environment gets exactly that environment.
@@ -47,13 +51,22 @@ def public_url_chosen(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("GATEWAY_PUBLIC_URL")) or "public_url" in _file_settings(environ)
 
 
-def served_url() -> str | None:
-    """The URL the last ``gateway serve`` in this folder announced, if any."""
+def demo_settings_here(environ: Mapping[str, str]) -> bool:
+    """This folder's own gateway.toml (not one named by GATEWAY_CONFIG) is the demo's."""
+    return not environ.get("GATEWAY_CONFIG") and _file_settings(environ).get("demo") is True
+
+
+def served_url(environ: Mapping[str, str]) -> str | None:
+    """The URL of the ``gateway serve`` running from this folder, if one is."""
+    if environ.get("GATEWAY_CONFIG"):
+        return None  # an explicit settings file says where its deployment is
     try:
-        found = json.loads(SERVING_FILE.read_text(encoding="utf-8")).get("public_url")
-    except (OSError, ValueError, AttributeError):
+        found = json.loads(SERVING_FILE.read_text(encoding="utf-8"))
+        url, pid = found.get("public_url"), int(found.get("pid"))
+        os.kill(pid, 0)  # a stale file from a server that stopped names nothing
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    return found if isinstance(found, str) else None
+    return url if isinstance(url, str) else None
 
 
 def record_served(public_url: str, host: str, port: int) -> None:
@@ -72,6 +85,15 @@ def url_for_listener(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password is not None
+    except Exception:
+        return True
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -83,10 +105,15 @@ def write_settings(values: Mapping[str, Any], environ: Mapping[str, str]) -> Pat
     if settings_file(environ) is not None:
         return None
     lines = [
-        "# Written by `gateway init`: the settings of the deployment in this folder.",
+        "# Written by `gateway init --demo` (./run.sh): the demo deployment in this folder. Not for production.",
         "# Every `gateway` command run here reads it; environment variables (GATEWAY_*) override it.",
         "# public_url: left out, `gateway serve --port N` serves at http://127.0.0.1:N and tells the other commands.",
-        *(f"{name} = {_toml_value(values[name])}" for name in RECORDED if values.get(name) is not None),
+        *(
+            f"{name} = {_toml_value(values[name])}"
+            for name in RECORDED
+            if values.get(name) is not None and not (name.endswith("_url") and _has_password(str(values[name])))
+        ),
     ]
+    SETTINGS_FILE.touch(mode=0o600)
     SETTINGS_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return SETTINGS_FILE

@@ -106,7 +106,7 @@ class Services:
     @classmethod
     def build(cls, config: Config) -> Services:
         db = Database(config.database_url)
-        pin_audit_origin(config, db)  # before the key ring names its checkpoint signers
+        config = pin_audit_origin(config, db)  # before the key ring names its checkpoint signers
         audit = AuditLog()
         registry = AgencyRegistry(audit, adapter_deployment(config))
         ring = KeyRing(config)

@@ -160,6 +160,7 @@ def test_audit_vkey_command_prints_the_verifier_key(tmp_path, monkeypatch):
     from gateway.cli import main
 
     monkeypatch.setenv("GATEWAY_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'gw.db'}")
     monkeypatch.setenv("GATEWAY_PUBLIC_URL", "https://gw.example")
     assert CliRunner().invoke(main, ["keys", "init"]).exit_code == 0
     out = CliRunner().invoke(main, ["audit", "vkey"]).output.strip()

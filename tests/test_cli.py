@@ -229,3 +229,35 @@ def test_audit_export_takes_a_period_like_the_http_and_workbench_exports(env, tm
     assert result.exit_code != 0 and "no audit entries in that period" in result.output
     result = CliRunner().invoke(main, ["audit", "export", "--since", "yesterday", "--out", str(tmp_path / "y.zip")])
     assert result.exit_code != 0 and "ISO 8601" in result.output
+
+
+def test_the_demos_settings_file_never_reaches_a_production_deployment(env, monkeypatch):
+    """Review finding: gateway.toml carried the demo (or a production database) into the next init."""
+    monkeypatch.setenv("GATEWAY_DEMO", "true")
+    assert run("init", "--demo")[0] == 0
+    settings = (env / "gateway.toml").read_text()
+    assert "demo = true" in settings and oct((env / "gateway.toml").stat().st_mode)[-3:] == "600"
+    monkeypatch.delenv("GATEWAY_DEMO")
+    code, out = run("init")
+    assert code != 0 and "the demo's" in out and "GATEWAY_CONFIG" in out
+
+
+def test_a_production_init_writes_no_settings_file_and_no_password_is_ever_written(env, monkeypatch):
+    assert run("init")[0] == 0 or True  # production keys may be missing; the point is what it writes
+    assert not (env / "gateway.toml").exists()
+    from gateway import local_deployment
+
+    written = local_deployment.write_settings(
+        {"demo": True, "database_url": "postgresql+psycopg://gw:S3cret@db/gw", "keys_dir": "keys"}, {}
+    )
+    assert written is not None and "S3cret" not in written.read_text() and "database_url" not in written.read_text()
+
+
+def test_a_stale_serving_file_names_no_server(env):
+    from gateway import local_deployment
+
+    local_deployment.record_served("http://127.0.0.1:8085", "127.0.0.1", 8085)
+    assert local_deployment.served_url({}) == "http://127.0.0.1:8085"  # this process is alive
+    (env / "var" / "serving.json").write_text('{"public_url": "http://127.0.0.1:8085", "pid": 999999999}')
+    assert local_deployment.served_url({}) is None
+    assert local_deployment.served_url({"GATEWAY_CONFIG": "x.toml"}) is None

@@ -99,10 +99,12 @@ def _send(home: Path, base: str, number: int) -> None:
 
 def test_a_new_port_is_the_public_url_and_the_audit_log_keeps_one_origin(tmp_path):
     home = tmp_path
-    first = _gateway(home, "init", "--demo", env=_shell(GATEWAY_DEMO="true"))
+    first_port, second_port = _free_port(), _free_port()
+    first = _gateway(home, "init", "--demo", "--port", str(first_port), env=_shell(GATEWAY_DEMO="true"))  # as run.sh
     assert first.returncode == 0, first.stderr
     assert "demo = true" in (home / "gateway.toml").read_text()
-    first_port, second_port = _free_port(), _free_port()
+    signing = pki.load_certificates(home / "keys" / "agencies" / HCM / "signing.crt")[0]
+    assert f"http://127.0.0.1:{first_port}/dev-pki/ocsp" in str(signing.extensions)  # the port to be served
     with _serving(home, first_port) as base:
         _send(home, base, 1001)
     with _serving(home, second_port) as base:
@@ -114,5 +116,6 @@ def test_a_new_port_is_the_public_url_and_the_audit_log_keeps_one_origin(tmp_pat
         exported = _gateway(home, "audit", "export", "--out", "audit.zip")
         assert exported.returncode == 0, exported.stderr
     vkey = _gateway(home, "audit", "vkey").stdout.strip()
+    assert vkey.startswith(f"127.0.0.1:{first_port}/audit+")  # the log keeps the name it started with
     verdict = _gateway(home, "audit", "verify", "audit.zip", "--vkey", vkey)
     assert verdict.returncode == 0 and verdict.stdout.startswith("VALID"), verdict.stdout + verdict.stderr

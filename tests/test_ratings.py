@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -52,8 +53,11 @@ def test_a_finished_dossier_is_rated_once_and_the_entry_holds_the_score_not_the_
     again = client.post(url, json={"score": 1}, headers=bearer(tokens))
     assert again.status_code == 409 and again.get_json()["code"] == "rating-exists"
     [entry] = _entries(svc, "dossier.rated")
-    assert entry["rating"] == 4 and entry["document"] == dossier["document"] and entry["actor"].startswith("citizen:")
-    assert "Nhanh" not in json.dumps(entry, ensure_ascii=False) and len(entry["sha256"]) == 64
+    assert (
+        entry["rating"] == 4 and entry["reason"] == f"dossier {dossier['id']}" and entry["actor"].startswith("citizen:")
+    )
+    assert "Nhanh" not in json.dumps(entry, ensure_ascii=False) and len(entry["comment_hash"]) == 64
+    assert "document" not in entry  # not in the document's receipts: the agencies rated do not see the score
     assert "079203001234" not in json.dumps(entry)
     refused = _entries(svc, "dossier.rating-refused")
     assert [e["code"] for e in refused] == ["dossier-not-finished", "dossier-not-finished", "rating-exists"]
@@ -123,3 +127,30 @@ def test_two_ratings_at_once_store_one_and_refuse_the_other_clearly(filed, agenc
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 1
     assert len(_entries(svc, "dossier.rated")) == 1
+
+
+def test_the_agencies_rated_do_not_see_the_score_in_their_receipts(filed, agency):
+    client, tokens, dossier = filed
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    assert (
+        client.post(f"/v1/dossiers/{dossier['id']}/rating", json={"score": 1}, headers=bearer(tokens)).status_code
+        == 201
+    )
+    receipt = agency(Q11).get(f"/v1/documents/{dossier['document']}/receipt").get_json()
+    bodies = [base64.b64decode(e["entry"]) for e in receipt["entries"]]
+    assert bodies and not [b for b in bodies if b'"dossier.rated"' in b]
+
+
+def test_rating_attempts_are_limited_and_a_made_up_dossier_id_is_not_echoed(filed, svc):
+    client, tokens, _dossier = filed
+    long_id = "x" * 1500 + "\u202e"
+    answer = client.post(f"/v1/dossiers/{long_id}/rating", json={"score": 5}, headers=bearer(tokens))
+    assert answer.status_code == 404 and "x" * 50 not in answer.get_json()["detail"]
+    limit = svc.config.citizen_dossiers_per_hour
+    codes = [
+        client.post(
+            "/v1/dossiers/00000000-0000-0000-0000-000000000000/rating", json={"score": 5}, headers=bearer(tokens)
+        ).status_code
+        for _ in range(limit + 1)
+    ]
+    assert codes[-1] == 429 and set(codes[:-2]) == {404}

@@ -201,7 +201,12 @@ def _vkey(base: str, keys: Path) -> str:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "GATEWAY_KEYS_DIR": str(keys), "GATEWAY_PUBLIC_URL": base},
+        env={
+            **os.environ,
+            "GATEWAY_KEYS_DIR": str(keys),
+            "GATEWAY_PUBLIC_URL": base,
+            "GATEWAY_DATABASE_URL": f"sqlite:///{keys.parent / 'gw.db'}",
+        },
     ).stdout.strip()
 
 

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from gateway.audit.checkpoint import NoteVerifier
 from gateway.audit.receipt import verify_receipt
 from gateway.services import DEMO_PORTAL
-from gateway.store.tables import agencies
+from gateway.store.tables import agencies, documents
 from tests.conftest import register_agencies
 from tests.support import HCM, Q4, Q11, TAX, GatewayClient, sample, sign_in_workbench, status_message
 from tests.test_citizen_flow import HOUSEHOLD_BUSINESS, bearer, login
@@ -221,3 +221,61 @@ def test_text_that_looks_like_a_formula_stays_text_in_the_xlsx_and_csv(app, dev_
     assert any(c.value.startswith("=HYPERLINK") for c in cells) and not [c for c in cells if c.data_type == "f"]
     text = workbench.get("/audit/overview.csv").get_data(as_text=True)
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+
+
+def test_the_city_counts_each_rating_once_however_many_agencies_finished_the_dossier(city):
+    page = city["workbench"].get("/audit/").get_data(as_text=True)
+    assert 'id="city-satisfaction">100.0 %<' in page and "(1 lượt đánh giá)" in page
+    rows = list(csv.DictReader(io.StringIO(city["workbench"].get("/audit/overview.csv").get_data(as_text=True))))
+    city_row = next(r for r in rows if r["agency"] == "*")
+    assert city_row["rated"] == "1" and {r["rated"] for r in rows if r["agency"] in (Q11, TAX)} == {"1"}
+
+
+@pytest.mark.parametrize("query", ["period=all", "from=1970-01-02&to=9998-12-31"])
+@pytest.mark.parametrize("path", ["/audit/", "/audit/overview.xlsx", "/audit/overview.csv"])
+def test_a_report_without_a_period_or_over_ten_years_is_a_clear_refusal(city, path, query):
+    answer = city["workbench"].get(f"{path}?{query}")
+    assert answer.status_code == 400 and answer.get_json()["code"] == "invalid-request"
+    assert city["workbench"].get("/audit/export?period=all").status_code == 200
+
+
+def test_a_due_date_that_is_no_day_is_refused_and_stored_ones_do_not_hide_the_overdue(city, app, dev_pki):
+    svc = app.extensions["gateway"]
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    for n, due in enumerate(["0000/00/00", "2025/13/45"]):
+        data = sample("cong-van.edxml").replace(b"1024/UBND-VX<", f"{7000 + n}/UBND-VX<".encode())
+        data = data.replace(
+            b"<edXML:DueDate>2020/03/31</edXML:DueDate>", f"<edXML:DueDate>{due}</edXML:DueDate>".encode()
+        )
+        answer = sender.submit(sender.keys.sign(data))
+        assert (
+            answer.status_code == 422
+            and answer.get_json()["code"] == "schema-invalid"
+            and due in answer.get_json()["detail"]
+        )
+    with svc.db.write() as conn:  # stored before the check existed
+        conn.execute(sa.update(documents).where(documents.c.id == city["ids"][0]).values(due_date="0000/00/00"))
+    svc.statistics = type(svc.statistics)(svc.db)
+    page = city["workbench"].get("/audit/").get_data(as_text=True)
+    assert "2048/UBND-VX" in page.split('id="most-overdue"')[1]
+
+
+def test_search_folds_vietnamese_capitals_on_every_database(city):
+    for typed in ("Ủy ban nhân dân Quận 4", "ủy ban nhân dân quận 4", "ỦY BAN NHÂN DÂN QUẬN 4", "Quận 4"):
+        text = city["workbench"].get("/audit/search", query_string={"agency": typed}).get_data(as_text=True)
+        assert 'id="no-agency"' not in text and 'id="results"' in text, typed
+
+
+def test_scripts_asking_for_json_get_a_problem_not_a_login_redirect(app):
+    answer = app.test_client().get("/audit/search", headers={"Accept": "application/json"})
+    assert answer.status_code == 401 and answer.get_json()["code"] == "workbench-login-required"
+    assert app.test_client().get("/audit/search", headers={"Accept": "*/*"}).status_code == 302
+    assert "Accept" in app.test_client().get("/").headers["Vary"]
+
+
+@pytest.mark.parametrize("path", ["/audit/lang", "/audit/logout", "/audit/export.zip"])
+def test_a_csrf_value_outside_ascii_is_refused_not_a_500(city, path):
+    answer = city["workbench"].post(path, data={"csrf": "é", "lang": "en"})
+    assert answer.status_code == 403 and answer.get_json()["code"] == "csrf-failed"
+    assert city["workbench"].get("/audit/callback?state=é&code=x").status_code == 400

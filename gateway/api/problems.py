@@ -90,6 +90,7 @@ CODES: dict[str, tuple[int, str]] = {
     "not-dead-lettered": (409, "Delivery is not dead-lettered"),
     "export-empty": (404, "Nothing to export"),
     "workbench-unavailable": (503, "Workbench login is not configured"),
+    "workbench-login-required": (401, "Log in to the workbench"),
     "export-unavailable": (503, "Export not possible yet"),
     "token-malformed": (401, "National-ID token is malformed"),
     "token-type": (401, "National-ID token type not accepted"),

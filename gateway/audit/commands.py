@@ -23,12 +23,19 @@ def audit() -> None:
 def audit_vkey(every: bool) -> None:
     """Print the verifier key of the log's checkpoints (give it to auditors, agencies and citizens)."""
     from gateway.audit.checkpoint import NoteSigner
+    from gateway.audit.origin import pin_audit_origin
     from gateway.keyring import KeyRing
     from gateway.keys import load_ed25519_key
+    from gateway.store.db import Database
 
     config = load_config()
     if not config.audit_key_path.is_file():
         fail(f"{config.audit_key_path} is missing: run `gateway keys init`")
+    database = Database(config.database_url)
+    try:
+        config = pin_audit_origin(config, database)  # the name the log carries, as the server signs it
+    finally:
+        database.dispose()
     if not every:
         click.echo(NoteSigner(config.audit_origin, load_ed25519_key(config.audit_key_path)).vkey)
         return

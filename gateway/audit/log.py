@@ -45,6 +45,7 @@ class AuditEvent:
     issuer: str | None = None  # national-ID issuer, for citizen events
     procedure: str | None = None  # administrative procedure code, for dossier events
     rating: int | None = None  # a citizen's satisfaction score, 1-5 (dossier.rated)
+    comment_hash: str | None = None  # HMAC-SHA256 (the pepper) of the rating's comment
     reason: str | None = None
     code: str | None = None
 

@@ -242,7 +242,7 @@ def _in_period(start: datetime, end: datetime) -> Any:
 
 def trend_unit(start: date, end: date) -> str:
     span = (end - start).days + 1
-    return "day" if span <= 62 else "week" if span <= 200 else "month"
+    return "day" if span <= 62 else "week" if span <= 200 else "month" if span <= 1100 else "year"
 
 
 def _bucket(day: date, unit: str) -> date:
@@ -250,18 +250,19 @@ def _bucket(day: date, unit: str) -> date:
         return day
     if unit == "week":
         return day - timedelta(days=day.weekday())
-    return day.replace(day=1)
+    return day.replace(day=1) if unit == "month" else day.replace(month=1, day=1)
 
 
 def _buckets(start: date, end: date, unit: str) -> list[date]:
     found, day = [], _bucket(start, unit)
     while day <= end:
         found.append(day)
-        day = (
-            day + timedelta(days=1 if unit == "day" else 7)
-            if unit != "month"
-            else (day.replace(day=28) + timedelta(days=4)).replace(day=1)
-        )
+        if unit in ("day", "week"):
+            day += timedelta(days=1 if unit == "day" else 7)
+        elif unit == "month":
+            day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        else:
+            day = day.replace(year=day.year + 1)
     return found
 
 
@@ -334,6 +335,7 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
     city = AgencyFigures("", name="")
     for f in figures.values():
         city.add(f)
+    city.rated, city.satisfied = _city_ratings(conn, start, end)
     refusals, truncated = _refusals(conn, in_log_period)
     return Overview(
         start=first_day,
@@ -347,6 +349,19 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
         trend_unit=unit,
         overdue=_most_overdue(conn, start, end, today, first_done, names),
     )
+
+
+def _city_ratings(conn: Connection, start: datetime, end: datetime) -> tuple[int, int]:
+    """Each rating once for the city, however many agencies finished the dossier: (rated, satisfied)."""
+    rated = satisfied = 0
+    for score, count in conn.execute(
+        sa.select(dossier_ratings.c.score, sa.func.count())
+        .where(dossier_ratings.c.rated_at >= start, dossier_ratings.c.rated_at < end)
+        .group_by(dossier_ratings.c.score)
+    ):
+        rated += int(count)
+        satisfied += int(count) if int(score) in SATISFIED else 0
+    return rated, satisfied
 
 
 def _add_ratings(conn: Connection, start: datetime, end: datetime, of: Callable[[str], AgencyFigures]) -> None:
@@ -408,11 +423,11 @@ def _most_overdue(
         .where(
             _in_period(start, end),
             first_done.c.first.is_(None),
-            documents.c.due_date.is_not(None),
+            documents.c.due_date >= "1900/01/01",  # stored before DueDate was checked: 0000/00/00 sorted first
             documents.c.due_date < today.strftime("%Y/%m/%d"),
         )
         .order_by(documents.c.due_date, documents.c.id, routes.c.recipient)
-        .limit(LISTED)
+        .limit(LISTED * 20)  # days that are no day (2025/13/45) are dropped below
     ).all()
     return [
         OverdueDocument(
@@ -426,7 +441,7 @@ def _most_overdue(
         )
         for r in rows
         if (due := due_day(r.due_date)) is not None
-    ]
+    ][:LISTED]
 
 
 def processing_statistics(conn: Connection, start: datetime, end: datetime, now: datetime) -> list[AgencyFigures]:
@@ -469,10 +484,21 @@ class StatisticsCache:
         return self.overview(start, end, now).agencies
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (CSV/formula injection, OWASP):
+# an agency name or a subject "=HYPERLINK(…)" must stay text in the reports people open.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def as_csv(rows: Iterable[AgencyFigures]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.as_dict())
+        writer.writerow({k: spreadsheet_text(v) for k, v in row.as_dict().items()})
     return buffer.getvalue()

@@ -2,12 +2,15 @@
 
 A citizen rates a dossier once, after every agency of its procedure returned status 06, with a
 login of at least the level that filed it.  The score goes into the audit entry; the comment, which
-may hold anything a citizen writes, stays in the ratings table and the entry carries its SHA-256.
+may hold anything a citizen writes, stays in the ratings table and the entry carries its keyed hash.
+The entry names the dossier, not its document: it is no part of the document's receipts, so the
+agencies rated do not see who gave which score.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +26,12 @@ class Rating:
     score: int
     comment: str
 
-    @property
-    def comment_sha256(self) -> str | None:
-        return hashlib.sha256(self.comment.encode("utf-8")).hexdigest() if self.comment else None
+    def comment_hash(self, pepper: bytes) -> str | None:
+        """HMAC-SHA256 keyed with the deployment's pepper: proves the stored comment, and a short one
+        ("Tốt", "Chậm") cannot be confirmed by hashing guesses, as a plain SHA-256 could (review finding)."""
+        if not self.comment:
+            return None
+        return hmac.new(pepper, self.comment.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def parse_rating(body: Any, check_text: Callable[[str, str], str]) -> Rating:

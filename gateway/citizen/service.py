@@ -35,6 +35,7 @@ from gateway.trust.pki import SigningKey
 from gateway.working_days import add_working_days
 
 MAX_FIELDS, MAX_FIELD_CHARS, MAX_ATTACHMENTS = 50, 2000, 10
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _FILE_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,200}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
@@ -215,6 +216,11 @@ class DossierService:
     def rate(self, citizen: CitizenIdentity, dossier_id: str, body: Any) -> dict[str, Any]:
         """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
         with self._refusals_audited(citizen, None, "dossier.rating-refused"):
+            decision = self._limiter.hit(f"ratings:{citizen.personal_id_hash}", self._per_hour, 3600)
+            if not decision.allowed:
+                raise RateLimited(f"at most {self._per_hour} ratings an hour; try again later", decision.retry_after)
+            if not _UUID.fullmatch(dossier_id):
+                raise Refusal("dossier-not-found", "no such dossier belongs to this citizen")
             rating = parse_rating(body, _xml_text)
             try:
                 entry = self._store_rating(citizen, dossier_id, rating)
@@ -249,10 +255,9 @@ class DossierService:
                     actor=citizen_actor(citizen),
                     issuer=citizen.issuer,
                     procedure=row.procedure,
-                    document=row.document,
-                    document_id=view["document_id"],
+                    reason=f"dossier {row.id}",  # not its document: receipts for the agencies leave it out
                     rating=rating.score,
-                    sha256=rating.comment_sha256,
+                    comment_hash=rating.comment_hash(self._keys.pepper),
                 ),
                 now=now,
             )

@@ -7,6 +7,7 @@ parse, so a wrapped or injected element cannot steer routing (DESIGN.md guarante
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from lxml import etree
 
@@ -72,18 +73,30 @@ class StatusHeader:
     timestamp: str
 
 
+def _is_calendar_day(text: str) -> bool:
+    try:
+        day = date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return len(text) == 10 and day.year >= 1900
+
+
 def read_document_header(root: etree._Element) -> DocumentHeader:
     header = _header(root)
     recipients = tuple((el.text or "").strip() for el in header.findall("e:To/e:OrganId", _P))
     if len(set(recipients)) != len(recipients):
         raise Refusal("schema-invalid", "the same OrganId appears twice in To")
     classification = _text(header, "e:OtherInfo/e:SecurityClassification") or None
+    due = _text(header, "e:DueDate") or None
+    if due is not None and not _is_calendar_day(due):
+        # The schema's pattern admits 0000/00/00 and 2026/13/45; reports reckon lateness from this day.
+        raise Refusal("schema-invalid", f"DueDate {due[:20]!r} is not a day of the calendar (YYYY/MM/DD)")
     return DocumentHeader(
         sender=_text(header, "e:From/e:OrganId"),
         recipients=recipients,
         document_id=_text(header, "e:DocumentId"),
         subject=_text(header, "e:Subject"),
-        due_date=_text(header, "e:DueDate") or None,
+        due_date=due,
         security_classification=classification,
     )
 

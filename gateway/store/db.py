@@ -8,6 +8,7 @@ instead.  PostgreSQL needs none of this.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +74,16 @@ def _is_connection_error(exc: OperationalError) -> bool:
     return bool(exc.connection_invalidated) or not str(exc.orig).startswith("database is locked")
 
 
+def fold_text(text: str | None) -> str | None:
+    """Text as searches compare it: NFC (typed and stored Vietnamese agree), lower case in every script."""
+    return unicodedata.normalize("NFC", text).lower() if text is not None else None
+
+
+def fold_sql(conn: Connection, column: Any) -> Any:
+    """The database's folding of ``column``, the same as :func:`fold_text` (PostgreSQL's lower is Unicode-aware)."""
+    return sa.func.gateway_fold(column) if conn.dialect.name == "sqlite" else sa.func.lower(column)
+
+
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -90,6 +101,8 @@ def _create_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQLite's lower() folds ASCII only: "Ủy ban" would never match "ủy ban" (review finding).
+        dbapi_connection.create_function("gateway_fold", 1, fold_text, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -82,6 +82,11 @@ def signed_in_auditor() -> Auditor | None:
     return Auditor(found.actor, found.display) if found is not None else None
 
 
+def same_text(sent: str, expected: str) -> bool:
+    """compare_digest refuses non-ASCII text (a 500, review finding): compare the bytes."""
+    return secrets.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
+
+
 def csrf_token() -> str:
     """The token forms that change something must carry: the session's, or a visitor's own before login."""
     found = current_session()
@@ -101,7 +106,7 @@ def check_csrf() -> None:
     sent = request.form.get("csrf", "")
     found = current_session()
     expected = found.csrf if found is not None else session.get("csrf")
-    if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
+    if not isinstance(expected, str) or not same_text(sent, expected):
         raise Refusal("csrf-failed", "the form is stale or did not come from this workbench; reload the page")
 
 
@@ -116,6 +121,14 @@ def page(template: str, **values: Any) -> str:
         csrf=csrf_token(),
         **values,
     )
+
+
+def wants_json() -> bool:
+    """A script that asked for JSON (a browser's or curl's */* still gets pages and redirects)."""
+    if "Accept" not in request.headers:
+        return False
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/problem+json"])
+    return best in ("application/json", "application/problem+json")
 
 
 def _wants_html() -> bool:
@@ -142,6 +155,7 @@ def error_page(code: str, title: str, detail: str, status: int) -> Response | No
         return None
     response = make_response(body, status)
     response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept")
     return response
 
 
@@ -157,6 +171,8 @@ def auditor_page(view: Callable[Concatenate[Auditor, P], R]) -> Callable[P, R | 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | WerkzeugResponse:
         auditor = signed_in_auditor()
         if auditor is None:
+            if wants_json():
+                raise Refusal("workbench-login-required", "log in at /audit/welcome; scripts use /v1/audit/*")
             return redirect(url_for("web.welcome"))
         return view(auditor, *args, **kwargs)
 

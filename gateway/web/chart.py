@@ -95,7 +95,8 @@ def trend_chart(points: Sequence[TrendPoint], unit: str) -> Chart:
                 )
             )
         if i % every == 0:
-            text = point.start.strftime("%d/%m") if unit != "month" else point.start.strftime("%m/%Y")
+            text = {"month": "%m/%Y", "year": "%Y"}.get(unit, "%d/%m")
+            text = point.start.strftime(text)
             labels.append(Label(text, round(LEFT + i * slot + slot / 2, 1)))
     ticks = [Tick(v, round(zero - plot_height * v / top, 1)) for v in range(0, top + 1, tick_step(top))]
     return Chart(WIDTH, HEIGHT, LEFT, zero, bars, ticks, labels, show_values=bar >= 9)

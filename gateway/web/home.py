@@ -6,7 +6,7 @@ health and the audit log's checkpoint; anything else gets the same links as JSON
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, make_response, request, url_for
 
 from gateway.web.blueprint import page
 
@@ -25,7 +25,10 @@ def _links() -> dict[str, str]:
 
 
 @bp.get("/")
-def home() -> Response | str:
+def home() -> Response:
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
-        return page("home.html", links=_links())
-    return jsonify({"service": "interconnect-gateway", "links": _links()})
+        response = make_response(page("home.html", links=_links()))
+    else:
+        response = jsonify({"service": "interconnect-gateway", "links": _links()})
+    response.vary.add("Accept")  # one URL, two representations: caches must keep them apart
+    return response

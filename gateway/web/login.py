@@ -27,7 +27,7 @@ from gateway.identity.jwks import fetch_json
 from gateway.identity.workbench_sessions import WORKBENCH_COOKIE
 from gateway.policy import Refusal
 from gateway.services import services
-from gateway.web.blueprint import LANG_COOKIE, bp, check_csrf, current_session, page
+from gateway.web.blueprint import LANG_COOKIE, bp, check_csrf, current_session, page, same_text
 from gateway.web.i18n import TEXT
 
 DEMO_CLIENT_ID = "audit-workbench"
@@ -132,9 +132,7 @@ def login() -> WerkzeugResponse:
 def callback() -> WerkzeugResponse:
     svc = services()
     pending = session.pop("oidc", None)
-    if not isinstance(pending, dict) or not secrets.compare_digest(
-        str(request.args.get("state", "")), str(pending.get("state"))
-    ):
+    if not isinstance(pending, dict) or not same_text(str(request.args.get("state", "")), str(pending.get("state"))):
         raise Refusal("invalid-request", "the login did not start here (state mismatch); start again from /audit/")
     token = _exchange(request.args.get("code", ""), str(pending["verifier"]))
     try:

@@ -14,13 +14,12 @@ from gateway.audit.statistics import Overview
 from gateway.services import services
 from gateway.web.blueprint import auditor_page, bp, language, page
 from gateway.web.chart import trend_chart
-from gateway.web.periods import ChosenPeriod, chosen_period
+from gateway.web.periods import ChosenPeriod, report_period
 from gateway.web.report_files import as_csv, as_xlsx
 
 
 def _report(auditor: Auditor, what: str) -> tuple[ChosenPeriod, Overview]:
-    period = chosen_period("month")
-    assert period is not None  # a default is given
+    period = report_period()
     start, end = period.bounds
     report = services().statistics.overview(start, end, datetime.now(UTC))
     record_read(auditor, "auditor.statistics", f"workbench {what} {period.first}..{period.last}")

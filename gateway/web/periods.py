@@ -15,6 +15,7 @@ from gateway.audit.periods import LOCAL, PRESETS, local_day_bounds, preset_days
 from gateway.policy import Refusal
 
 EARLIEST_DAY, LATEST_DAY = date(1970, 1, 2), date(9998, 12, 31)
+MAX_REPORT_DAYS = 3700  # a report over ten years; one mistyped year must not cost a 35 MB page
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,18 @@ def _day(name: str) -> date | None:
     if day is None or len(text) != 10 or not EARLIEST_DAY <= day <= LATEST_DAY:
         raise Refusal("invalid-request", f"“{text[:40]}” is not a date: pick one or type it as 2026-11-23")
     return day
+
+
+def report_period() -> ChosenPeriod:
+    """The period of a report (the overview, its files): never the whole log, at most ten years."""
+    period = chosen_period("month")
+    if period is None:
+        raise Refusal(
+            "invalid-request", "a report is for a period: this week, month, quarter, half-year, year or two dates"
+        )
+    if (period.last - period.first).days >= MAX_REPORT_DAYS:
+        raise Refusal("invalid-request", "a report covers at most ten years: choose a shorter period")
+    return period
 
 
 def chosen_period(default: str | None = "month") -> ChosenPeriod | None:

@@ -13,7 +13,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from gateway.audit.statistics import FIELDS, AgencyFigures, Overview
+from gateway.audit.statistics import FIELDS, AgencyFigures, Overview, spreadsheet_text
 from gateway.citizen.dossier import LOCAL
 from gateway.web.i18n import TEXT, Words
 
@@ -46,17 +46,6 @@ def _header(attribute: str, label: str, t: dict[str, str]) -> str:
 def _value(figures: AgencyFigures, attribute: str) -> Any:
     value = getattr(figures, attribute)
     return round(value * 100, 2) if attribute.endswith("_rate") else value
-
-
-# A text cell starting with one of these is a formula to a spreadsheet (CSV/formula injection, OWASP):
-# a subject "=HYPERLINK(…)" sent by an agency must stay text in the leaders' report.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _as_text(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _generated(report: Overview) -> str:
@@ -136,6 +125,6 @@ def as_csv(report: Overview) -> str:
         "generated_at": report.generated_at.isoformat(timespec="seconds"),
     }
     for row in report.agencies:
-        writer.writerow({k: _as_text(v) for k, v in {**row.as_dict(), **stamp}.items()})
+        writer.writerow({k: spreadsheet_text(v) for k, v in {**row.as_dict(), **stamp}.items()})
     writer.writerow({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
     return buffer.getvalue()
