@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import Config
-from gateway.store.db import Database
+from gateway.store.db import Database, DatabaseUnavailable
 from gateway.store.tables import audit_checkpoints
 
 log = logging.getLogger("gateway.audit")
@@ -38,6 +38,9 @@ def newest_checkpoint_origin(db: Database) -> str | None:
                 sa.select(audit_checkpoints.c.note).order_by(audit_checkpoints.c.size.desc()).limit(1)
             ).scalar_one_or_none()
     except SQLAlchemyError:  # not migrated yet: the log has no name so far
+        return None
+    except DatabaseUnavailable:  # the server starts anyway (readiness says why); the file or URL names it
+        log.warning("the database is unreachable: the audit log's name is taken from keys/ or the public URL")
         return None
     return note.split("\n", 1)[0] if note else None
 
