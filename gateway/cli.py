@@ -57,8 +57,7 @@ def init(demo: bool, port: int | None) -> None:
     config = load_config()
     if port is not None and not local_deployment.public_url_chosen(os.environ):
         config = dataclasses.replace(config, public_url=local_deployment.url_for_listener("127.0.0.1", port))
-    if not demo:
-        _refuse_the_demos_folder()
+    _refuse_mixing_demo_and_production(demo)
     if demo and config.missing_key_files():
         written = init_development_keys(config.keys_dir, DevStatusUrls(config.public_url))
         click.echo(f"development keys written to {config.keys_dir}/: {', '.join(p.name for p in written)}")
@@ -75,14 +74,20 @@ def init(demo: bool, port: int | None) -> None:
     click.echo("initialised; `gateway serve` starts the server (./run.sh starts it next by itself)")
 
 
-def _refuse_the_demos_folder() -> None:
-    """A production ``init`` must not take over the demo's database and keys through its gateway.toml."""
+def _refuse_mixing_demo_and_production(demo: bool) -> None:
+    """A production ``init`` must not take over the demo's database and keys through its gateway.toml,
+    nor ``init --demo`` (./run.sh) put demo agencies and keys into a deployment's database and keys."""
     from gateway import local_deployment
 
-    if local_deployment.demo_settings_here(os.environ):
+    if not demo and local_deployment.demo_settings_here(os.environ):
         fail(
             f"{local_deployment.SETTINGS_FILE} in this folder is the demo's (written by `./run.sh`): set up a "
-            "production deployment in a folder of its own, or name its settings file with GATEWAY_CONFIG"
+            "production deployment in a folder of its own, with its own settings file (GATEWAY_CONFIG)"
+        )
+    if demo and local_deployment.production_settings_in_use(os.environ):
+        fail(
+            "the settings file in use names a deployment that is not the demo (demo is not true there): "
+            "run the demo (./run.sh) in a folder of its own"
         )
 
 
@@ -100,6 +105,10 @@ def _record_demo_settings(config: Config) -> None:
     settings = local_deployment.write_settings(recorded, os.environ)
     if settings is not None:
         click.echo(f"settings written to {settings}: the other `gateway` commands run in this folder read them")
+        if "database_url" not in settings.read_text(encoding="utf-8"):
+            click.echo(
+                "  (the database URL holds a password and is not written: export GATEWAY_DATABASE_URL there too)"
+            )
 
 
 def _pin_audit_origin(config: Config) -> None:

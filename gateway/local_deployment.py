@@ -51,9 +51,20 @@ def public_url_chosen(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("GATEWAY_PUBLIC_URL")) or "public_url" in _file_settings(environ)
 
 
+def _is_true(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
 def demo_settings_here(environ: Mapping[str, str]) -> bool:
     """This folder's own gateway.toml (not one named by GATEWAY_CONFIG) is the demo's."""
-    return not environ.get("GATEWAY_CONFIG") and _file_settings(environ).get("demo") is True
+    return not environ.get("GATEWAY_CONFIG") and _is_true(_file_settings(environ).get("demo"))
+
+
+def production_settings_in_use(environ: Mapping[str, str]) -> bool:
+    """The settings file in use names a deployment (a database or keys) that is not the demo's."""
+    found = _file_settings(environ)
+    names_one = any(found.get(name) for name in ("database_url", "keys_dir", "seal_key", "token_key"))
+    return names_one and not _is_true(found.get("demo"))
 
 
 def served_url(environ: Mapping[str, str]) -> str | None:
@@ -62,11 +73,22 @@ def served_url(environ: Mapping[str, str]) -> str | None:
         return None  # an explicit settings file says where its deployment is
     try:
         found = json.loads(SERVING_FILE.read_text(encoding="utf-8"))
-        url, pid = found.get("public_url"), int(found.get("pid"))
-        os.kill(pid, 0)  # a stale file from a server that stopped names nothing
+        url, pid = found.get("public_url"), found.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or not _is_gateway(pid):
+            return None  # a stale file, from a server that stopped (its pid maybe reused since), names nothing
     except (OSError, ValueError, TypeError, AttributeError):
         return None
     return url if isinstance(url, str) else None
+
+
+def _is_gateway(pid: int) -> bool:
+    """The process is alive and (where /proc tells) is a `gateway serve` or the gunicorn it became."""
+    os.kill(pid, 0)
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.parent.is_dir() or not Path("/proc/self").exists():
+        return True
+    text = cmdline.read_bytes()
+    return b"gateway" in text or b"gunicorn" in text
 
 
 def record_served(public_url: str, host: str, port: int) -> None:
@@ -86,23 +108,26 @@ def url_for_listener(host: str, port: int) -> str:
 
 
 def _has_password(url: str) -> bool:
+    """A password in the URL's user part or in its query (``?password=``, libpq's and redis's way)."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).password is not None
-    except Exception:
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL is not written either
         return True
+    return parsed.password is not None or any("pass" in key.lower() for key in parsed.query)
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007F")
 
 
 def write_settings(values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
     """``gateway.toml`` with the given settings, unless a settings file is already in use or present."""
-    if settings_file(environ) is not None:
+    if settings_file(environ) is not None or SETTINGS_FILE.is_symlink():  # never written through a link
         return None
     lines = [
         "# Written by `gateway init --demo` (./run.sh): the demo deployment in this folder. Not for production.",

@@ -58,3 +58,26 @@ def _fresh_origin(database_url, dev_pki):  # type: ignore[no-untyped-def]
         path.unlink(missing_ok=True)
     else:
         path.write_text(saved, encoding="utf-8")
+
+
+def test_a_process_that_names_the_log_otherwise_refuses_to_sign_rather_than_split_it(
+    database_url, dev_pki, monkeypatch
+):
+    """Second review: a worker started while the database was away named the log after a new URL."""
+    import gateway.audit.origin as origin
+    from gateway.audit.checkpoints import LogInconsistent
+
+    first = _origin_after_restart(database_url, dev_pki, "http://127.0.0.1:8080")
+    path = make_config(database_url, dev_pki).audit_origin_path
+    path.unlink(missing_ok=True)  # a read-only keys folder never held it
+    monkeypatch.setattr(origin, "newest_checkpoint_origin", lambda db: None)  # the database was unreachable
+    app = create_app(make_config(database_url, dev_pki, public_url="https://gateway.city.gov.vn"))
+    try:
+        svc = app.extensions["gateway"]
+        svc.audit.record(svc.db, AuditEvent(event="x.y", outcome="ok"))
+        with pytest.raises(LogInconsistent, match="restart it"):
+            svc.checkpoints.refresh(force=True)
+        with svc.db.read() as conn:
+            assert svc.checkpoints.latest(conn).note.startswith(first + "\n")  # nothing signed under another name
+    finally:
+        app.extensions["gateway"].db.dispose()

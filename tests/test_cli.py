@@ -254,10 +254,71 @@ def test_a_production_init_writes_no_settings_file_and_no_password_is_ever_writt
 
 
 def test_a_stale_serving_file_names_no_server(env):
+    import subprocess
+    import sys
+
     from gateway import local_deployment
 
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gateway"])  # a live "gateway"
+    try:
+        (env / "var").mkdir(exist_ok=True)
+        (env / "var" / "serving.json").write_text(
+            json.dumps({"public_url": "http://127.0.0.1:8085", "pid": server.pid})
+        )
+        assert local_deployment.served_url({}) == "http://127.0.0.1:8085"
+    finally:
+        server.kill()
+        server.wait()
     local_deployment.record_served("http://127.0.0.1:8085", "127.0.0.1", 8085)
-    assert local_deployment.served_url({}) == "http://127.0.0.1:8085"  # this process is alive
+    assert local_deployment.served_url({}) is None  # this process lives, but it is no gateway
     (env / "var" / "serving.json").write_text('{"public_url": "http://127.0.0.1:8085", "pid": 999999999}')
     assert local_deployment.served_url({}) is None
     assert local_deployment.served_url({"GATEWAY_CONFIG": "x.toml"}) is None
+
+
+def test_run_sh_never_puts_the_demo_into_a_production_settings_file(env, monkeypatch):
+    (env / "gateway.toml").write_text('demo = false\ndatabase_url = "sqlite:///prod.db"\nkeys_dir = "prodkeys"\n')
+    monkeypatch.setenv("GATEWAY_DEMO", "true")
+    code, out = run("init", "--demo")
+    assert code != 0 and "not the demo" in out and not (env / "prodkeys").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://gw@db/gw?password=S3cret",
+        "postgresql+psycopg:///gw?host=db&user=gw&password=S3cret",
+        "redis://localhost:6379/0?password=S3cret",
+    ],
+)
+def test_no_password_reaches_the_settings_file_even_in_a_query(env, url):
+    from gateway import local_deployment
+
+    written = local_deployment.write_settings({"demo": True, "database_url": url, "redis_url": url}, {})
+    assert written is not None and "S3cret" not in written.read_text()
+
+
+def test_the_settings_file_is_never_written_through_a_link_and_del_is_escaped(env):
+    import tomllib
+
+    from gateway import local_deployment
+
+    (env / "gateway.toml").symlink_to(env / "elsewhere.toml")
+    assert local_deployment.write_settings({"demo": True}, {}) is None and not (env / "elsewhere.toml").exists()
+    (env / "gateway.toml").unlink()
+    written = local_deployment.write_settings({"demo": True, "keys_dir": "ke\x7fys"}, {})
+    assert tomllib.loads(written.read_text())["keys_dir"] == "ke\x7fys"
+
+
+@pytest.mark.parametrize("pid", [0, -1, 1, True, "12", None])
+def test_a_serving_file_with_an_odd_or_foreign_pid_names_no_server(env, pid):
+    import os
+
+    from gateway import local_deployment
+
+    (env / "var").mkdir(exist_ok=True)
+    (env / "var" / "serving.json").write_text(json.dumps({"public_url": "http://elsewhere.example:9", "pid": pid}))
+    assert local_deployment.served_url({}) is None
+    foreign = os.getppid()  # alive, but not a gateway
+    (env / "var" / "serving.json").write_text(json.dumps({"public_url": "http://elsewhere.example:9", "pid": foreign}))
+    assert local_deployment.served_url({}) is None or b"gateway" in Path(f"/proc/{foreign}/cmdline").read_bytes()

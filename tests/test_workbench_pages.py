@@ -279,3 +279,58 @@ def test_a_csrf_value_outside_ascii_is_refused_not_a_500(city, path):
     answer = city["workbench"].post(path, data={"csrf": "é", "lang": "en"})
     assert answer.status_code == 403 and answer.get_json()["code"] == "csrf-failed"
     assert city["workbench"].get("/audit/callback?state=é&code=x").status_code == 400
+
+
+def test_statistics_at_the_end_of_the_calendar_are_an_answer_not_a_500(app, dev_pki):
+    from gateway import create_app
+    from tests.conftest import make_config
+    from tests.support import NOIVU
+
+    svc = app.extensions["gateway"]
+    audited = create_app(make_config(svc.config.database_url, dev_pki, auditors=(NOIVU,)))
+    register_agencies(audited.extensions["gateway"], dev_pki)
+    audited_client = GatewayClient(audited.test_client(), dev_pki.agencies[NOIVU])
+    audited_client.token()
+    for query in (
+        "from=9990-01-01T00:00:00Z&to=9999-01-01T00:00:00Z",
+        "from=1970-01-01T00:00:00Z&to=9999-01-01T00:00:00Z",
+    ):
+        assert audited_client.get(f"/v1/audit/statistics?{query}").status_code == 200, query
+
+
+def test_search_finds_decomposed_vietnamese_on_every_database(city):
+    import unicodedata
+
+    svc = city["svc"]
+    nfd = unicodedata.normalize("NFD", "Số 77/QĐ-ỦY BAN")
+    with svc.db.write() as conn:
+        conn.execute(sa.update(documents).where(documents.c.id == city["ids"][1]).values(document_id=nfd))
+    for typed in ("số 77", "ủy ban", unicodedata.normalize("NFD", "ủy ban"), "QĐ-ỦY"):
+        text = city["workbench"].get("/audit/search", query_string={"document": typed}).get_data(as_text=True)
+        assert 'id="results"' in text, typed
+
+
+def test_many_stored_due_dates_that_are_no_day_do_not_hide_the_most_overdue(city):
+    svc = city["svc"]
+    with svc.db.write() as conn:
+        conn.execute(sa.update(documents).where(documents.c.id == city["ids"][0]).values(due_date="1901/13/45"))
+        rows = conn.execute(sa.select(documents).where(documents.c.id == city["ids"][0])).mappings().one()
+        from gateway.store.tables import routes
+
+        route = conn.execute(sa.select(routes).where(routes.c.document == city["ids"][0])).mappings().first()
+        for n in range(230):
+            doc = f"bad-{n:05d}"
+            conn.execute(sa.insert(documents).values({**rows, "id": doc, "document_id": f"bad {n}"}))
+            conn.execute(
+                sa.insert(routes).values(
+                    {k: v for k, v in route.items() if k != "id"} | {"document": doc, "state": "pending"}
+                )
+            )
+    svc.statistics = type(svc.statistics)(svc.db)
+    page = city["workbench"].get("/audit/").get_data(as_text=True)
+    assert "2048/UBND-VX" in page.split('id="most-overdue"')[1]
+
+
+def test_workbench_answers_say_they_vary_by_accept(app):
+    for path in ("/audit/", "/audit/search", "/audit/no-such-page"):
+        assert "Accept" in app.test_client().get(path).headers.get("Vary", ""), path

@@ -128,8 +128,10 @@ OAUTH_ERRORS = {
 def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     status, title = CODES.get(code, (400, code.replace("-", " ").capitalize()))
     # Pages for people (the workbench under /audit/) show the same code and detail as an HTML page.
+    negotiated = False
     for prefix, render in current_app.extensions.get("gateway.error_pages", {}).items():
         if request.path.startswith(prefix):
+            negotiated = True
             page = render(code, title, detail, status)
             if page is not None:
                 for name, value in (headers or {}).items():
@@ -160,6 +162,8 @@ def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **
         response.headers["Retry-After"] = "5"
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if negotiated:
+        response.vary.add("Accept")  # the same URL answers a browser with a page
     return response
 
 

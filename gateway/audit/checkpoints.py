@@ -114,6 +114,13 @@ class CheckpointLog:
             size, latest = _head_size(conn), self.latest(conn)
             if latest is not None and latest.size == size:
                 return latest
+            if latest is not None and not latest.note.startswith(self.origin + "\n"):
+                # This process names the log otherwise than its checkpoints do (it started while the
+                # database was away and the public URL had changed): signing would split the log in two.
+                raise LogInconsistent(
+                    f"the log's checkpoints are named {latest.note.split(chr(10), 1)[0]!r} but this process would "
+                    f"sign as {self.origin!r}: restart it with the database reachable"
+                )
             previous = latest.size if latest is not None else 0
             tree = StoredTree(conn).prefetch(
                 lambda t: (root_hash(t, size), consistency_path(t, previous, size) if previous else None)

@@ -51,6 +51,7 @@ LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 REFUSAL_EVENTS = ("document.refused", "status.refused", "dossier.refused")
 MAX_REFUSALS_READ = 50_000  # refusal entries read for the by-reason table; beyond that it says so
 LISTED = 10  # documents in the "most overdue" list, agencies in "slowest"
+MAX_CHUNK = 200
 
 
 def _rate(part: int, whole: int) -> float:
@@ -258,9 +259,15 @@ def _buckets(start: date, end: date, unit: str) -> list[date]:
     while day <= end:
         found.append(day)
         if unit in ("day", "week"):
+            if date.max - day < timedelta(days=7):
+                break
             day += timedelta(days=1 if unit == "day" else 7)
         elif unit == "month":
+            if (day.year, day.month) == (date.max.year, 12):
+                break
             day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        elif day.year == date.max.year:
+            break  # 9999 is the calendar's last year (the API takes periods up to 9999-01-01)
         else:
             day = day.replace(year=day.year + 1)
     return found
@@ -411,7 +418,7 @@ def _refusals(conn: Connection, in_log_period: Any) -> tuple[list[RefusalCount],
 def _most_overdue(
     conn: Connection, start: datetime, end: datetime, today: date, first_done: Any, names: dict[str, str]
 ) -> list[OverdueDocument]:
-    rows = conn.execute(
+    query = (
         sa.select(
             routes.c.recipient, documents.c.id, documents.c.document_id, documents.c.subject, documents.c.due_date
         )
@@ -427,8 +434,17 @@ def _most_overdue(
             documents.c.due_date < today.strftime("%Y/%m/%d"),
         )
         .order_by(documents.c.due_date, documents.c.id, routes.c.recipient)
-        .limit(LISTED * 20)  # days that are no day (2025/13/45) are dropped below
-    ).all()
+    )
+    found: list[OverdueDocument] = []
+    for offset in range(0, 100 * MAX_CHUNK, MAX_CHUNK):  # days that are no day (2025/13/45, stored before
+        rows = list(conn.execute(query.offset(offset).limit(MAX_CHUNK)))  # DueDate was checked) are skipped
+        found += _overdue(rows, names, today)
+        if len(found) >= LISTED or len(rows) < MAX_CHUNK:
+            break
+    return found[:LISTED]
+
+
+def _overdue(rows: list[Any], names: dict[str, str], today: date) -> list[OverdueDocument]:
     return [
         OverdueDocument(
             document=r.id,
@@ -441,7 +457,7 @@ def _most_overdue(
         )
         for r in rows
         if (due := due_day(r.due_date)) is not None
-    ][:LISTED]
+    ]
 
 
 def processing_statistics(conn: Connection, start: datetime, end: datetime, now: datetime) -> list[AgencyFigures]:

@@ -31,7 +31,8 @@ class Rating:
         ("Tốt", "Chậm") cannot be confirmed by hashing guesses, as a plain SHA-256 could (review finding)."""
         if not self.comment:
             return None
-        return hmac.new(pepper, self.comment.encode("utf-8"), hashlib.sha256).hexdigest()
+        # Its own domain: a comment that is an ID number must not carry that citizen's pseudonym.
+        return hmac.new(pepper, b"rating-comment\x00" + self.comment.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def parse_rating(body: Any, check_text: Callable[[str, str], str]) -> Rating:

@@ -215,10 +215,11 @@ class DossierService:
 
     def rate(self, citizen: CitizenIdentity, dossier_id: str, body: Any) -> dict[str, Any]:
         """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
+        # Over the limit: a 429 with no audit entry, or the limit would not bound the log's growth.
+        decision = self._limiter.hit(f"ratings:{citizen.personal_id_hash}", self._per_hour, 3600)
+        if not decision.allowed:
+            raise RateLimited(f"at most {self._per_hour} ratings an hour; try again later", decision.retry_after)
         with self._refusals_audited(citizen, None, "dossier.rating-refused"):
-            decision = self._limiter.hit(f"ratings:{citizen.personal_id_hash}", self._per_hour, 3600)
-            if not decision.allowed:
-                raise RateLimited(f"at most {self._per_hour} ratings an hour; try again later", decision.retry_after)
             if not _UUID.fullmatch(dossier_id):
                 raise Refusal("dossier-not-found", "no such dossier belongs to this citizen")
             rating = parse_rating(body, _xml_text)

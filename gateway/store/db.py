@@ -80,8 +80,13 @@ def fold_text(text: str | None) -> str | None:
 
 
 def fold_sql(conn: Connection, column: Any) -> Any:
-    """The database's folding of ``column``, the same as :func:`fold_text` (PostgreSQL's lower is Unicode-aware)."""
-    return sa.func.gateway_fold(column) if conn.dialect.name == "sqlite" else sa.func.lower(column)
+    """The database's folding of ``column``, the same as :func:`fold_text`.
+
+    On PostgreSQL ``normalize(…, NFC)`` then ``lower``, which folds Vietnamese under a UTF-8
+    LC_CTYPE (create the database with one: under ``C`` lower folds ASCII only)."""
+    if conn.dialect.name == "sqlite":
+        return sa.func.gateway_fold(column)
+    return sa.func.lower(sa.func.normalize(column, sa.literal_column("NFC")))
 
 
 def _create_engine(url: str) -> Engine:

@@ -159,6 +159,13 @@ def error_page(code: str, title: str, detail: str, status: int) -> Response | No
     return response
 
 
+@bp.after_request
+def _varies_by_accept(response: WerkzeugResponse) -> WerkzeugResponse:
+    """Pages, redirects and errors here depend on Accept (a browser or a script): caches must know."""
+    response.vary.add("Accept")
+    return response
+
+
 @bp.record_once
 def _register_error_pages(state: Any) -> None:
     state.app.extensions.setdefault("gateway.error_pages", {})[f"{bp.url_prefix}/"] = error_page
