@@ -102,6 +102,12 @@ class DossierService:
             )
             raise
 
+    def _within_hourly_limit(self, citizen: CitizenIdentity, what: str) -> None:
+        """Each citizen's ``what`` (dossiers, ratings) per hour, counted in the shared limiter."""
+        decision = self._limiter.hit(f"{what}:{citizen.personal_id_hash}", self._per_hour, 3600)
+        if not decision.allowed:
+            raise RateLimited(f"at most {self._per_hour} {what} an hour; try again later", decision.retry_after)
+
     def _portal_key(self) -> SigningKey:
         if self._keys.portal_key is None or not self._keys.portal_chain:
             raise Refusal(
@@ -127,9 +133,7 @@ class DossierService:
                     f"procedure {procedure.code} needs an identity of level {procedure.level}; "
                     f"this login is level {citizen.level}: log in again with a level {procedure.level} account",
                 )
-            decision = self._limiter.hit(f"dossiers:{citizen.personal_id_hash}", self._per_hour, 3600)
-            if not decision.allowed:
-                raise RateLimited(f"at most {self._per_hour} dossiers an hour; try again later", decision.retry_after)
+            self._within_hourly_limit(citizen, "dossiers")
             fields = _fields(request.get("fields", {}), procedure)
             attachments = _attachments(request.get("attachments", []), self._max_bytes // 2)
             with self._db.read() as conn:
@@ -216,9 +220,7 @@ class DossierService:
     def rate(self, citizen: CitizenIdentity, dossier_id: str, body: Any) -> dict[str, Any]:
         """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
         # Over the limit: a 429 with no audit entry, or the limit would not bound the log's growth.
-        decision = self._limiter.hit(f"ratings:{citizen.personal_id_hash}", self._per_hour, 3600)
-        if not decision.allowed:
-            raise RateLimited(f"at most {self._per_hour} ratings an hour; try again later", decision.retry_after)
+        self._within_hourly_limit(citizen, "ratings")
         with self._refusals_audited(citizen, None, "dossier.rating-refused"):
             if not _UUID.fullmatch(dossier_id):
                 raise Refusal("dossier-not-found", "no such dossier belongs to this citizen")
