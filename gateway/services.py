@@ -37,7 +37,7 @@ from gateway.identity.issuers import issuers_from_config
 from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
-from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
+from gateway.identity.state import ProcessRateLimiter, RateLimiter, RedisStateStore, SqlStateStore, StateStore
 from gateway.identity.workbench_sessions import WorkbenchSessions
 from gateway.keyring import KeyRing
 from gateway.keys import DevStatusUrls, GatewayKeys, load_development_ca
@@ -67,6 +67,7 @@ class Services:
     ring: KeyRing  # what rotates (token, seal and checkpoint keys), re-read within a second of a rotation
     tokens: TokenAuthority
     state: StateStore
+    submission_limiter: RateLimiter  # agencies' submissions a minute: Redis when shared, else this process
     client_auth: ClientAssertionVerifier
     submissions: SubmissionService
     national_id: NationalIdVerifier
@@ -207,6 +208,7 @@ class Services:
             ring=ring,
             tokens=TokenAuthority(ring, config.public_url.rstrip("/"), config.access_token_ttl),
             state=state,
+            submission_limiter=state if config.redis_url else ProcessRateLimiter(),
             client_auth=ClientAssertionVerifier(
                 token_endpoint=config.token_endpoint,
                 issuer_url=config.public_url.rstrip("/"),

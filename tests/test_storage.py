@@ -159,3 +159,42 @@ def test_subtree_hashes_are_right_whatever_the_batch_sizes(database_url):
         for size in range(1, total + 1):
             assert root_hash(tree, size) == root_hash(LeafHashes.of_entries(bodies[:size]), size)
     db.dispose()
+
+
+def test_process_rate_limit_counts_exactly_across_threads_and_bounds_its_memory():
+    from gateway.identity.state import ProcessRateLimiter
+
+    _limits_hold(ProcessRateLimiter(clock=_mid_minute))
+    store, results = ProcessRateLimiter(clock=_mid_minute), []
+
+    def worker() -> None:
+        results.extend(store.hit("agency", 25, 60).allowed for _ in range(10))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 25
+    small = ProcessRateLimiter(clock=_mid_minute, max_keys=3)
+    for n in range(10):
+        small.hit(f"flood-{n}", 1, 60)
+    assert len(small._counts) == 3  # a flood of names cannot grow memory
+
+
+def test_an_embedded_submission_writes_no_rate_limit_row(app, dev_pki):
+    """Issue 12: the per-agency limit cost a write transaction on every submission."""
+    import sqlalchemy as sa
+
+    from gateway.store.tables import rate_limits
+    from tests.conftest import register_agencies
+    from tests.support import HCM, GatewayClient, sample
+
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
+    with svc.db.read() as conn:
+        keys = list(conn.execute(sa.select(rate_limits.c.key)).scalars())
+    assert not [k for k in keys if k.startswith("submissions:")]

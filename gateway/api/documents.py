@@ -41,10 +41,11 @@ def _body_within_limit(event: str) -> bytes:
 
 
 def _within_rate(event: str) -> None:
-    """Per-agency submissions a minute (``GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE``), shared by every process."""
+    """Per-agency submissions a minute (``GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE``): shared through Redis when
+    configured, else counted by each server process (no write on the request path; see ProcessRateLimiter)."""
     svc = services()
     per_minute = svc.config.agency_submissions_per_minute
-    decision = svc.state.hit(f"submissions:{g.agency}", per_minute, 60)
+    decision = svc.submission_limiter.hit(f"submissions:{g.agency}", per_minute, 60)
     if not decision.allowed:
         refusal = RateLimited(f"at most {per_minute} submissions a minute per agency; slow down", decision.retry_after)
         svc.audit.refused(svc.db, event, refusal, actor=g.agency, sender=g.agency)

@@ -9,7 +9,9 @@ counted atomically in the store so every gateway process sees the same count.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,3 +139,30 @@ class RedisStateStore:
             return bool(self._redis.ping())
         except Exception:  # any connection failure means "not ready"
             return False
+
+
+class ProcessRateLimiter:
+    """Fixed windows counted in this process's memory: the embedded default's per-request limits.
+
+    Counting in the database cost a write transaction on every submission (issue 12: ~1.2 ms, one of
+    six commits per document).  Without Redis each server process counts on its own, so across
+    ``gateway serve --workers N`` an agency may send up to N × the limit in a window — the bound the
+    README states.  Keys beyond ``max_keys`` evict the least recently used (a flood of names cannot
+    grow memory); an evicted key starts a fresh count, which only ever allows more, never refuses.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_keys: int = 10_000) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key → (window start, count)
+
+    def hit(self, key: str, limit: int, window: int) -> RateDecision:
+        start, retry_after = _window(window, self._clock)
+        with self._lock:
+            began, count = self._counts.pop(key, (start, 0))
+            count = count + 1 if began == start else 1
+            self._counts[key] = (start, count)
+            while len(self._counts) > self._max_keys:
+                self._counts.popitem(last=False)
+        return RateDecision(True, 0) if count <= limit else RateDecision(False, max(1, retry_after))
