@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.audit import AuditEvent, AuditLog
-from gateway.identity.state import RedisStateStore, SqlStateStore, StateStore
+from gateway.identity.state import RateLimiter, RedisStateStore, SqlStateStore, StateStore
 from gateway.store.db import Database
 from gateway.store.helpers import insert_ignoring_duplicates
 from gateway.store.tables import audit_entries, blobs
@@ -122,19 +122,23 @@ def test_redis_rate_limit_counts_across_calls():
     _limits_hold(RedisStateStore(REDIS_URL, clock=_mid_minute))
 
 
-def test_sql_rate_limit_is_exact_under_concurrency(database_url):
-    store, key = SqlStateStore(Database(database_url)), f"test:{uuid.uuid4().hex}"
-    results: list[bool] = []
+def _allowed_from_four_threads(store: RateLimiter, limit: int, window: int) -> int:
+    """Forty hits on one key from four threads at once: how many the limiter let through."""
+    key, results = f"test:{uuid.uuid4().hex}", []
 
     def worker() -> None:
-        results.extend(store.hit(key, 25, 3600).allowed for _ in range(10))
+        results.extend(store.hit(key, limit, window).allowed for _ in range(10))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert results.count(True) == 25
+    return results.count(True)
+
+
+def test_sql_rate_limit_is_exact_under_concurrency(database_url):
+    assert _allowed_from_four_threads(SqlStateStore(Database(database_url)), 25, 3600) == 25
 
 
 def test_subtree_hashes_are_right_whatever_the_batch_sizes(database_url):
@@ -165,17 +169,7 @@ def test_process_rate_limit_counts_exactly_across_threads_and_bounds_its_memory(
     from gateway.identity.state import ProcessRateLimiter
 
     _limits_hold(ProcessRateLimiter(clock=_mid_minute))
-    store, results = ProcessRateLimiter(clock=_mid_minute), []
-
-    def worker() -> None:
-        results.extend(store.hit("agency", 25, 60).allowed for _ in range(10))
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count(True) == 25
+    assert _allowed_from_four_threads(ProcessRateLimiter(clock=_mid_minute), 25, 60) == 25
     small = ProcessRateLimiter(clock=_mid_minute, max_keys=3)
     for n in range(10):
         small.hit(f"flood-{n}", 1, 60)

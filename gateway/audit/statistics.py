@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.citizen.ratings import SATISFIED
+from gateway.documents.edxml import due_day
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc
 from gateway.store.tables import (
@@ -207,14 +208,6 @@ def _local_day_sql(conn: Connection, moment: Any) -> Any:
 def _day(text: str) -> date:
     """A day the database wrote (``YYYY/MM/DD``)."""
     return date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
-
-
-def due_day(text: str | None) -> date | None:
-    """A document's ``DueDate``: the schema's pattern admits 2026/13/45, which is no day and so no due date."""
-    try:
-        return _day(text) if text else None
-    except ValueError:
-        return None
 
 
 def agency_names(conn: Connection) -> dict[str, str]:

@@ -73,12 +73,16 @@ class StatusHeader:
     timestamp: str
 
 
-def _is_calendar_day(text: str) -> bool:
+def due_day(text: str | None) -> date | None:
+    """A ``DueDate`` (``YYYY/MM/DD``) as a day, or None: the schema's pattern also admits 0000/00/00 and
+    2026/13/45, which are no day.  Submission refuses those; reports read stored ones as no due date."""
+    if not text or len(text) != 10:
+        return None
     try:
         day = date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
     except ValueError:
-        return False
-    return len(text) == 10 and day.year >= 1900
+        return None
+    return day if day.year >= 1900 else None
 
 
 def read_document_header(root: etree._Element) -> DocumentHeader:
@@ -88,7 +92,7 @@ def read_document_header(root: etree._Element) -> DocumentHeader:
         raise Refusal("schema-invalid", "the same OrganId appears twice in To")
     classification = _text(header, "e:OtherInfo/e:SecurityClassification") or None
     due = _text(header, "e:DueDate") or None
-    if due is not None and not _is_calendar_day(due):
+    if due is not None and due_day(due) is None:
         # The schema's pattern admits 0000/00/00 and 2026/13/45; reports reckon lateness from this day.
         raise Refusal("schema-invalid", f"DueDate {due[:20]!r} is not a day of the calendar (YYYY/MM/DD)")
     return DocumentHeader(

@@ -26,9 +26,10 @@ from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
 from gateway.audit.receipt import receipt_of
-from gateway.audit.statistics import agency_names, due_day
+from gateway.audit.statistics import agency_names
 from gateway.citizen.dossier import LOCAL
 from gateway.documents import edxml, xmlsafe
+from gateway.documents.edxml import due_day
 from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.helpers import as_utc
