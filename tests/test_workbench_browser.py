@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +28,7 @@ import requests
 from axe_selenium_python import Axe
 from openpyxl import load_workbook
 from selenium import webdriver
+from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -71,7 +72,7 @@ def _browser() -> webdriver.Chrome:
 def _click_and_wait_for(driver: webdriver.Chrome, element_id: str, url_part: str) -> None:
     """A click starts a navigation; Selenium does not wait for it, so wait for the new address."""
     driver.find_element(By.ID, element_id).click()
-    WebDriverWait(driver, 10).until(lambda d: url_part in d.current_url)
+    _until_loaded(driver, lambda d: url_part in d.current_url)
 
 
 def _log_in(driver: webdriver.Chrome, base: str, citizen: int) -> None:
@@ -186,11 +187,18 @@ def _shot(driver: webdriver.Chrome, name: str) -> None:
     driver.set_window_size(width, NARROW[1] if width == NARROW[0] else WIDE[1])
 
 
+def _until_loaded(driver: webdriver.Chrome, condition: Callable[[webdriver.Chrome], bool]) -> None:
+    """Wait for a page a click opened: while it loads, the old page's elements go stale under us."""
+    WebDriverWait(
+        driver, 10, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException, JavascriptException)
+    ).until(lambda d: condition(d) and d.execute_script("return document.readyState") == "complete")
+
+
 def _language(driver: webdriver.Chrome, lang: str) -> None:
     if driver.find_element(By.TAG_NAME, "html").get_attribute("lang") != lang:
         before = driver.current_url
         driver.find_element(By.ID, "lang").click()
-        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang)
+        _until_loaded(driver, lambda d: d.execute_script("return document.documentElement.lang") == lang)
         assert urlsplit(driver.current_url).path == urlsplit(before).path
 
 
@@ -322,7 +330,7 @@ def test_a_refused_entry_opens_with_its_reason_and_proof_which_verifies_offline(
 
 def _click_and_wait_for_css(driver: webdriver.Chrome, selector: str, url_part: str) -> None:
     driver.find_element(By.CSS_SELECTOR, selector).click()
-    WebDriverWait(driver, 10).until(lambda d: url_part in d.current_url)
+    _until_loaded(driver, lambda d: url_part in d.current_url)
 
 
 def test_a_documents_page_in_both_languages_and_an_unknown_one(server, auditor, city):  # noqa: F811
@@ -417,7 +425,7 @@ def test_a_wrong_date_is_the_workbenchs_own_page_with_a_way_back(server, auditor
     base = server[0]
     auditor.get(base + "/audit/search?category=documents")
     auditor.execute_script("location.href = '/audit/search?from=23/11/2026'")  # followed from a page: a Referer
-    WebDriverWait(auditor, 10).until(lambda d: "from=23" in d.current_url)
+    _until_loaded(auditor, lambda d: "from=23" in d.current_url)
     assert auditor.find_element(By.ID, "problem-code").text == "invalid-request"
     assert "2026-11-23" in auditor.find_element(By.ID, "problem-detail").text
     _shot(auditor, "error-vi-1920")
@@ -447,7 +455,7 @@ def test_the_export_verifies_the_session_cookie_is_strict_and_logout_ends_it(ser
     reads = requests.get(base + "/audit/search", cookies=cookies, params={"event": "auditor.export"}, timeout=10)
     assert "auditor.export" in reads.text  # the auditor's own reads are in the log
     browser.find_element(By.ID, "logout").click()
-    WebDriverWait(browser, 10).until(lambda d: "/audit/welcome" in d.current_url)
+    _until_loaded(browser, lambda d: "/audit/welcome" in d.current_url)
     _shot(browser, "welcome-vi-1920")
     after = requests.get(base + "/audit/", cookies=cookies, timeout=10, allow_redirects=False)
     assert after.status_code == 302  # the copied cookie died with the logout, on the server
