@@ -5,8 +5,8 @@ The profile (DESIGN.md §3, Circular 15/2025/TT-BKHCN) is checked on the signatu
 at the pinned place, one ``Reference URI=""`` (the whole document: no Id lookups, hence no
 signature wrapping through ambiguous or misplaced references), enveloped + exclusive C14N
 transforms only, allowed algorithms only.  Then the signer is pinned to the sender's registered
-certificates, its chain decided by the :class:`TrustStore`, and signxml checks the digest and
-signature value.  Callers receive only what signxml reports as signed.
+certificates, its chain decided by the :class:`TrustStore`, and :mod:`xmldsig` checks the
+signature value and the digest on the one parsed tree.  Callers receive only the signed node set.
 """
 
 from __future__ import annotations
@@ -20,16 +20,9 @@ from datetime import datetime
 from cryptography import x509
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
-from signxml.exceptions import (
-    InvalidCertificate,
-    InvalidDigest,
-    InvalidInput,
-    InvalidSignature,
-    SignXMLException,
-)
-from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from gateway.documents.edxml import DS_NS
+from gateway.documents.xmldsig import EXC_C14N_NS, core_validation, decode_base64
 from gateway.policy import AllOf, Refusal
 from gateway.trust.chain import Chain, TrustStore
 from gateway.trust.pki import fingerprint
@@ -106,8 +99,6 @@ def _short(uri: str) -> str:
 
 # --- structural checks on the one ds:Signature element ------------------------------------------
 
-
-EXC_C14N_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
 # Exactly what each element of the profile may contain, in order ("+" one or more, "?" optional).
 _PROFILE_CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
     "Signature": (("SignedInfo", ""), ("SignatureValue", ""), ("KeyInfo", "?")),
@@ -119,6 +110,16 @@ _PROFILE_CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _TEXT_ELEMENTS = frozenset({"SignatureValue", "DigestValue", "X509Certificate"})
 _ATTRIBUTES = {"Signature": {"Id"}, "SignatureValue": {"Id"}, "SignedInfo": {"Id"}, "KeyInfo": {"Id"}}
+# The same tables keyed by the qualified tag lxml reports, built once (the check runs on every document).
+_QUALIFIED_CHILDREN = {
+    f"{{{DS_NS}}}{parent}": tuple((f"{{{DS_NS}}}{child}", child, arity) for child, arity in allowed)
+    for parent, allowed in _PROFILE_CHILDREN.items()
+}
+_ALLOWED_ATTRIBUTES = {
+    name: frozenset(_ATTRIBUTES.get(name, set()) | {"Algorithm", "URI"})
+    for name in (*_PROFILE_CHILDREN, *(c for allowed in _PROFILE_CHILDREN.values() for c, _ in allowed))
+}
+_ANY_ATTRIBUTE = frozenset({"Algorithm", "URI"})
 
 
 def _local(tag: str) -> str:
@@ -136,43 +137,50 @@ class OnlyProfileElements:
         self._check(signature)
 
     def _check(self, element: etree._Element) -> None:
-        name = _local(str(element.tag))
-        for attribute in element.attrib:
-            if attribute not in _ATTRIBUTES.get(name, set()) | {"Algorithm", "URI"}:
-                raise Refusal("signature-profile", f"ds:{name} may not carry the attribute {_local(str(attribute))}")
-        if name not in _TEXT_ELEMENTS and (element.text or "").strip():
+        tag = element.tag
+        name = _local(str(tag))
+        if element.attrib:
+            allowed_attributes = _ALLOWED_ATTRIBUTES.get(name, _ANY_ATTRIBUTE)
+            for attribute in element.attrib:
+                if attribute not in allowed_attributes:
+                    raise Refusal(
+                        "signature-profile", f"ds:{name} may not carry the attribute {_local(str(attribute))}"
+                    )
+        text = element.text
+        if text and name not in _TEXT_ELEMENTS and text.strip():
             raise Refusal("signature-profile", f"ds:{name} may not hold text")
         children = list(element)
         for child in children:
             if not isinstance(child.tag, str):
                 raise Refusal("signature-profile", f"ds:{name} may not hold comments or processing instructions")
-            if (child.tail or "").strip():
+            tail = child.tail
+            if tail and tail.strip():
                 raise Refusal("signature-profile", f"ds:{name} may not hold text between its elements")
-        allowed = _PROFILE_CHILDREN.get(name)
+        allowed = _QUALIFIED_CHILDREN.get(str(tag))
         if allowed is None:  # a leaf of the profile: methods and values hold no elements
             extra = [c for c in children if not _inclusive_namespaces(name, c)]
             if extra:
                 raise Refusal("signature-profile", f"ds:{name} may not contain {_local(str(extra[0].tag))}")
             return
-        position = 0
-        for expected, arity in allowed:
+        position, total = 0, len(children)
+        for qualified, expected, arity in allowed:
             count = 0
-            while position < len(children) and children[position].tag == f"{{{DS_NS}}}{expected}":
+            while position < total and children[position].tag == qualified:
                 self._check(children[position])
                 position += 1
                 count += 1
             if count == 0 and arity != "?":
-                instead = f", not {_local(str(children[position].tag))}" if position < len(children) else ""
+                instead = f", not {_local(str(children[position].tag))}" if position < total else ""
                 raise Refusal("signature-profile", f"ds:{name} must contain ds:{expected}{instead}")
             if count > 1 and arity != "+":
                 raise Refusal("signature-profile", f"ds:{name} may contain only one ds:{expected}")
-        if position < len(children):
+        if position < total:
             found = children[position]
             where = "" if str(found.tag).startswith(f"{{{DS_NS}}}") else " (a foreign element)"
             raise Refusal(
                 "signature-profile",
                 f"ds:{name} may not contain {_local(str(found.tag))}{where}: the profile allows "
-                + ", ".join(f"ds:{e}" for e, _ in allowed),
+                + ", ".join(f"ds:{e}" for _, e, _ in allowed),
             )
 
 
@@ -239,10 +247,19 @@ def embedded_certificates(signature: etree._Element) -> list[x509.Certificate]:
 
 def signature_value(signature: etree._Element) -> bytes:
     node = signature.find("ds:SignatureValue", _DS)
-    try:
-        return base64.b64decode("".join((node.text or "").split())) if node is not None else b""
-    except (ValueError, binascii.Error):
-        raise Refusal("signature-invalid", "SignatureValue is not base64") from None
+    return decode_base64(node.text, "SignatureValue") if node is not None else b""
+
+
+def profile_structure(profile: SignatureProfile) -> AllOf[etree._Element]:
+    """The structural rules, checked on the signature element before any cryptography."""
+    return AllOf(
+        [
+            OnlyProfileElements(),
+            SingleWholeDocumentReference(),
+            EnvelopedExclusiveTransforms(),
+            AllowedAlgorithms(profile),
+        ]
+    )
 
 
 def find_signature(root: etree._Element) -> etree._Element | None:
@@ -271,21 +288,7 @@ class EnvelopedSignatureVerifier:
         self._revocation = revocation
         self._profile = profile
         self._parent_path = parent_path
-        self._structure: AllOf[etree._Element] = AllOf(
-            [
-                OnlyProfileElements(),
-                SingleWholeDocumentReference(),
-                EnvelopedExclusiveTransforms(),
-                AllowedAlgorithms(profile),
-            ]
-        )
-        self._config = SignatureConfiguration(
-            require_x509=True,
-            location=f"./{parent_path}/" if parent_path else "./",
-            expect_references=1,
-            signature_methods=profile.signature_methods,
-            digest_algorithms=profile.digest_methods,
-        )
+        self._structure = profile_structure(profile)
 
     def verify(
         self,
@@ -295,14 +298,17 @@ class EnvelopedSignatureVerifier:
         *,
         at: datetime | None = None,
     ) -> SignedContent:
-        """What was signed, by whom; ``at`` checks the certificate at a past (timestamped) moment instead of now."""
+        """What was signed, by whom; ``at`` checks the certificate at a past (timestamped) moment instead of now.
+
+        ``root`` is the tree the hardened parser made of ``data``; only the tree is checked (``data`` stays in
+        the signature for callers that keep both), and on success it becomes the signed content."""
         signature = self._locate(root)
         self._structure.verify(signature)
         if not candidates:
             raise Refusal("certificate-not-registered", "the sender has no registered signing certificate")
         signer, intermediates = self._pin(signature, candidates)
         chain = self._trust.verify(signer, intermediates, at=at)
-        signed_root = self._verify_crypto(data, signer)
+        signed_root = core_validation(root, signature, signer)
         # Status last: a responder is asked only about signatures that are otherwise good.  Every CA between
         # the signer and the anchor is asked about too: a revoked subordinate CA revokes what it issued.
         decision = None
@@ -362,25 +368,3 @@ class EnvelopedSignatureVerifier:
         if len(registered) == 1:
             return next(iter(registered.values())), []
         raise Refusal("signature-profile", "KeyInfo must carry the signing X509Certificate")
-
-    def _verify_crypto(self, data: bytes, signer: x509.Certificate) -> etree._Element:
-        try:
-            result = XMLVerifier().verify(data, x509_cert=signer, expect_config=self._config)
-        except InvalidDigest:
-            raise Refusal(
-                "signature-invalid", "digest mismatch: the signed content was changed after signing"
-            ) from None
-        except InvalidCertificate as exc:
-            raise Refusal("certificate-untrusted", str(exc)[:300]) from None
-        except (InvalidSignature, InvalidInput, SignXMLException) as exc:
-            raise Refusal("signature-invalid", str(exc)[:300] or "signature value does not verify") from None
-        except etree.DocumentInvalid as exc:
-            raise Refusal(
-                "signature-invalid", f"the Signature element is not valid XMLDSig: {str(exc)[:200]}"
-            ) from None
-        except (etree.LxmlError, ValueError, TypeError, binascii.Error) as exc:
-            raise Refusal("signature-invalid", f"signature cannot be processed: {str(exc)[:200]}") from None
-        signed = result.signed_xml if not isinstance(result, list) else None
-        if signed is None:
-            raise Refusal("signature-invalid", "the signed content is not XML")
-        return signed

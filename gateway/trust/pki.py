@@ -6,6 +6,7 @@ Nothing here logs or returns private key material.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -81,8 +82,10 @@ def cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(cert: x509.Certificate) -> str:
-    """Lower-case hex SHA-256 of the DER certificate: the id we pin certificates by."""
+    """Lower-case hex SHA-256 of the DER certificate: the id we pin certificates by (asked several times
+    per document for the same few certificates, hence remembered)."""
     return cert.fingerprint(hashes.SHA256()).hex()
 
 

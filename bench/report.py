@@ -1,0 +1,107 @@
+"""One table for every benchmark's figures: printed, and written as ``bench/RESULTS.md`` and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.measure import Figure
+
+_VERDICT = {True: "met", False: "NOT MET", None: ""}
+
+
+def _number(value: float) -> str:
+    if value != value:  # NaN
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def rows(figures: Sequence[Figure]) -> list[list[str]]:
+    out = []
+    for f in figures:
+        target = "" if f.target is None else ("≥ " if f.higher_is_better else "≤ ") + f"{f.target:g} ×"
+        out.append(
+            [
+                f.benchmark,
+                f.name,
+                f"{_number(f.value)} {f.unit}".strip(),
+                f.spread,
+                f.baseline,
+                f"{_number(f.baseline_value)} {f.unit}".strip(),
+                f"{f.ratio:.3g} ×",
+                target,
+                _VERDICT[f.met] + (f" ({f.errors} errors)" if f.errors else ""),
+            ]
+        )
+    return out
+
+
+HEADER = ["benchmark", "figure", "value", "spread", "baseline (same run)", "baseline", "ratio", "target", ""]
+
+
+def print_table(figures: Sequence[Figure]) -> None:
+    table = [HEADER, *rows(figures)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    for n, row in enumerate(table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), flush=True)
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they are only comparable on the same machine class."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        memory = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": commit,
+    }
+
+
+def write(figures: Sequence[Figure], markdown: Path, as_json: Path, *, mode: str, method: str) -> None:
+    facts = machine()
+    as_json.write_text(
+        json.dumps({"machine": facts, "mode": mode, "figures": [f.as_json() for f in figures]}, indent=1) + "\n"
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {facts['date']} on {facts['cpu']} ({facts['cores']} cores, {facts['memory']}), "
+        f"Python {facts['python']}, {facts['platform']}, commit {facts['commit']}; mode: {mode}.",
+        "",
+        method,
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(figures)),
+        "",
+    ]
+    notes = [(f, f.notes) for f in figures if f.notes]
+    if notes:
+        lines += ["## Notes", ""]
+        lines += [f"- **{f.benchmark} / {f.name}**: " + "; ".join(f"{k}: {v}" for k, v in n.items()) for f, n in notes]
+        lines.append("")
+    markdown.write_text("\n".join(lines))
