@@ -88,12 +88,29 @@ def figures(*, seconds: float = 2.0, repetitions: int = 3) -> list[Figure]:
             f = rate(floor, seconds=seconds, repetitions=repetitions)
             common = {"benchmark": NAME, "unit": "/s", "spread": g.spread, "method": method}
             found += [
-                Figure(name=f"verify {size}, pinned", value=g.median, baseline="signxml verify, x509_cert pinned",
-                       baseline_value=p.median, target=2.0, **common),
-                Figure(name=f"verify {size}, chain built", value=g.median, baseline="signxml verify, ca_pem_file",
-                       baseline_value=c.median, target=4.0, **common),
-                Figure(name=f"verify {size}, against the floor", value=g.median,
-                       baseline="floor: one exc-C14N + SHA-256 + one RSA verify", baseline_value=f.median, **common),
+                Figure(
+                    name=f"verify {size}, pinned",
+                    value=g.median,
+                    baseline="signxml verify, x509_cert pinned",
+                    baseline_value=p.median,
+                    target=2.0,
+                    **common,
+                ),
+                Figure(
+                    name=f"verify {size}, chain built",
+                    value=g.median,
+                    baseline="signxml verify, ca_pem_file",
+                    baseline_value=c.median,
+                    target=4.0,
+                    **common,
+                ),
+                Figure(
+                    name=f"verify {size}, against the floor",
+                    value=g.median,
+                    baseline="floor: one exc-C14N + SHA-256 + one RSA verify",
+                    baseline_value=f.median,
+                    **common,
+                ),
             ]
     return found
 

@@ -213,8 +213,8 @@ def _mutate(data: bytes, where: int, kind: str, text: str) -> bytes:
         element.tail = (element.tail or "") + text
     elif kind == "comment":
         element.insert(0, etree.Comment(text.replace("-", "") or "c"))
-    elif kind == "pi":
-        element.addnext(etree.ProcessingInstruction("note", text)) if element is not root else None
+    elif kind == "pi" and element is not root:
+        element.addnext(etree.ProcessingInstruction("note", text))
     elif kind == "attribute":
         element.set("note", text)
     elif kind == "namespace":
@@ -231,8 +231,8 @@ def _mutate(data: bytes, where: int, kind: str, text: str) -> bytes:
     elif kind == "value":
         node = signature.find("ds:SignatureValue", _DS)
         node.text = _flip(node.text or "", where)
-    elif kind == "move-signature":
-        element.append(signature) if element is not signature and signature not in element.iterancestors() else None
+    elif kind == "move-signature" and element is not signature and signature not in element.iterancestors():
+        element.append(signature)
     elif kind == "whitespace":
         return data.replace(b"><", b">" + text.encode()[:1].strip() + b" <", 1) if where % 2 else data + b"\n"
     elif kind == "prefix-list":

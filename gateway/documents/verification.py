@@ -11,8 +11,6 @@ signature value and the digest on the one parsed tree.  Callers receive only the
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,16 +108,6 @@ _PROFILE_CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _TEXT_ELEMENTS = frozenset({"SignatureValue", "DigestValue", "X509Certificate"})
 _ATTRIBUTES = {"Signature": {"Id"}, "SignatureValue": {"Id"}, "SignedInfo": {"Id"}, "KeyInfo": {"Id"}}
-# The same tables keyed by the qualified tag lxml reports, built once (the check runs on every document).
-_QUALIFIED_CHILDREN = {
-    f"{{{DS_NS}}}{parent}": tuple((f"{{{DS_NS}}}{child}", child, arity) for child, arity in allowed)
-    for parent, allowed in _PROFILE_CHILDREN.items()
-}
-_ALLOWED_ATTRIBUTES = {
-    name: frozenset(_ATTRIBUTES.get(name, set()) | {"Algorithm", "URI"})
-    for name in (*_PROFILE_CHILDREN, *(c for allowed in _PROFILE_CHILDREN.values() for c, _ in allowed))
-}
-_ANY_ATTRIBUTE = frozenset({"Algorithm", "URI"})
 
 
 def _local(tag: str) -> str:
@@ -137,50 +125,43 @@ class OnlyProfileElements:
         self._check(signature)
 
     def _check(self, element: etree._Element) -> None:
-        tag = element.tag
-        name = _local(str(tag))
-        if element.attrib:
-            allowed_attributes = _ALLOWED_ATTRIBUTES.get(name, _ANY_ATTRIBUTE)
-            for attribute in element.attrib:
-                if attribute not in allowed_attributes:
-                    raise Refusal(
-                        "signature-profile", f"ds:{name} may not carry the attribute {_local(str(attribute))}"
-                    )
-        text = element.text
-        if text and name not in _TEXT_ELEMENTS and text.strip():
+        name = _local(str(element.tag))
+        for attribute in element.attrib:
+            if attribute not in _ATTRIBUTES.get(name, set()) | {"Algorithm", "URI"}:
+                raise Refusal("signature-profile", f"ds:{name} may not carry the attribute {_local(str(attribute))}")
+        if name not in _TEXT_ELEMENTS and (element.text or "").strip():
             raise Refusal("signature-profile", f"ds:{name} may not hold text")
         children = list(element)
         for child in children:
             if not isinstance(child.tag, str):
                 raise Refusal("signature-profile", f"ds:{name} may not hold comments or processing instructions")
-            tail = child.tail
-            if tail and tail.strip():
+            if (child.tail or "").strip():
                 raise Refusal("signature-profile", f"ds:{name} may not hold text between its elements")
-        allowed = _QUALIFIED_CHILDREN.get(str(tag))
+        allowed = _PROFILE_CHILDREN.get(name)
         if allowed is None:  # a leaf of the profile: methods and values hold no elements
             extra = [c for c in children if not _inclusive_namespaces(name, c)]
             if extra:
                 raise Refusal("signature-profile", f"ds:{name} may not contain {_local(str(extra[0].tag))}")
             return
-        position, total = 0, len(children)
-        for qualified, expected, arity in allowed:
+        position = 0
+        for expected, arity in allowed:
             count = 0
-            while position < total and children[position].tag == qualified:
+            while position < len(children) and children[position].tag == f"{{{DS_NS}}}{expected}":
                 self._check(children[position])
                 position += 1
                 count += 1
             if count == 0 and arity != "?":
-                instead = f", not {_local(str(children[position].tag))}" if position < total else ""
+                instead = f", not {_local(str(children[position].tag))}" if position < len(children) else ""
                 raise Refusal("signature-profile", f"ds:{name} must contain ds:{expected}{instead}")
             if count > 1 and arity != "+":
                 raise Refusal("signature-profile", f"ds:{name} may contain only one ds:{expected}")
-        if position < total:
+        if position < len(children):
             found = children[position]
             where = "" if str(found.tag).startswith(f"{{{DS_NS}}}") else " (a foreign element)"
             raise Refusal(
                 "signature-profile",
                 f"ds:{name} may not contain {_local(str(found.tag))}{where}: the profile allows "
-                + ", ".join(f"ds:{e}" for _, e, _ in allowed),
+                + ", ".join(f"ds:{e}" for e, _ in allowed),
             )
 
 
@@ -239,8 +220,8 @@ def embedded_certificates(signature: etree._Element) -> list[x509.Certificate]:
     found: list[x509.Certificate] = []
     for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _DS):
         try:
-            found.append(x509.load_der_x509_certificate(base64.b64decode("".join((node.text or "").split()))))
-        except (ValueError, binascii.Error):
+            found.append(x509.load_der_x509_certificate(decode_base64(node.text, "X509Certificate")))
+        except ValueError:
             raise Refusal("signature-invalid", "KeyInfo holds an X509Certificate that cannot be decoded") from None
     return found
 

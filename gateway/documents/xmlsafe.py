@@ -29,8 +29,10 @@ def _declaration(data: bytes) -> bytes | None:
     attachments hold none) rather than searching for five multi-byte markers one after another."""
     at = data.find(b"!")
     while at != -1:
-        if at > 0 and data[at - 1] == 0x3C and data.startswith(_DECLARATIONS, at + 1):
-            return b"<!" + next(m for m in _DECLARATIONS if data.startswith(m, at + 1))
+        if at > 0 and data[at - 1] == 0x3C:  # "<!"
+            for marker in _DECLARATIONS:
+                if data.startswith(marker, at + 1):
+                    return b"<!" + marker
         at = data.find(b"!", at + 1)
     return None
 
