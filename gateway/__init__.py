@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Flask, Response, request
+from flask import Flask
 
 from gateway.config import Config
 
@@ -58,15 +58,9 @@ def create_app(config: Config | None = None) -> Flask:
         ops.bp,
     ):
         app.register_blueprint(blueprint)
+    # Checkpoints are signed off the request path, by each server process's once-a-second thread
+    # (gateway.gunicorn_conf.post_worker_init); the receipt endpoint signs one on demand.
     services = app.extensions["gateway"]
-
-    @app.after_request
-    def _checkpoint(response: Response) -> Response:
-        # Requests that may have appended to the audit log keep checkpoints at most a second old.
-        if request.method != "GET":
-            services.checkpoints.refresh_quietly()
-        return response
-
     if services.dev_idp is not None:  # demo mode only, never a production configuration
         app.register_blueprint(dev_idp_blueprint(services.dev_idp))
     if services.dev_pki is not None:  # demo mode only: the development CA's OCSP responder, CRL and TSA

@@ -43,6 +43,7 @@ from gateway.keyring import KeyRing
 from gateway.keys import DevStatusUrls, GatewayKeys, load_development_ca
 from gateway.policy import Refusal
 from gateway.routing.registry import AgencyRegistry
+from gateway.routing.registry_cache import RegistryCache
 from gateway.routing.submission import SubmissionService
 from gateway.store.db import Database
 from gateway.trust.chain import issuer_among
@@ -62,7 +63,8 @@ class Services:
     config: Config
     db: Database
     audit: AuditLog
-    registry: AgencyRegistry
+    registry: AgencyRegistry  # changes to the registry, and what operators look at
+    agencies: RegistryCache  # what the request path reads: cached, at most a second behind any change
     keys: GatewayKeys  # as loaded at start: what does not rotate (trust anchors, pepper, portal key)
     ring: KeyRing  # what rotates (token, seal and checkpoint keys), re-read within a second of a rotation
     tokens: TokenAuthority
@@ -110,6 +112,7 @@ class Services:
         config = pin_audit_origin(config, db)  # before the key ring names its checkpoint signers
         audit = AuditLog()
         registry = AgencyRegistry(audit, adapter_deployment(config))
+        agencies = RegistryCache(db, registry)
         ring = KeyRing(config)
         keys = ring.keys
         state: StateStore = RedisStateStore(config.redis_url) if config.redis_url else SqlStateStore(db)
@@ -123,8 +126,7 @@ class Services:
         )
 
         def client_key(code: str) -> list[PublicKey]:
-            with db.read() as conn:
-                agency = registry.lookup(conn, [code]).get(code)
+            agency = agencies.agency(code)
             if agency is None or not agency.enabled:
                 return []
             return [load_public_key(pem) for pem in agency.client_keys(datetime.now(UTC))]
@@ -170,6 +172,7 @@ class Services:
             db=db,
             audit=audit,
             registry=registry,
+            agencies=agencies,
             ring=ring,
             verifier=verifier,
             limits=XmlLimits(max_bytes=config.max_document_bytes),
@@ -204,6 +207,7 @@ class Services:
             db=db,
             audit=audit,
             registry=registry,
+            agencies=agencies,
             keys=keys,
             ring=ring,
             tokens=TokenAuthority(ring, config.public_url.rstrip("/"), config.access_token_ttl),
@@ -221,7 +225,7 @@ class Services:
             dossiers=DossierService(
                 db=db,
                 audit=audit,
-                registry=registry,
+                agencies=agencies,
                 submissions=submissions,
                 keys=keys,
                 catalog=load_catalog(config.procedures_file, config.demo),

@@ -102,6 +102,7 @@ def reset_database(db: Database) -> None:
         names = ", ".join(t.name for t in metadata.sorted_tables)
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.execute(sa.insert(metadata.tables["audit_head"]).values(id=1, size=0, last_time_us=0))
+        conn.execute(sa.insert(metadata.tables["registry_generation"]).values(id=1, generation=0))
 
 
 class GatewayClient:

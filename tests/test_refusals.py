@@ -139,6 +139,9 @@ def test_recipient_outside_the_senders_permissions_is_refused(agency, svc):
         conn.execute(
             sa.text("UPDATE agencies SET may_send_to = :v WHERE code = :c"), {"v": '["000.00.04.*"]', "c": HCM}
         )
+        # Every registry change moves the generation (AgencyRegistry._changed); a change made in SQL must too.
+        conn.execute(sa.text("UPDATE registry_generation SET generation = generation + 1"))
+    svc.agencies.invalidate()  # as if the second the cache may lag behind another process's change had passed
     signed = sender.keys.sign(sample("cong-van.edxml"))  # to Q4 (allowed) and Sở Nội vụ (not)
     assert_refused(svc, lambda: sender.submit(signed), 403, "not-permitted")
 

@@ -33,6 +33,7 @@ def test_one_token_covers_a_pass_and_each_document_proves_its_place(agency, svc,
     sender = agency(HCM)
     for number in range(6001, 6006):
         assert submit(sender, number).status_code == 202
+    svc.checkpoints.refresh_quietly()  # what each server process's once-a-second thread does
     calls = svc.timestamper.requests
     assert svc.timestamper.run_once() == 5  # one TSA call for the five documents (and one for the checkpoint)
     assert svc.timestamper.requests == calls + 2

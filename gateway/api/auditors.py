@@ -63,8 +63,7 @@ def authenticated_in_role(allowed: frozenset[str], refusal: Refusal, refused_eve
         header = parse_compact(token, "invalid-token").header
         if header.get("kid") == svc.tokens.kid:  # the gateway's own access token: an agency
             agency = svc.tokens.verify(token)
-            with svc.db.read() as conn:
-                found = svc.registry.lookup(conn, [agency]).get(agency)
+            found = svc.agencies.agency(agency)
             if found is None or not found.enabled:  # a disabled agency keeps no role
                 raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
             person, identity = Auditor(agency, agency), agency

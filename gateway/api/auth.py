@@ -32,8 +32,7 @@ def authenticated_agency() -> str:
     svc = services()
     try:
         agency = svc.tokens.verify(bearer_token("invalid-token"))
-        with svc.db.read() as conn:
-            found = svc.registry.lookup(conn, [agency]).get(agency)
+        found = svc.agencies.agency(agency)
         if found is None or not found.enabled:
             raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
     except Refusal as refusal:

@@ -26,7 +26,7 @@ from gateway.identity.national_id import CitizenIdentity
 from gateway.identity.state import RateLimiter
 from gateway.keys import GatewayKeys
 from gateway.policy import RateLimited, Refusal
-from gateway.routing.registry import AgencyRegistry
+from gateway.routing.registry_cache import RegistryCache
 from gateway.routing.submission import Accepted, SubmissionService
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc
@@ -68,7 +68,7 @@ class DossierService:
         *,
         db: Database,
         audit: AuditLog,
-        registry: AgencyRegistry,
+        agencies: RegistryCache,
         submissions: SubmissionService,
         keys: GatewayKeys,
         catalog: Mapping[str, Procedure],
@@ -77,7 +77,7 @@ class DossierService:
         limiter: RateLimiter,
         per_hour: int,
     ) -> None:
-        self._db, self._audit, self._registry, self._submissions = db, audit, registry, submissions
+        self._db, self._audit, self._agencies, self._submissions = db, audit, agencies, submissions
         self._keys, self._catalog, self._portal, self._max_bytes = keys, catalog, portal, max_bytes
         self._limiter, self._per_hour = limiter, per_hour
 
@@ -136,8 +136,7 @@ class DossierService:
             self._within_hourly_limit(citizen, "dossiers")
             fields = _fields(request.get("fields", {}), procedure)
             attachments = _attachments(request.get("attachments", []), self._max_bytes // 2)
-            with self._db.read() as conn:
-                known = self._registry.lookup(conn, [self._portal, *procedure.agencies])
+            known = self._agencies.agencies([self._portal, *procedure.agencies])
             portal_name = known[self._portal].name if self._portal in known else self._portal
             agencies = [(a, known[a].name if a in known else a) for a in procedure.agencies]
             now = datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from gateway.audit import AuditEvent, AuditLog
 from gateway.documents.identifiers import agency_code_form
 from gateway.policy import Refusal
 from gateway.store.helpers import as_utc
-from gateway.store.tables import agencies, agency_certificates
+from gateway.store.tables import agencies, agency_certificates, registry_generation
 from gateway.trust import pki
 from gateway.trust.chain import TrustStore
 
@@ -75,6 +75,21 @@ class AgencyRegistry:
         self._deployment = deployment
         self._audit = audit
         self._parsed: dict[str, x509.Certificate] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever this process changes the registry (before the change commits)."""
+        self._listeners.append(listener)
+
+    def _changed(self, conn: Connection) -> None:
+        """Every write below ends here: the generation moves in the same transaction, caches hear of it."""
+        conn.execute(
+            sa.update(registry_generation)
+            .where(registry_generation.c.id == 1)
+            .values(generation=registry_generation.c.generation + 1)
+        )
+        for listener in self._listeners:
+            listener()
 
     def add(self, conn: Connection, new: NewAgency, trust: TrustStore, *, actor: str = "operator") -> Agency:
         if agency_code_form(new.code) is None:
@@ -112,6 +127,7 @@ class AgencyRegistry:
         )
         for cert in signers:
             self._insert_certificate(conn, new.code, cert, now)
+        self._changed(conn)
         self._audit.append(conn, AuditEvent(event="agency.registered", outcome="ok", actor=actor, sender=new.code))
         agency = self.get(conn, new.code)
         assert agency is not None
@@ -148,6 +164,7 @@ class AgencyRegistry:
             )
         else:
             self._insert_certificate(conn, code, cert, datetime.now(UTC))
+        self._changed(conn)
         self._audit.append(
             conn,
             AuditEvent(event="agency.certificate-added", outcome="ok", actor=actor, sender=code, reason=f"sha256 {fp}"),
@@ -180,6 +197,7 @@ class AgencyRegistry:
             .where(agency_certificates.c.fingerprint == fp)
             .values(removed_at=datetime.now(UTC))
         )
+        self._changed(conn)
         self._audit.append(
             conn,
             AuditEvent(
@@ -232,6 +250,7 @@ class AgencyRegistry:
                 updated_at=now,
             )
         )
+        self._changed(conn)
         self._audit.append(
             conn,
             AuditEvent(
@@ -265,6 +284,7 @@ class AgencyRegistry:
         )
         if result.rowcount == 0:
             raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        self._changed(conn)
         event = "agency.enabled" if enabled else "agency.disabled"
         self._audit.append(conn, AuditEvent(event=event, outcome="ok", actor=actor, sender=code))
         agency = self.get(conn, code)
@@ -283,6 +303,7 @@ class AgencyRegistry:
         )
         if result.rowcount == 0:
             raise Refusal("unknown-agency", f"agency {code} is not registered; see `gateway agency list`")
+        self._changed(conn)
         self._audit.append(
             conn,
             AuditEvent(event="agency.adapter-changed", outcome="ok", actor=actor, sender=code, reason=adapter),
@@ -312,7 +333,7 @@ class AgencyRegistry:
         """The agency's certificates that may sign now: not removed, not expired, newest first."""
         now = at or datetime.now(UTC)
         rows = conn.execute(
-            sa.select(agency_certificates.c.fingerprint, agency_certificates.c.pem)
+            sa.select(agency_certificates.c.fingerprint)
             .where(
                 agency_certificates.c.agency_code == code,
                 agency_certificates.c.removed_at.is_(None),
@@ -321,13 +342,21 @@ class AgencyRegistry:
             )
             .order_by(agency_certificates.c.added_at.desc(), agency_certificates.c.not_after.desc())
         ).all()
-        found = []
-        for row in rows:  # parsed once per process; the database stays the authority on who owns which
-            cert = self._parsed.get(row.fingerprint)
-            if cert is None:
-                cert = self._parsed[row.fingerprint] = x509.load_pem_x509_certificate(row.pem.encode())
-            found.append(cert)
-        return found
+        parsed = self.parsed_certificates(conn, [row.fingerprint for row in rows])
+        return [parsed[row.fingerprint] for row in rows]
+
+    def parsed_certificates(self, conn: Connection, fingerprints: Sequence[str]) -> dict[str, x509.Certificate]:
+        """Registered certificates by fingerprint, each parsed once per process (a fingerprint names one)."""
+        missing = [fp for fp in fingerprints if fp not in self._parsed]
+        if missing:
+            rows = conn.execute(
+                sa.select(agency_certificates.c.fingerprint, agency_certificates.c.pem).where(
+                    agency_certificates.c.fingerprint.in_(missing)
+                )
+            ).all()
+            for row in rows:
+                self._parsed[row.fingerprint] = x509.load_pem_x509_certificate(row.pem.encode())
+        return {fp: self._parsed[fp] for fp in fingerprints}
 
     def expiring_certificates(self, conn: Connection, within: timedelta) -> list[Any]:
         """Registered certificates (not removed) of enabled agencies that expire within ``within``."""

@@ -37,6 +37,7 @@ from gateway.policy import Refusal
 from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
+from gateway.routing.registry_cache import RegistryCache
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
 from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
@@ -109,6 +110,7 @@ class SubmissionService:
         db: Database,
         audit: AuditLog,
         registry: AgencyRegistry,
+        agencies: RegistryCache,
         ring: KeyRing,
         verifier: EnvelopedSignatureVerifier,
         limits: xmlsafe.XmlLimits,
@@ -119,6 +121,7 @@ class SubmissionService:
         self._db = db
         self._audit = audit
         self._registry = registry
+        self._agencies = agencies
         self._ring = ring
         self._verifier = verifier
         self._limits = limits
@@ -233,8 +236,7 @@ class SubmissionService:
             )
         schema.validate(root, kind)
         self._require_sender(caller, edxml.claimed_sender(root))
-        with self._db.read() as conn:
-            certificates: Sequence[x509.Certificate] = self._registry.signing_certificates(conn, caller)
+        certificates: Sequence[x509.Certificate] = self._agencies.signing_certificates(caller)
         try:
             return self._verifier.verify(data, root, certificates)
         except Refusal as refusal:
@@ -272,8 +274,7 @@ class SubmissionService:
             raise Refusal("sender-mismatch", f"From/OrganId is {sender!r} but the caller is {caller!r}")
 
     def _check_routes(self, caller: str, recipients: Sequence[str], *, permission: bool = True) -> None:
-        with self._db.read() as conn:
-            known = self._registry.lookup(conn, [caller, *recipients])
+        known = self._agencies.agencies([caller, *recipients])
         sender = known[caller]  # the caller authenticated as this agency
         if not permission:  # answering a document needs no permission beyond having received it
             sender = replace(sender, may_send_to=("*",))

@@ -40,6 +40,16 @@ agencies = sa.Table(
     sa.Column("previous_client_key_until", UTC_DATETIME, nullable=True),
 )
 
+# Every change to the registry (agencies, their certificates, keys, adapters) increments this one
+# row in the same transaction, so each process can cache the registry and notice any change,
+# from any worker or host, by reading one number (gateway.routing.registry_cache).
+registry_generation = sa.Table(
+    "registry_generation",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
 agency_certificates = sa.Table(
     "agency_certificates",
     metadata,
