@@ -8,6 +8,7 @@ duration, repetitions; the median is reported and the spread is min–max over t
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -80,3 +81,35 @@ class Figure:
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio, "met": self.met}
+
+
+def concurrent_rate(
+    work: Callable[[], object], *, threads: int, seconds: float, repetitions: int = 3, warmup: float = 0.5
+) -> tuple[Rate, int]:
+    """Calls of ``work`` a second from ``threads`` threads at once, and how many raised (counted, not timed)."""
+    errors = [0]
+
+    def run_for(duration: float, counts: list[int], slot: int) -> None:
+        end = time.perf_counter() + duration
+        while time.perf_counter() < end:
+            try:
+                work()
+            except Exception:
+                errors[0] += 1
+            else:
+                counts[slot] += 1
+
+    def timed(duration: float) -> float:
+        counts = [0] * threads
+        workers = [threading.Thread(target=run_for, args=(duration, counts, i)) for i in range(threads)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return sum(counts) / (time.perf_counter() - start)
+
+    timed(warmup)
+    errors[0] = 0
+    samples = [timed(seconds) for _ in range(repetitions)]
+    return Rate.of(samples, seconds), errors[0]

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import current_app
 
 from adapters import Deployment
-from gateway.audit import AuditLog
+from gateway.audit import AuditBatch, AuditLog
 from gateway.audit.checkpoints import CheckpointLog
 from gateway.audit.origin import pin_audit_origin
 from gateway.audit.published import PublishedCheckpoint
@@ -111,6 +111,7 @@ class Services:
         db = Database(config.database_url)
         config = pin_audit_origin(config, db)  # before the key ring names its checkpoint signers
         audit = AuditLog()
+        db.group_commit.add_hook(AuditBatch)  # one sequencer acquisition per batch of grouped writes
         registry = AgencyRegistry(audit, adapter_deployment(config))
         agencies = RegistryCache(db, registry)
         ring = KeyRing(config)

@@ -55,6 +55,7 @@ class AppendedEntry:
     index: int
     time: datetime
     body: bytes
+    time_us: int  # ``time`` exactly as stored
 
 
 class AuditLog:
@@ -66,10 +67,16 @@ class AuditLog:
     def append_many(
         self, conn: Connection, events: Sequence[AuditEvent], *, now: datetime | None = None
     ) -> list[AppendedEntry]:
-        """Append several entries with consecutive indices and one time, in two statements."""
+        """Append several entries with consecutive indices and one time.
+
+        Inside a group-commit batch the entries are numbered at once and written with the rest of
+        the batch just before it commits (:class:`AuditBatch`); otherwise in the statements here."""
         if not events:
             return []
         wanted_us = _to_us(now or datetime.now(UTC))
+        batch = conn.info.get(AuditBatch.KEY)
+        if isinstance(batch, AuditBatch):
+            return batch.append(events, wanted_us)
         row = conn.execute(
             sa.update(audit_head)
             .where(audit_head.c.id == 1)
@@ -82,63 +89,13 @@ class AuditLog:
             .returning(audit_head.c.size, audit_head.c.last_time_us)
         ).one()
         first, time_us = int(row.size) - len(events), int(row.last_time_us)
-        time = datetime.fromtimestamp(time_us / 1_000_000, UTC)
-        appended = [AppendedEntry(first + i, time, encode_entry(first + i, time, e)) for i, e in enumerate(events)]
-        conn.execute(
-            sa.insert(audit_entries),
-            [
-                {"idx": a.index, "time_us": time_us, "event": e.event, "document": e.document, "body": a.body}
-                for a, e in zip(appended, events, strict=True)
-            ],
-        )
-        conn.execute(
-            sa.insert(audit_search),
-            [
-                {
-                    "idx": a.index,
-                    "time_us": time_us,
-                    "event": e.event,
-                    "outcome": e.outcome,
-                    "actor": (e.actor or "")[:128] or None,
-                    "sender": e.sender,
-                    "recipient": e.recipient,
-                    "document": e.document,
-                    "document_id": e.document_id,
-                }
-                for a, e in zip(appended, events, strict=True)
-            ],
-        )
-        self._append_nodes(conn, appended)
+        appended = _numbered(first, time_us, events)
+        write_entries(conn, appended, events)
         return appended
 
-    @staticmethod
-    def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
-        """Store the leaf hashes and every perfect subtree the new leaves complete (RFC 9162 §2.1.1)."""
-        first = appended[0].index
-        older = set()  # left siblings completed before this batch: fetched in one query
-        for entry in appended:
-            level, i = 0, entry.index
-            while i & 1:
-                if i << level <= first:  # the sibling's last leaf precedes the batch: stored earlier
-                    older.add((level, i - 1))
-                level, i = level + 1, i >> 1
-        nodes: dict[tuple[int, int], bytes] = stored_nodes(conn, older)
-        for entry in appended:
-            level, i = 0, entry.index
-            h = nodes[(0, i)] = hash_leaf(entry.body)
-            while i & 1:
-                h = hash_children(nodes[(level, i - 1)], h)
-                level, i = level + 1, i >> 1
-                nodes[(level, i)] = h
-        conn.execute(
-            sa.insert(audit_nodes),
-            [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items() if (lv, i) not in older],
-        )
-
     def record(self, db: Database, event: AuditEvent) -> None:
-        """One entry in its own transaction (a login, a logout: nothing else is written with it)."""
-        with db.write() as conn:
-            self.append(conn, event)
+        """One entry, with nothing else of the request (a login, a refusal); committed with others' if they wait."""
+        db.write_grouped(lambda conn: self.append(conn, event))
 
     def refused(self, db: Database, event: str, refusal: Refusal, **fields: Any) -> None:
         """Audit a refusal in its own transaction: nothing else of the refused request is written."""
@@ -153,6 +110,115 @@ class AuditLog:
 
     def size(self, conn: Connection) -> int:
         return int(conn.execute(sa.select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one())
+
+
+class AuditBatch:
+    """The audit appends of one group-commit batch (gateway.store.group_commit): the sequencer row is
+    locked and read once, entries are numbered in memory as units run, a unit rolled back to its
+    savepoint gives its numbers back to the next one, and everything is written in one statement
+    per table just before the batch commits.  Gap-free indices and monotonic time hold as before:
+    the lock is held from the first append to the commit, and each time is clamped to the last."""
+
+    KEY = "gateway.audit.batch"
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._head: tuple[int, int] | None = None  # (next index, last time in µs) once locked
+        self._pending: list[tuple[AppendedEntry, AuditEvent]] = []
+        self._info = conn.info  # kept: the connection is closed by the time the batch is
+        self._info[self.KEY] = self
+
+    def append(self, events: Sequence[AuditEvent], wanted_us: int) -> list[AppendedEntry]:
+        if self._head is None:
+            row = self._conn.execute(
+                sa.update(audit_head)
+                .where(audit_head.c.id == 1)
+                .values(size=audit_head.c.size)  # takes the sequencer's row lock until the batch commits
+                .returning(audit_head.c.size, audit_head.c.last_time_us)
+            ).one()
+            self._head = (int(row.size), int(row.last_time_us))
+        first, last_us = self._head
+        time_us = max(last_us, wanted_us)
+        appended = _numbered(first, time_us, events)
+        self._pending.extend(zip(appended, events, strict=True))
+        self._head = (first + len(events), time_us)
+        return appended
+
+    def mark(self) -> object:
+        return self._head, len(self._pending)
+
+    def undo(self, mark: object) -> None:
+        assert isinstance(mark, tuple)
+        self._head = mark[0]
+        del self._pending[mark[1] :]
+
+    def flush(self) -> None:
+        if not self._pending or self._head is None:
+            return
+        size, last_us = self._head
+        self._conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(size=size, last_time_us=last_us))
+        write_entries(self._conn, [a for a, _ in self._pending], [e for _, e in self._pending])
+
+    def close(self) -> None:
+        self._info.pop(self.KEY, None)
+
+
+def _numbered(first: int, time_us: int, events: Sequence[AuditEvent]) -> list[AppendedEntry]:
+    time = datetime.fromtimestamp(time_us / 1_000_000, UTC)
+    return [AppendedEntry(first + i, time, encode_entry(first + i, time, e), time_us) for i, e in enumerate(events)]
+
+
+def write_entries(conn: Connection, appended: Sequence[AppendedEntry], events: Sequence[AuditEvent]) -> None:
+    """The entries, their search rows and the Merkle subtrees they complete, for consecutive indices."""
+    conn.execute(
+        sa.insert(audit_entries),
+        [
+            {"idx": a.index, "time_us": a.time_us, "event": e.event, "document": e.document, "body": a.body}
+            for a, e in zip(appended, events, strict=True)
+        ],
+    )
+    conn.execute(
+        sa.insert(audit_search),
+        [
+            {
+                "idx": a.index,
+                "time_us": a.time_us,
+                "event": e.event,
+                "outcome": e.outcome,
+                "actor": (e.actor or "")[:128] or None,
+                "sender": e.sender,
+                "recipient": e.recipient,
+                "document": e.document,
+                "document_id": e.document_id,
+            }
+            for a, e in zip(appended, events, strict=True)
+        ],
+    )
+    _append_nodes(conn, appended)
+
+
+def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
+    """Store the leaf hashes and every perfect subtree the new leaves complete (RFC 9162 §2.1.1)."""
+    first = appended[0].index
+    older = set()  # left siblings completed before these leaves: fetched in one query
+    for entry in appended:
+        level, i = 0, entry.index
+        while i & 1:
+            if i << level <= first:  # the sibling's last leaf precedes the batch: stored earlier
+                older.add((level, i - 1))
+            level, i = level + 1, i >> 1
+    nodes: dict[tuple[int, int], bytes] = stored_nodes(conn, older)
+    for entry in appended:
+        level, i = 0, entry.index
+        h = nodes[(0, i)] = hash_leaf(entry.body)
+        while i & 1:
+            h = hash_children(nodes[(level, i - 1)], h)
+            level, i = level + 1, i >> 1
+            nodes[(level, i)] = h
+    conn.execute(
+        sa.insert(audit_nodes),
+        [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items() if (lv, i) not in older],
+    )
 
 
 def encode_entry(index: int, time: datetime, event: AuditEvent) -> bytes:

@@ -283,8 +283,7 @@ class SubmissionService:
     def _store(self, checked: _Checked) -> Accepted:
         for attempt in (1, 2):
             try:
-                with self._db.write() as conn:
-                    stored, pushes = self._store_in(conn, checked)
+                stored, pushes = self._db.write_grouped(lambda conn: self._store_in(conn, checked))
                 if not stored.duplicate:
                     self._timestamper.note_pending(stored.received_at)
                 if pushes:  # committed: wake a delivery worker; pull-only routes need nobody

@@ -12,13 +12,16 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from gateway.store.group_commit import GroupCommit, WriteUnit
+
+T = TypeVar("T")
 _IMMEDIATE = "gateway_sqlite_immediate"
 
 
@@ -33,6 +36,11 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = _create_engine(url)
+        self.group_commit = GroupCommit(self.write)
+
+    def write_grouped(self, unit: WriteUnit[T]) -> T:
+        """``unit`` in a committed transaction, shared with other threads' units (gateway.store.group_commit)."""
+        return self.group_commit.run(unit)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
