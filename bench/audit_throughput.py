@@ -160,6 +160,10 @@ def figures(*, seconds: float = 2.0, repetitions: int = 3, entries: int = 20_000
     return found
 
 
+def run(quick: bool) -> list[Figure]:
+    return figures(seconds=0.2, repetitions=1, entries=500) if quick else figures()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0)

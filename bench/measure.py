@@ -31,7 +31,10 @@ class Rate:
 
     @property
     def spread(self) -> str:
-        return f"{self.low:.4g}–{self.high:.4g}"
+        def shown(value: float) -> str:
+            return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+        return f"{shown(self.low)}–{shown(self.high)}"
 
 
 def rate(work: Callable[[], object], *, seconds: float, repetitions: int = 3, warmup: float = 0.5) -> Rate:

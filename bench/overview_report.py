@@ -26,9 +26,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(ROOT))
 
 from bench.deployment import remove_worktree, worktree  # noqa: E402
+from bench.measure import Figure  # noqa: E402
+from bench.report import print_table  # noqa: E402
 from gateway.audit import AuditEvent, AuditLog  # noqa: E402
 from gateway.store import upgrade  # noqa: E402
 from gateway.store.db import Database  # noqa: E402
@@ -134,22 +137,20 @@ def _document(doc: str, kind: str, sender: str, number: str, due: str | None, re
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--baseline-ref", default="6957184")
-    args = parser.parse_args()
+NAME = "overview"
+
+
+def figures(*, documents: int = 20000, repeat: int = 5, baseline_ref: str = "6957184") -> list[Figure]:
     home = Path(tempfile.mkdtemp(prefix="overview-bench-"))
     url = f"sqlite:///{home / 'gw.db'}"
-    print(f"seeding {args.documents} documents ({2 * args.documents} routes) …", file=sys.stderr)
-    seed(url, args.documents, random.Random(7))
+    print(f"seeding {documents} documents ({2 * documents} routes) …", file=sys.stderr)
+    seed(url, documents, random.Random(7))
     start, end, now = START, START + timedelta(days=30), START + timedelta(days=30)
-    print(f"baseline: processing_statistics at {args.baseline_ref} …", file=sys.stderr)
-    tree = worktree(args.baseline_ref)
+    print(f"baseline: processing_statistics at {baseline_ref} …", file=sys.stderr)
+    tree = worktree(baseline_ref)
     try:
         answer = subprocess.run(
-            [sys.executable, "-c", TIMER, url, start.isoformat(), end.isoformat(), now.isoformat(), str(args.repeat)],
+            [sys.executable, "-c", TIMER, url, start.isoformat(), end.isoformat(), now.isoformat(), str(repeat)],
             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
             capture_output=True,
             text=True,
@@ -162,19 +163,43 @@ def main() -> None:
 
     db, times = Database(url), []
     print("this tree: build_overview …", file=sys.stderr)
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         began = time.perf_counter()
         with db.read() as conn:
             report = build_overview(conn, start, end, now)
         times.append(time.perf_counter() - began)
-    ours = statistics.median(times)
-    print(f"{'report':<44}{'median ms':>12}")
-    print(f"{'baseline processing_statistics':<44}{baseline['median'] * 1000:>12.1f}")
-    print(f"{'build_overview (figures, days, trend, lists)':<44}{ours * 1000:>12.1f}")
-    print(
-        f"ratio overview/baseline: {ours / baseline['median']:.2f}  ({len(report.agencies)} agencies, "
-        f"{report.city.received} handlings, {sum(r.count for r in report.refusals)} refusals read)"
-    )
+    db.dispose()
+    return [
+        Figure(
+            benchmark=NAME,
+            name=f"leaders' overview of a month, {documents:,} documents",
+            value=statistics.median(times) * 1000,
+            unit="ms",
+            spread=f"{min(times) * 1000:.0f}–{max(times) * 1000:.0f}",
+            baseline=f"processing_statistics of {baseline_ref} (the report it replaced)",
+            baseline_value=baseline["median"] * 1000,
+            higher_is_better=False,
+            method=f"SQLite, median of {repeat} runs on one seeded file",
+            notes={
+                "agencies": len(report.agencies),
+                "handlings": report.city.received,
+                "refusals read": sum(r.count for r in report.refusals),
+            },
+        )
+    ]
+
+
+def run(quick: bool) -> list[Figure]:
+    return figures(documents=300, repeat=1) if quick else figures()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline-ref", default="6957184")
+    args = parser.parse_args()
+    print_table(figures(documents=args.documents, repeat=args.repeat, baseline_ref=args.baseline_ref))
 
 
 if __name__ == "__main__":

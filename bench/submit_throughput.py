@@ -36,20 +36,28 @@ if __package__ in (None, ""):  # run as `python bench/submit_throughput.py`: mak
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.deployment import ROOT, DemoDeployment, remove_worktree, worktree
+from bench.measure import Figure
 
 SAMPLE = ROOT / "examples" / "cong-van.edxml"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+def hammer(
+    port: int, path: str, bodies: list[bytes], token: str, seconds: float, queue: mp.Queue, interval: float = 0
+) -> None:  # type: ignore[type-arg]
+    """Requests one after another on one keep-alive connection; ``interval`` > 0 paces them (open loop)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
     done, bad, latencies, first_error = 0, 0, [], ""
     deadline = time.perf_counter() + seconds
     i = 0
+    next_at = time.perf_counter()
     while time.perf_counter() < deadline:
         body = bodies[i % len(bodies)] if bodies else None
         i += 1
+        if interval:
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
         start = time.perf_counter()
         conn.request("POST" if body else "GET", path, body=body, headers=headers)
         response = conn.getresponse()
@@ -63,9 +71,15 @@ def hammer(port: int, path: str, bodies: list[bytes], token: str, seconds: float
     queue.put((done, bad, latencies, first_error))
 
 
-def run_load(port: int, path: str, per_client: list[list[bytes]], token: str, seconds: float) -> dict[str, float]:
+def run_load(
+    port: int, path: str, per_client: list[list[bytes]], token: str, seconds: float, rate: float = 0
+) -> dict[str, float]:
+    """``rate`` > 0: that many requests a second in all, spread over the clients; else as fast as answered."""
     queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=hammer, args=(port, path, bodies, token, seconds, queue)) for bodies in per_client]
+    interval = len(per_client) / rate if rate else 0
+    procs = [
+        mp.Process(target=hammer, args=(port, path, bodies, token, seconds, queue, interval)) for bodies in per_client
+    ]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
@@ -88,10 +102,12 @@ class Run:
     verify_rate: float = 0.0
     trivial: dict[str, float] = field(default_factory=dict)
     submit: dict[str, float] = field(default_factory=dict)
+    half: dict[str, float] = field(default_factory=dict)  # paced at half the saturated rate
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _token(port: int, keys: Path) -> str:
+def _token(port: int, keys: Path, code: str = "000.00.00.H29") -> str:
+    """An access token for agency ``code`` from its development client key in ``keys``."""
     import jwt
 
     from gateway.trust import pki
@@ -99,8 +115,8 @@ def _token(port: int, keys: Path) -> str:
     now = int(time.time())
     assertion = jwt.encode(
         {
-            "iss": "000.00.00.H29",
-            "sub": "000.00.00.H29",
+            "iss": code,
+            "sub": code,
             "aud": f"http://127.0.0.1:{port}/oauth/token",
             "iat": now,
             "exp": now + 60,
@@ -135,8 +151,8 @@ def _counts(db: Path) -> dict[str, int]:
     return counts
 
 
-def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
-    """One fresh embedded deployment of the code in ``code``, measured the same way as every other."""
+def measure(label: str, code: Path, seconds: float, clients: int, settings: dict[str, str] | None = None) -> Run:
+    """One fresh deployment of the code in ``code`` (embedded unless ``settings`` say otherwise)."""
     from gateway.documents.signing import sign_edxml
     from gateway.trust import pki
 
@@ -147,6 +163,7 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
             # The bench measures the gateway, not the per-agency rate limit (600 a minute by default).
             "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
             "GATEWAY_ACCESS_TOKEN_TTL": "3600",
+            **(settings or {}),
         },
     )
     home, port = deployment.home, deployment.port
@@ -156,7 +173,7 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
         chain = pki.load_certificates(keys / "signing.crt")
         token = _token(port, keys)
         unsigned = SAMPLE.read_bytes()
-        estimated = int(seconds * 400) + 200
+        estimated = int(seconds * 600) + 200
         print(f"[{label}] signing {estimated} distinct documents before timing …", flush=True)
         bodies = []
         for n in range(estimated):
@@ -174,12 +191,18 @@ def measure(label: str, code: Path, seconds: float, clients: int) -> Run:
         shards = [bodies[i : len(bodies) - 1 : clients] for i in range(clients)]
         run.submit = run_load(port, "/v1/documents", shards, token, seconds)
         run.submit["warm_up_errors"] = warm["errors"]
-        if run.submit["per_second"] * seconds >= (len(bodies) - 1) * 0.95:
+        used = int(run.submit["per_second"] * seconds) + 1
+        if used >= (len(bodies) - 1) * 0.95:
             print("warning: clients ran out of distinct documents; later posts were duplicates", flush=True)
+        rest = bodies[used:-1]
+        half = run.submit["per_second"] / 2
+        print(f"[{label}] POST /v1/documents at {half:.0f}/s (half of that) for {seconds:.0f}s …", flush=True)
+        run.half = run_load(port, "/v1/documents", [rest[i::clients] for i in range(clients)], token, seconds, half)
         time.sleep(3)  # let the last timestamping pass and checkpoint happen before counting
     finally:
         deployment.stop()
-    run.counts = _counts(home / "gw.db")
+    if (home / "gw.db").exists():
+        run.counts = _counts(home / "gw.db")
     return run
 
 
@@ -243,16 +266,77 @@ def report(runs: list[Run]) -> None:
         )
 
 
+NAME = "submission"
+
+
+def figures(*, seconds: float = 10.0, clients: int = 4, scale_out: bool = True) -> list[Figure]:
+    """Embedded (SQLite) and, with ``scale_out``, PostgreSQL + Redis: each against its own ``/healthz``."""
+    from bench.audit_throughput import scratch_postgres
+
+    runs = [("SQLite", 0.30, measure("SQLite", ROOT, seconds, clients))]
+    if scale_out:
+        with scratch_postgres() as url:
+            redis = {"GATEWAY_DATABASE_URL": url, "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/11"}
+            runs.append(("PostgreSQL + Redis", 0.25, measure("PostgreSQL + Redis", ROOT, seconds, clients, redis)))
+    found = []
+    for store, target, r in runs:
+        method = (
+            f"{r.size:,}-byte documents (RSA-2048), gunicorn 2 workers, {clients} client processes with keep-alive, "
+            f"{seconds:g} s each, one repetition"
+        )
+        common = {"benchmark": NAME, "method": method}
+        found += [
+            Figure(
+                name=f"accepted documents, {store}",
+                value=r.submit["per_second"],
+                unit="/s",
+                baseline="GET /healthz, same server and clients",
+                baseline_value=r.trivial["per_second"],
+                target=target,
+                errors=int(r.submit["errors"] + r.trivial["errors"] + r.submit.get("warm_up_errors", 0)),
+                notes={
+                    "saturated p50 / p99 ms": f"{r.submit['p50_ms']:.1f} / {r.submit['p99_ms']:.1f}",
+                    "in-process verification alone": f"{r.verify_rate:,.0f}/s",
+                    **({"database after the run": r.counts} if r.counts else {}),
+                },
+                **common,
+            ),
+            Figure(
+                name=f"p99 latency at half of peak, {store}",
+                value=r.half["p99_ms"],
+                unit="ms",
+                baseline="the issue's bound",
+                baseline_value=50.0,
+                target=1.0,
+                higher_is_better=False,
+                errors=int(r.half["errors"]),
+                notes={"paced at": f"{r.submit['per_second'] / 2:.0f}/s", "p50 ms": f"{r.half['p50_ms']:.1f}"},
+                **common,
+            ),
+        ]
+    return found
+
+
+def run(quick: bool) -> list[Figure]:
+    return figures(seconds=1.0, clients=2, scale_out=False) if quick else figures()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of the figures python -m bench reports")
     parser.add_argument(
         "--baseline-ref",
         help="Also measure this git revision (e.g. the commit before a change) in the same run, first.",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.quick:
+        from bench.report import print_table
+
+        print_table(run(True))
+        return
     runs = []
     if args.baseline_ref:
         folder = worktree(args.baseline_ref)

@@ -6,7 +6,7 @@ duplicate-member check, key by kid, signature, every claim check, personal-ID ru
 the ID — (b) ``jwt.decode`` with the key, algorithm and audience given, and (c) the raw RSA
 verification alone (the floor).  Ratios are against (b) and (c), measured in the same run.
 
-    .venv/bin/python bench/token_verify.py [--seconds 3]
+    .venv/bin/python bench/token_verify.py [--seconds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ import argparse
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bench.measure import Figure, rate
+from bench.report import print_table
 from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
 
+NAME = "token"
 ISSUER, AUDIENCE, KID = "https://sso.example.gov.vn", "interconnect-gateway", "k1"
 
 
@@ -36,23 +39,7 @@ class NoReplay:
         return True
 
 
-def rate(label: str, work: Callable[[], object], seconds: float) -> float:
-    work()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(50):
-            work()
-        count += 50
-    per_second = count / (time.perf_counter() - start)
-    print(f"{label:<44} {per_second:9.0f} /s", flush=True)
-    return per_second
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
-
+def figures(*, seconds: float = 2.0, repetitions: int = 3) -> list[Figure]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
     claims = {
@@ -79,21 +66,43 @@ def main() -> None:
     public = key.public_key()
     signing_input, _, signature_b64 = token.rpartition(".")
     signature = jwt.utils.base64url_decode(signature_b64)
-
-    print(f"RS256, 2048-bit key, token of {len(token)} bytes, one core, {args.seconds:.0f} s each")
-    ours = rate("gateway NationalIdVerifier.verify", lambda: verifier.verify(token), args.seconds)
-    plain = rate(
-        "PyJWT jwt.decode (key, alg, aud given)",
-        lambda: jwt.decode(token, public, algorithms=["RS256"], audience=AUDIENCE),
-        args.seconds,
-    )
+    timing = {"seconds": seconds, "repetitions": repetitions}
+    ours = rate(lambda: verifier.verify(token), **timing)
+    plain = rate(lambda: jwt.decode(token, public, algorithms=["RS256"], audience=AUDIENCE), **timing)
     floor = rate(
-        "raw RSA PKCS#1 v1.5 verify (floor)",
-        lambda: public.verify(signature, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()),
-        args.seconds,
+        lambda: public.verify(signature, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()), **timing
     )
-    print(f"{'ratio gateway / PyJWT':<44} {ours / plain:9.2f}")
-    print(f"{'ratio gateway / raw RSA':<44} {ours / floor:9.2f}")
+    common = {
+        "benchmark": NAME,
+        "unit": "/s",
+        "value": ours.median,
+        "spread": ours.spread,
+        "method": f"RS256 2048-bit, token of {len(token)} bytes, one core, warm-up 0.5 s, "
+        f"{repetitions} × {seconds:g} s, median (min–max)",
+    }
+    return [
+        Figure(
+            name="national-ID token, full policy", baseline="PyJWT jwt.decode", baseline_value=plain.median, **common
+        ),
+        Figure(
+            name="national-ID token, against the floor",
+            baseline="raw RSA PKCS#1 v1.5 verify",
+            baseline_value=floor.median,
+            **common,
+        ),
+    ]
+
+
+def run(quick: bool) -> list[Figure]:
+    return figures(seconds=0.2, repetitions=1) if quick else figures()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: short and one repetition")
+    args = parser.parse_args()
+    print_table(run(True) if args.quick else figures(seconds=args.seconds))
 
 
 if __name__ == "__main__":

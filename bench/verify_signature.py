@@ -115,6 +115,10 @@ def figures(*, seconds: float = 2.0, repetitions: int = 3) -> list[Figure]:
     return found
 
 
+def run(quick: bool) -> list[Figure]:
+    return figures(seconds=0.2, repetitions=1) if quick else figures()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0)

@@ -20,7 +20,7 @@ from signxml.algorithms import (
 from signxml.signer import XMLSigner
 
 from gateway.documents.edxml import DS_NS, q
-from gateway.documents.xmlsafe import parse
+from gateway.documents.xmlsafe import XmlLimits, parse
 from gateway.trust.pki import SigningKey
 
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
@@ -53,6 +53,9 @@ def sign_enveloped(
         digest_algorithm=DigestAlgorithm.SHA256,
         c14n_algorithm=EXC_C14N,
     )
+    # signxml re-parses a copy of the tree with libxml2's default limits, which refuse the >10 MB text
+    # node of a large attachment; the tree was already parsed safely (xmlsafe), so lifting them is safe.
+    setattr(signer, "_parser", etree.XMLParser(resolve_entities=False, huge_tree=True))  # noqa: B010
     signed = signer.sign(root, key=key, cert=list(chain))
     return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))
 
@@ -68,5 +71,5 @@ def sign_edxml(
     data: bytes, key: SigningKey, chain: Sequence[x509.Certificate], *, method: SignatureMethod | None = None
 ) -> bytes:
     """Sign an unsigned edXML document (bytes) the way departmental systems do."""
-    root = parse(data)
+    root = parse(data, XmlLimits(max_bytes=len(data)))  # the signer's own document: any size it chose
     return sign_enveloped(root, edxml_header(root), key, chain, method=method)

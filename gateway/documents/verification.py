@@ -20,7 +20,7 @@ from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 
 from gateway.documents.edxml import DS_NS
-from gateway.documents.xmldsig import EXC_C14N_NS, core_validation, decode_base64
+from gateway.documents.xmldsig import EXC_C14N_NS, SPLICE_TEXT_CHARS, core_validation, decode_base64
 from gateway.policy import AllOf, Refusal
 from gateway.trust.chain import Chain, TrustStore
 from gateway.trust.pki import fingerprint
@@ -281,15 +281,16 @@ class EnvelopedSignatureVerifier:
     ) -> SignedContent:
         """What was signed, by whom; ``at`` checks the certificate at a past (timestamped) moment instead of now.
 
-        ``root`` is the tree the hardened parser made of ``data``; only the tree is checked (``data`` stays in
-        the signature for callers that keep both), and on success it becomes the signed content."""
+        ``root`` is the tree the hardened parser made of ``data``; only the tree is checked (``data``'s length
+        says whether text nodes may be large enough to digest piecewise), and on success it becomes the signed
+        content."""
         signature = self._locate(root)
         self._structure.verify(signature)
         if not candidates:
             raise Refusal("certificate-not-registered", "the sender has no registered signing certificate")
         signer, intermediates = self._pin(signature, candidates)
         chain = self._trust.verify(signer, intermediates, at=at)
-        signed_root = core_validation(root, signature, signer)
+        signed_root = core_validation(root, signature, signer, large_text=len(data) > SPLICE_TEXT_CHARS)
         # Status last: a responder is asked only about signatures that are otherwise good.  Every CA between
         # the signer and the anchor is asked about too: a revoked subordinate CA revokes what it issued.
         decision = None

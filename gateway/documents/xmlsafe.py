@@ -9,6 +9,7 @@ edXML is UTF-8 in practice, and a UTF-16 document would slip past a byte scan fo
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from dataclasses import dataclass
@@ -44,17 +45,48 @@ class XmlLimits:
     max_elements: int = 20_000
 
 
-def _parser() -> etree.XMLParser:
+# libxml2 refuses a text node over 10 000 000 bytes unless told XML_PARSE_HUGE, and edXML carries
+# its attachments as base64 text: a 50 MB document is one such node.  "Huge" also lifts libxml2's
+# own depth limit (256), so before a huge parse the document's shape is checked by a streaming pass
+# that builds no tree and stops at the first element too deep or too many (:class:`_ShapeCheck`).
+HUGE_TEXT_BYTES = 10_000_000
+
+
+def _parser(*, huge: bool = False, target: Any = None) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        huge_tree=huge,
         remove_blank_text=False,
         remove_comments=False,
         strip_cdata=False,
+        target=target,
     )
+
+
+class _ShapeCheck:
+    """A parser target that counts elements and depth and keeps nothing (no ``data``: text is not even read)."""
+
+    def __init__(self, limits: XmlLimits) -> None:
+        self._limits = limits
+        self._depth = 0
+        self._elements = 0
+
+    def start(self, _tag: str, _attrib: object) -> None:
+        self._depth += 1
+        self._elements += 1
+        if self._depth > self._limits.max_depth:
+            raise Refusal("xml-forbidden", f"elements are nested deeper than {self._limits.max_depth} levels")
+        if self._elements > self._limits.max_elements:
+            raise Refusal("xml-forbidden", f"document has more than {self._limits.max_elements} elements")
+
+    def end(self, _tag: str) -> None:
+        self._depth -= 1
+
+    def close(self) -> None:
+        return None
 
 
 def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
@@ -66,8 +98,11 @@ def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
     marker = _declaration(data)
     if marker is not None:
         raise Refusal("xml-forbidden", f"{marker.decode()} is not allowed: documents must not carry a DTD")
+    huge = len(data) > HUGE_TEXT_BYTES
     try:
-        root = etree.fromstring(data, parser=_parser())
+        if huge:  # bounded before libxml2 builds a tree without its own limits
+            etree.fromstring(data, parser=_parser(huge=True, target=_ShapeCheck(limits)))
+        root = etree.fromstring(data, parser=_parser(huge=huge))
     except etree.XMLSyntaxError as exc:
         raise Refusal("xml-malformed", f"not well-formed XML: {exc.msg}") from None
     docinfo: Any = root.getroottree().docinfo
@@ -82,16 +117,24 @@ def _check_encoding(data: bytes) -> None:
     the character itself), and the whole body must decode, so no other encoding passes unnoticed."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
         raise Refusal("xml-malformed", "only UTF-8 documents are accepted (this looks like UTF-16 or UTF-32)")
-    try:
-        data.decode("utf-8")
+    decoder, view, at, pending = codecs.getincrementaldecoder("utf-8")(), memoryview(data), 0, 0
+    try:  # a piece at a time: decoding a 200 MB document at once would hold a 200 MB string
+        while at < len(data):
+            pending = len(decoder.getstate()[0])  # bytes of a character split across pieces
+            decoder.decode(view[at : at + _DECODE_PIECE])
+            at += _DECODE_PIECE
+        pending, at = len(decoder.getstate()[0]), len(data)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise Refusal("xml-malformed", f"only UTF-8 documents are accepted: byte {exc.start} is not UTF-8") from None
+        offset = at - pending + exc.start
+        raise Refusal("xml-malformed", f"only UTF-8 documents are accepted: byte {offset} is not UTF-8") from None
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     match = _XML_DECL_ENCODING.match(body)
     if match and match.group(1).lower() not in (b"utf-8", b"utf8"):
         raise Refusal("xml-malformed", f"only UTF-8 documents are accepted, not {match.group(1).decode()}")
 
 
+_DECODE_PIECE = 1 << 20
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
 
 
