@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,12 @@ def write(figures: Sequence[Figure], markdown: Path, as_json: Path, *, mode: str
         lines += [f"- **{f.benchmark} / {f.name}**: " + "; ".join(f"{k}: {v}" for k, v in n.items()) for f, n in notes]
         lines.append("")
     markdown.write_text("\n".join(lines))
+
+
+def timed_command(description: str, figures: Callable[..., list[Figure]], *, seconds: float = 2.0) -> None:
+    """The command line of a benchmark timed in seconds: ``--seconds``, ``--quick`` (0.2 s, once), then the table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: short and one repetition")
+    args = parser.parse_args()
+    print_table(figures(seconds=0.2, repetitions=1) if args.quick else figures(seconds=args.seconds))

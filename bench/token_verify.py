@@ -11,7 +11,6 @@ verification alone (the floor).  Ratios are against (b) and (c), measured in the
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import uuid
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from bench.measure import Figure, rate
-from bench.report import print_table
+from bench.report import timed_command
 from gateway.identity.jwks import StaticKeySource
 from gateway.identity.jws import JwkSet
 from gateway.identity.national_id import IssuerPolicy, NationalIdVerifier
@@ -98,11 +97,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: short and one repetition")
-    args = parser.parse_args()
-    print_table(run(True) if args.quick else figures(seconds=args.seconds))
+    timed_command(__doc__.split("\n")[0], figures)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ RSA-2048 / rsa-sha256 by a certificate from a fresh CA.  Timed on one core, each
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from bench.documents import SAMPLE, with_attachment
 from bench.measure import Figure, rate
+from bench.report import timed_command
 from gateway.documents import xmlsafe
 from gateway.documents.signing import sign_edxml
 from gateway.documents.verification import (
@@ -120,13 +120,7 @@ def run(quick: bool) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: short and one repetition")
-    args = parser.parse_args()
-    from bench.report import print_table
-
-    print_table(figures(seconds=0.2 if args.quick else args.seconds, repetitions=1 if args.quick else 3))
+    timed_command(__doc__.split("\n")[0], figures)
 
 
 if __name__ == "__main__":
