@@ -132,3 +132,17 @@ def test_a_changed_byte_deep_in_a_large_attachment_is_refused(large_app, dev_pki
     flipped = signed[:at] + (b"B" if signed[at : at + 1] != b"B" else b"C") + signed[at + 1 :]
     refused = sender.submit(flipped)
     assert refused.status_code == 422 and refused.get_json()["code"] == "signature-invalid"
+
+
+@pytest.mark.parametrize(
+    "data, offset",
+    [
+        (b"<a>" + b"x" * (1 << 20) + b"\xe1\xba", (1 << 20) + 3),  # a character cut off at the end
+        (b"<a>" + b"x" * ((1 << 20) - 4) + "ế".encode() + b"\xff</a>", (1 << 20) + 2),  # after one split across pieces
+        (b"<a>" + "ế".encode() * 400_000 + b"\xc0\xaf</a>", 3 + 1_200_000),  # an overlong encoding far in
+    ],
+)
+def test_a_large_body_that_is_not_utf8_is_refused_at_the_right_byte(data, offset):
+    with pytest.raises(Refusal) as refused:
+        xmlsafe.parse(data, xmlsafe.XmlLimits(max_bytes=len(data)))
+    assert refused.value.code == "xml-malformed" and f"byte {offset} " in refused.value.reason

@@ -11,6 +11,7 @@ signature value and the digest on the one parsed tree.  Callers receive only the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -220,10 +221,16 @@ def embedded_certificates(signature: etree._Element) -> list[x509.Certificate]:
     found: list[x509.Certificate] = []
     for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _DS):
         try:
-            found.append(x509.load_der_x509_certificate(decode_base64(node.text, "X509Certificate")))
+            found.append(_certificate(decode_base64(node.text, "X509Certificate")))
         except ValueError:
             raise Refusal("signature-invalid", "KeyInfo holds an X509Certificate that cannot be decoded") from None
     return found
+
+
+@functools.lru_cache(maxsize=512)
+def _certificate(der: bytes) -> x509.Certificate:
+    """Parsed once per process: an agency's every document carries the same certificate (the bytes are the key)."""
+    return x509.load_der_x509_certificate(der)
 
 
 def signature_value(signature: etree._Element) -> bytes:

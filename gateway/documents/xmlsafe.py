@@ -117,17 +117,9 @@ def _check_encoding(data: bytes) -> None:
     the character itself), and the whole body must decode, so no other encoding passes unnoticed."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
         raise Refusal("xml-malformed", "only UTF-8 documents are accepted (this looks like UTF-16 or UTF-32)")
-    decoder, view, at, pending = codecs.getincrementaldecoder("utf-8")(), memoryview(data), 0, 0
-    try:  # a piece at a time: decoding a 200 MB document at once would hold a 200 MB string
-        while at < len(data):
-            pending = len(decoder.getstate()[0])  # bytes of a character split across pieces
-            decoder.decode(view[at : at + _DECODE_PIECE])
-            at += _DECODE_PIECE
-        pending, at = len(decoder.getstate()[0]), len(data)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        offset = at - pending + exc.start
-        raise Refusal("xml-malformed", f"only UTF-8 documents are accepted: byte {offset} is not UTF-8") from None
+    offset = _not_utf8_at(data)
+    if offset is not None:
+        raise Refusal("xml-malformed", f"only UTF-8 documents are accepted: byte {offset} is not UTF-8")
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     match = _XML_DECL_ENCODING.match(body)
     if match and match.group(1).lower() not in (b"utf-8", b"utf8"):
@@ -135,6 +127,29 @@ def _check_encoding(data: bytes) -> None:
 
 
 _DECODE_PIECE = 1 << 20
+
+
+def _not_utf8_at(data: bytes) -> int | None:
+    """Where ``data`` stops being UTF-8, or None; a large body is decoded a piece at a time, never held as text."""
+    if data.isascii():
+        return None
+    if len(data) <= _DECODE_PIECE:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return exc.start
+        return None
+    decoder, view, at, pending = codecs.getincrementaldecoder("utf-8")(), memoryview(data), 0, 0
+    try:
+        while at < len(data):
+            pending = len(decoder.getstate()[0])  # bytes of a character split across pieces
+            decoder.decode(view[at : at + _DECODE_PIECE])
+            at += _DECODE_PIECE
+        pending, at = len(decoder.getstate()[0]), len(data)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return at - pending + exc.start
+    return None
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
 
 
