@@ -146,3 +146,48 @@ def test_a_large_body_that_is_not_utf8_is_refused_at_the_right_byte(data, offset
     with pytest.raises(Refusal) as refused:
         xmlsafe.parse(data, xmlsafe.XmlLimits(max_bytes=len(data)))
     assert refused.value.code == "xml-malformed" and f"byte {offset} " in refused.value.reason
+
+
+BIG = "QUJD" * 300_000  # over SPLICE_TEXT_CHARS
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f"{BIG}<![CDATA[QVRUQUNL]]>",  # review finding: CDATA after a large text was left out of the digest
+        f"<![CDATA[{BIG}]]>tail",
+        f"<![CDATA[{BIG}]]>",
+        f"{BIG}<!--c-->{BIG}",  # two large texts in one element
+        f"{BIG}<b/>",
+        f"<b/>{BIG}<![CDATA[x]]>",  # a large tail beside CDATA
+        f"a&amp;b{BIG}&#13;",  # character references merged into one text node
+    ],
+)
+def test_the_digest_of_large_text_beside_cdata_comments_or_elements_is_libxml2s(content):
+    from lxml import etree
+
+    from gateway.documents.xmldsig import document_digest
+
+    root = etree.fromstring(
+        f'<r xmlns="urn:x"><a>{content}</a><c>{BIG}</c></r>'.encode(),
+        etree.XMLParser(huge_tree=True, strip_cdata=False),
+    )
+    before = _plain_digest(root)
+    assert document_digest(root, "sha256", None, large_text=True) == before
+    assert _plain_digest(root) == before  # the tree means what it meant (a lone CDATA may come back as text)
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_cdata_added_beside_a_signed_large_attachment_is_refused(large_app, dev_pki, where):
+    import re
+
+    client = large_app.test_client()
+    sender = GatewayClient(client, dev_pki.agencies[HCM])
+    signed = sender.keys.sign(with_attachment(sample("cong-van.edxml"), 2_000_000))
+    tag = list(re.finditer(rb"<([A-Za-z0-9_]*:?)ContentTransferEncoded>", signed))[-1]  # the large one
+    start = tag.end()
+    end = signed.index(b"</" + tag.group(1) + b"ContentTransferEncoded>", start)
+    at = end if where == "after" else start
+    tampered = signed[:at] + b"<![CDATA[QVRUQUNLRVIgVVBEQVRF]]>" + signed[at:]
+    refused = sender.submit(tampered)
+    assert refused.status_code == 422 and refused.get_json()["code"] == "signature-invalid"

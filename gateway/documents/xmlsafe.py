@@ -150,6 +150,8 @@ def _not_utf8_at(data: bytes) -> int | None:
     except UnicodeDecodeError as exc:
         return at - pending + exc.start
     return None
+
+
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
 
 

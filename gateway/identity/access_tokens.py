@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -20,6 +20,15 @@ TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 DELIVERY_TOKEN_TYPE = "gateway-delivery+jwt"  # noqa: S105 - a media type, not a secret
 DELIVERY_TOKEN_TTL = 120
 CODE = "invalid-token"
+LEEWAY = 5
+VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked, per process
+
+
+@dataclass(frozen=True)
+class _Verified:
+    agency: str
+    expires: int
+    key: object  # the ring's key object it verified with: gone from the ring, the token stops working
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,10 @@ class TokenAuthority:
     ring: KeyRing
     issuer: str
     ttl: int
+    # An agency presents the same token with every request for up to an hour: its signature and claims
+    # are checked once, then only its expiry and that its key is still in the ring (a rotation's end or
+    # a removed key ends it as before).  Refusals are never cached.
+    _verified: dict[str, _Verified] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def key(self) -> ec.EllipticCurvePrivateKey:
@@ -79,6 +92,11 @@ class TokenAuthority:
 
     def verify(self, token: str) -> str:
         """Return the agency code the token was issued to, or raise :class:`Refusal` ``invalid-token``."""
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known.expires + LEEWAY and known.key in self.ring.snapshot.token_keys.values():
+                return known.agency
+            self._verified.pop(token, None)  # expired or its key left the ring: checked in full again
         header = peek(token, CODE).header
         key = self.ring.snapshot.token_keys.get(str(header.get("kid")))
         if header.get("typ") != TOKEN_TYPE or key is None:
@@ -91,8 +109,11 @@ class TokenAuthority:
             audience=self.issuer,
             issuer=self.issuer,
             required=("exp", "iat", "sub", "jti"),
-            leeway=5,
+            leeway=LEEWAY,
         )
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.pop(next(iter(self._verified), ""), None)  # the oldest
+        self._verified[token] = _Verified(str(claims["sub"]), int(claims["exp"]), key)
         return str(claims["sub"])
 
     def jwks(self) -> dict[str, Any]:
