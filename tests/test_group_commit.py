@@ -168,3 +168,45 @@ def test_refusals_audited_by_concurrent_requests_all_land_gap_free(db):
     in_threads(WRITERS, lambda i: log.refused(db, "document.refused", Refusal("schema-invalid", f"#{i}")))
     rows = stored(db)
     assert [r.idx for r in rows] == list(range(WRITERS)) and {r.event for r in rows} == {"document.refused"}
+
+
+def test_two_workers_sent_the_same_document_queue_instead_of_deadlocking(database_url):
+    """Review finding: a batch held the audit sequencer while a later unit waited on another worker's
+    uncommitted copy of the same content-addressed row, which in turn waited on the sequencer."""
+    import hashlib
+
+    from gateway.store.helpers import insert_ignoring_duplicates
+    from gateway.store.tables import blobs
+
+    upgrade(database_url)
+    first, second = Database(database_url), Database(database_url)
+    if not first.is_sqlite:
+        reset_database(first)
+    for worker in (first, second):
+        worker.group_commit.add_hook(AuditBatch)
+    log, data = AuditLog(), b"the same signed document" * 20
+    row = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "content": data}
+
+    def submission_that_lingers(conn: Connection) -> int:  # content first, then (a moment later) its audit entry
+        insert_ignoring_duplicates(conn, blobs, row)
+        time.sleep(0.5)
+        return log.append(conn, AuditEvent("document.accepted", "accepted")).index
+
+    def refusal_then_the_same_document(conn: Connection) -> int:  # what a batch of two units does
+        log.append(conn, AuditEvent("document.refused", "refused"))
+        insert_ignoring_duplicates(conn, blobs, row)
+        return log.append(conn, AuditEvent("document.accepted", "accepted")).index
+
+    def run(i: int) -> Any:
+        if i == 0:
+            return second.group_commit.run(submission_that_lingers)
+        time.sleep(0.15)  # the other worker holds the content row by now
+        return first.group_commit.run(refusal_then_the_same_document)
+
+    started = time.monotonic()
+    outcomes = in_threads(2, run)
+    assert not any(isinstance(o, Exception) for o in outcomes), outcomes
+    assert time.monotonic() - started < 5
+    assert [r.idx for r in stored(first)] == [0, 1, 2]
+    for worker in (first, second):
+        worker.dispose()

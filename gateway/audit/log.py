@@ -131,11 +131,13 @@ _INSERT_NODES = sa.insert(audit_nodes)
 
 
 class AuditBatch:
-    """The audit appends of one group-commit batch (gateway.store.group_commit): the sequencer row is
-    locked and read once, entries are numbered in memory as units run, a unit rolled back to its
-    savepoint gives its numbers back to the next one, and everything is written in one statement
-    per table just before the batch commits.  Gap-free indices and monotonic time hold as before:
-    the lock is held from the first append to the commit, and each time is clamped to the last."""
+    """The audit appends of one group-commit batch (gateway.store.group_commit).
+
+    The sequencer row is locked and read once, when the batch opens; entries are numbered in memory
+    as units run, a unit rolled back to its savepoint gives its numbers back to the next one, and
+    everything is written in one statement per table just before the batch commits.  Gap-free
+    indices and monotonic time hold as before: the lock is held from the batch's start to its
+    commit, and each time is clamped to the last."""
 
     KEY = "gateway.audit.batch"
 
@@ -145,11 +147,19 @@ class AuditBatch:
         self._pending: list[tuple[AppendedEntry, AuditEvent]] = []
         self._info = conn.info  # kept: the connection is closed by the time the batch is
         self._info[self.KEY] = self
+        # The sequencer first, before any unit writes: every batch then takes its locks in the same order
+        # (audit head, then content-addressed rows), so two workers' batches queue instead of deadlocking
+        # on a document both were sent (review finding: head then blob here, blob then head there).
+        self._lock()
+
+    def _lock(self) -> None:
+        row = self._conn.execute(_LOCK_HEAD).one()
+        self._head = (int(row.size), int(row.last_time_us))
 
     def append(self, events: Sequence[AuditEvent], wanted_us: int) -> list[AppendedEntry]:
         if self._head is None:
-            row = self._conn.execute(_LOCK_HEAD).one()
-            self._head = (int(row.size), int(row.last_time_us))
+            self._lock()
+        assert self._head is not None
         first, last_us = self._head
         time_us = max(last_us, wanted_us)
         appended = _numbered(first, time_us, events)

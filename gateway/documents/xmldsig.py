@@ -132,10 +132,11 @@ def document_digest(
 ) -> bytes:
     """The digest of the document's exclusive C14N, computed while it is written out.
 
-    With ``large_text`` (the document may hold text nodes over ``SPLICE_TEXT_CHARS``), each such node that
-    is all its element holds (an attachment's base64) is swapped for a random marker, the rest is canonicalized by libxml2, and the hash is fed the output
-    with each marker replaced by the node's canonical form (C14N §2.3: ``&`` ``<`` ``>`` and carriage
-    return escaped, UTF-8) a megabyte at a time.  The bytes hashed are the same; the tree is restored."""
+    With ``large_text`` (the document may hold text nodes over ``SPLICE_TEXT_CHARS``), each such node
+    that is all its element holds (an attachment's base64) is swapped for a random marker, the rest is
+    canonicalized by libxml2, and the hash is fed the output with each marker replaced by the node's
+    canonical form (C14N §2.3: ``&`` ``<`` ``>`` and carriage return escaped, UTF-8) a megabyte at a
+    time.  The bytes hashed are the same; the tree is restored."""
     tree = root.getroottree() if root.getparent() is None else etree.ElementTree(root)
     large = _LARGE_TEXTS(root) if large_text else []
     spliced = _spliced_digest(tree, cast(list[Any], large), algorithm, prefixes) if large else None

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from lxml import etree
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.audit import AuditEvent, AuditLog
 from gateway.delivery.queue import DeliveryQueue
@@ -38,7 +38,7 @@ from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.registry_cache import RegistryCache
-from gateway.store.db import Database
+from gateway.store.db import Database, is_lock_conflict
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
 from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
 from gateway.trust.pki import cert_pem, fingerprint
@@ -281,7 +281,7 @@ class SubmissionService:
         ROUTING_POLICY.verify(RouteRequest(sender, recipients, known))
 
     def _store(self, checked: _Checked) -> Accepted:
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 stored, pushes = self._db.write_grouped(lambda conn: self._store_in(conn, checked))
                 if not stored.duplicate:
@@ -291,7 +291,12 @@ class SubmissionService:
                 return stored
             except IntegrityError:
                 # A concurrent identical submission won the unique constraint; the retry sees its row.
-                if attempt == 2:
+                if attempt == 3:
+                    raise
+            except DBAPIError as exc:
+                # PostgreSQL broke a lock cycle with another transaction by failing this one: nothing of it
+                # was stored, so it is run again (the others went through).
+                if not is_lock_conflict(exc) or attempt == 3:
                     raise
         raise AssertionError("unreachable")
 

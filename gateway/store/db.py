@@ -123,6 +123,11 @@ class _SqliteWriterLock(AbstractContextManager[None]):
             self._threads.release()
 
 
+def is_lock_conflict(exc: BaseException) -> bool:
+    """PostgreSQL broke a deadlock or a serialization conflict by failing this statement: worth a retry."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+
+
 def _is_connection_error(exc: OperationalError) -> bool:
     return bool(exc.connection_invalidated) or not str(exc.orig).startswith("database is locked")
 

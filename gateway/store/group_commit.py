@@ -106,10 +106,10 @@ class GroupCommit:
         parts: list[BatchPart] = []
         try:
             with self._write() as conn:
-                if len(batch) == 1:  # alone: the transaction itself is the unit's boundary, nothing to share
+                parts = [hook(conn) for hook in self._hooks]  # alone too: every batch takes locks in one order
+                if len(batch) == 1:  # alone: the transaction itself is the unit's boundary
                     batch[0].result = batch[0].unit(conn)
                 else:
-                    parts = [hook(conn) for hook in self._hooks]
                     for waiting in batch:
                         _run_in_savepoint(conn, waiting, parts)
                 for part in parts:
