@@ -152,3 +152,51 @@ def test_a_disabled_agency_is_refused_by_a_running_gateway_within_a_second(agenc
     time.sleep(1.05)
     refused = sender.get("/v1/inbox")
     assert refused.status_code == 401 and refused.get_json()["code"] == "invalid-token"
+
+
+def test_a_look_up_during_this_processs_own_change_is_not_kept(cache, svc, clock):
+    """Review finding: a request reading while this process's change was still uncommitted kept the old rows."""
+    import threading
+
+    assert cache.agency(HCM).enabled
+    clock.now += 5
+    with svc.db.write() as conn:
+        svc.registry.set_enabled(conn, HCM, False)  # invalidates the cache before the commit
+        seen: dict[str, Any] = {}
+        during = threading.Thread(target=lambda: seen.update(agency=cache.agency(HCM)))
+        during.start()
+        during.join()
+    assert seen["agency"].enabled  # in flight during the change: the old state, once
+    assert not cache.agency(HCM).enabled  # the next look-up after the commit, at the same instant
+    clock.now += 0.5
+    assert not cache.agency(HCM).enabled
+
+
+def test_a_change_that_rolled_back_leaves_the_cache_working_after_a_second(cache, svc, clock):
+    assert cache.agency(HCM).enabled
+    with pytest.raises(RuntimeError), svc.db.write() as conn:
+        svc.registry.set_enabled(conn, HCM, False)
+        raise RuntimeError("the operator's transaction fails")
+    assert cache.agency(HCM).enabled
+    clock.now += 1.0
+    cache.agency(HCM)
+    with statements(svc) as seen:
+        assert cache.agency(HCM).enabled
+    assert seen == []  # cached again
+
+
+def test_strings_that_cannot_be_agency_codes_are_neither_looked_up_nor_kept(cache, svc):
+    """Review finding: unauthenticated client assertions named any ``iss``, and each one stayed in the cache."""
+    junk = [f"x{i}-" + "A" * 5000 for i in range(50)]
+    with statements(svc) as seen:
+        assert cache.agencies(junk) == {}
+    assert not any("agencies" in s and "registry_generation" not in s for s in seen)
+    assert len(cache._agencies) == 0
+
+
+def test_the_cache_starts_again_rather_than_grow_past_its_bound(cache, monkeypatch):
+    from gateway.routing import registry_cache
+
+    monkeypatch.setattr(registry_cache, "MAX_ENTRIES", 10)
+    cache.agencies([f"000.00.{n:02d}.H29" for n in range(30)])  # well formed, mostly unknown
+    assert len(cache._agencies) <= 10

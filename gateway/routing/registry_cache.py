@@ -26,10 +26,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from cryptography import x509
 
+from gateway.documents.identifiers import is_agency_code
 from gateway.routing.registry import Agency, AgencyRegistry
 from gateway.store.db import Database
 from gateway.store.helpers import as_utc
 from gateway.store.tables import agency_certificates, registry_generation
+
+MAX_ENTRIES = 20_000  # a city has hundreds of agencies; misses for well-formed unknown codes are kept too
 
 
 @dataclass(frozen=True)
@@ -58,18 +61,29 @@ class RegistryCache:
         self._generation: int | None = None
         self._checked_at = float("-inf")
         self._epoch = 0
+        self._awaiting: tuple[int | None, float] | None = None  # (generation before, when) of a local change
         self._agencies: dict[str, Agency | None] = {}
         self._certificates: dict[str, tuple[_SigningCertificate, ...]] = {}
         registry.on_change(self.invalidate)
 
     def invalidate(self) -> None:
-        """Forget everything and read the generation again on the next look-up."""
+        """This process is changing the registry: forget everything and keep nothing until the change shows.
+
+        Called inside the changing transaction, before it commits: a look-up in that window reads the old
+        rows and the old generation, and keeping them would hide the change for a second in the very
+        process that made it (review finding).  Until the generation moves — or ``max_age`` passes, if the
+        change rolled back — every look-up reads the database and nothing read is kept."""
         with self._lock:
             self._forget()
+            self._awaiting = (self._generation, self._clock())
             self._checked_at = float("-inf")
 
     def agencies(self, codes: Sequence[str]) -> dict[str, Agency]:
         """The registered agencies among ``codes`` (enabled or not), without their certificates."""
+        # Only what can be an agency code is looked up or remembered: the codes come from unauthenticated
+        # client assertions and from documents, and a cache of every string sent would grow without end
+        # (review finding).  The registry refuses any other code, so none is registered.
+        codes = [code for code in codes if is_agency_code(code)]
         epoch = self._fresh_epoch()
         cached = self._agencies  # one snapshot: an emptying in between must not read as "not registered"
         missing = [code for code in dict.fromkeys(codes) if code not in cached]
@@ -117,6 +131,11 @@ class RegistryCache:
             )
         with self._lock:
             if self._epoch == epoch:  # no invalidation raced with this check
+                if self._awaiting is not None:
+                    before, since = self._awaiting
+                    if (before is None or generation == before) and now - since < self._max_age:
+                        return self._epoch  # the local change has not committed yet: check again next time
+                    self._awaiting = None
                 if generation != self._generation:
                     self._forget()
                     self._generation = generation
@@ -131,8 +150,10 @@ class RegistryCache:
     def _keep(self, epoch: int, store: Callable[[], None]) -> None:
         """Keep what a load read unless the cache was emptied while it ran (it may be older than the change)."""
         with self._lock:
-            if self._epoch == epoch:
+            if self._epoch == epoch and self._awaiting is None:
                 store()
+                if len(self._agencies) + len(self._certificates) > MAX_ENTRIES:
+                    self._forget()  # well-formed unknown codes by the thousand: start again rather than grow
 
     def _load_certificates(self, code: str) -> tuple[_SigningCertificate, ...]:
         with self._db.read() as conn:
