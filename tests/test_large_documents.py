@@ -191,3 +191,26 @@ def test_cdata_added_beside_a_signed_large_attachment_is_refused(large_app, dev_
     tampered = signed[:at] + b"<![CDATA[QVRUQUNLRVIgVVBEQVRF]]>" + signed[at:]
     refused = sender.submit(tampered)
     assert refused.status_code == 422 and refused.get_json()["code"] == "signature-invalid"
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        b"<?p?>" * 50_000,  # review finding: processing instructions were not counted at all
+        b"<!---->" * 50_000,
+        b"<a " + b" ".join(b"a%d=''" % i for i in range(50_000)) + b"/>",  # attributes
+    ],
+)
+@pytest.mark.parametrize("large", [False, True])
+def test_comments_processing_instructions_and_attributes_count_towards_the_node_limit(inner, large):
+    data = _large(inner) if large else b"<r>" + inner + b"</r>"
+    with pytest.raises(Refusal) as refused:
+        xmlsafe.parse(data, xmlsafe.XmlLimits(max_bytes=len(data)))
+    assert refused.value.code == "xml-forbidden" and "processing instructions" in refused.value.reason
+
+
+def test_a_name_longer_than_libxml2s_usual_limit_is_refused_in_a_large_document():
+    data = _large(b"<" + b"n" * 60_000 + b"/>")
+    with pytest.raises(Refusal) as refused:
+        xmlsafe.parse(data, xmlsafe.XmlLimits(max_bytes=len(data)))
+    assert refused.value.code == "xml-forbidden" and "name" in refused.value.reason

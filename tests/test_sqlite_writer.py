@@ -46,3 +46,19 @@ def test_writers_in_two_processes_and_several_threads_all_commit_gap_free(tmp_pa
         indices = conn.execute(sa.text("SELECT idx FROM audit_entries ORDER BY idx")).scalars().all()
     assert indices == list(range(2 * WRITES))
     assert (tmp_path / "gw.db.writer-lock").exists()
+
+
+def test_an_unusable_lock_file_leaves_writes_to_sqlites_own_locking(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: a lock file another user created (0600) would have failed every write."""
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    upgrade(url)
+    lock = tmp_path / "gw.db.writer-lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()  # cannot be opened for writing, as a file of another user
+    db, log = Database(url), AuditLog()
+    for _ in range(3):
+        with db.write() as conn:
+            log.append(conn, AuditEvent("test.write", "ok"))
+    with db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_entries")).scalar_one() == 3
+    assert "writer lock" in caplog.text

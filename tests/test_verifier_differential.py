@@ -54,7 +54,7 @@ class Verdicts:
 
 def ours(data: bytes, cert: x509.Certificate) -> tuple[bytes | None, bool]:
     try:
-        root = xmlsafe.parse(data, xmlsafe.XmlLimits(max_depth=64, max_elements=100_000))
+        root = xmlsafe.parse(data, xmlsafe.XmlLimits(max_depth=64, max_elements=100_000, max_nodes=200_000))
         signature = find_signature(root)
         if signature is None:
             return None, False

@@ -43,6 +43,11 @@ class XmlLimits:
     max_bytes: int = 10 * 1024 * 1024
     max_depth: int = 32
     max_elements: int = 20_000
+    # Elements, attributes, comments and processing instructions together: each costs libxml2 a node of
+    # about a hundred bytes whatever its size in the document (review finding: 4 million empty
+    # processing instructions in 30 MB took 500 MB to parse).
+    max_nodes: int = 40_000
+    max_name_chars: int = 1_000  # libxml2's huge mode no longer limits names (50 000 otherwise)
 
 
 # libxml2 refuses a text node over 10 000 000 bytes unless told XML_PARSE_HUGE, and edXML carries
@@ -50,6 +55,7 @@ class XmlLimits:
 # own depth limit (256), so before a huge parse the document's shape is checked by a streaming pass
 # that builds no tree and stops at the first element too deep or too many (:class:`_ShapeCheck`).
 HUGE_TEXT_BYTES = 10_000_000
+PRECHECK_BYTES = 1 << 20  # above this, the streaming shape check runs first: a tree's cost grows with its nodes
 
 
 def _parser(*, huge: bool = False, target: Any = None) -> etree.XMLParser:
@@ -67,26 +73,51 @@ def _parser(*, huge: bool = False, target: Any = None) -> etree.XMLParser:
 
 
 class _ShapeCheck:
-    """A parser target that counts elements and depth and keeps nothing (no ``data``: text is not even read)."""
+    """A parser target that counts and measures what would become nodes, and keeps nothing.
+
+    It has no ``data`` method, so text is not even handed to Python; comments and processing
+    instructions are (as strings) only to be counted."""
 
     def __init__(self, limits: XmlLimits) -> None:
         self._limits = limits
         self._depth = 0
         self._elements = 0
+        self._nodes = 0
 
-    def start(self, _tag: str, _attrib: object) -> None:
+    def _count(self, nodes: int) -> None:
+        self._nodes += nodes
+        if self._nodes > self._limits.max_nodes:
+            raise Refusal("xml-forbidden", _too_many_nodes(self._limits))
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
         self._depth += 1
         self._elements += 1
         if self._depth > self._limits.max_depth:
             raise Refusal("xml-forbidden", f"elements are nested deeper than {self._limits.max_depth} levels")
         if self._elements > self._limits.max_elements:
             raise Refusal("xml-forbidden", f"document has more than {self._limits.max_elements} elements")
+        self._count(1 + len(attrib))
+        for name, value in (*attrib.items(), (tag, "")):
+            if len(name) > self._limits.max_name_chars:
+                raise Refusal("xml-forbidden", f"a name is longer than {self._limits.max_name_chars} characters")
+            if len(value) > HUGE_TEXT_BYTES:
+                raise Refusal("xml-forbidden", f"an attribute value is longer than {HUGE_TEXT_BYTES} characters")
 
     def end(self, _tag: str) -> None:
         self._depth -= 1
 
+    def comment(self, _text: str) -> None:
+        self._count(1)
+
+    def pi(self, _target: str, _data: str | None = None) -> None:
+        self._count(1)
+
     def close(self) -> None:
         return None
+
+
+def _too_many_nodes(limits: XmlLimits) -> str:
+    return f"document has more than {limits.max_nodes} elements, attributes, comments and processing instructions"
 
 
 def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
@@ -100,8 +131,8 @@ def parse(data: bytes, limits: XmlLimits | None = None) -> etree._Element:
         raise Refusal("xml-forbidden", f"{marker.decode()} is not allowed: documents must not carry a DTD")
     huge = len(data) > HUGE_TEXT_BYTES
     try:
-        if huge:  # bounded before libxml2 builds a tree without its own limits
-            etree.fromstring(data, parser=_parser(huge=True, target=_ShapeCheck(limits)))
+        if len(data) > PRECHECK_BYTES:  # bounded before libxml2 builds a tree (in huge mode, without its limits)
+            etree.fromstring(data, parser=_parser(huge=huge, target=_ShapeCheck(limits)))
         root = etree.fromstring(data, parser=_parser(huge=huge))
     except etree.XMLSyntaxError as exc:
         raise Refusal("xml-malformed", f"not well-formed XML: {exc.msg}") from None
@@ -153,6 +184,7 @@ def _not_utf8_at(data: bytes) -> int | None:
 
 
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
+_COUNT_NODES = etree.XPath("count(//* | //@* | //comment() | //processing-instruction())")
 
 
 @functools.lru_cache(maxsize=8)
@@ -164,6 +196,10 @@ def _deeper_than(depth: int) -> etree.XPath:
 def _check_shape(root: etree._Element, limits: XmlLimits) -> None:
     if _deeper_than(limits.max_depth)(root):
         raise Refusal("xml-forbidden", f"elements are nested deeper than {limits.max_depth} levels")
-    count = _COUNT_ELEMENTS(root)
-    if not isinstance(count, float) or count > limits.max_elements:
-        raise Refusal("xml-forbidden", f"document has more than {limits.max_elements} elements")
+    nodes = _COUNT_NODES(root)
+    if not isinstance(nodes, float) or nodes > limits.max_elements:  # elements are among the nodes counted
+        count = _COUNT_ELEMENTS(root)
+        if not isinstance(count, float) or count > limits.max_elements:
+            raise Refusal("xml-forbidden", f"document has more than {limits.max_elements} elements")
+        if not isinstance(nodes, float) or nodes > limits.max_nodes:
+            raise Refusal("xml-forbidden", _too_many_nodes(limits))

@@ -9,6 +9,7 @@ instead.  PostgreSQL needs none of this.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import unicodedata
@@ -26,6 +27,7 @@ from gateway.store.group_commit import GroupCommit, WriteUnit
 
 T = TypeVar("T")
 _IMMEDIATE = "gateway_sqlite_immediate"
+log = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(Exception):
@@ -107,7 +109,14 @@ class _SqliteWriterLock(AbstractContextManager[None]):
             return
         try:
             if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
-                self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+                try:
+                    self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o660), os.getpid()
+                except OSError as exc:  # e.g. created by another user: SQLite's own locking still holds
+                    log.warning(
+                        "SQLite writer lock %s unusable (%s); writers wait in SQLite's busy handler", self._path, exc
+                    )
+                    self._path = None
+                    return
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except BaseException:
             self._depth -= 1
