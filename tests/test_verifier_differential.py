@@ -61,6 +61,12 @@ def ours(data: bytes, cert: x509.Certificate) -> tuple[bytes | None, bool]:
         profile_structure(LEGACY).verify(signature)
     except Refusal:
         return None, False
+    try:  # as the gateway pins: the certificate the signature carries must decode and be the one given
+        carried = embedded_certificates(signature)
+        if carried and cert not in carried:
+            return None, True
+    except Refusal:
+        return None, True
     try:
         return exclusive_c14n(core_validation(root, signature, cert), None), True
     except Refusal:
@@ -313,3 +319,19 @@ def test_a_processing_instruction_beside_the_root_is_refused_as_the_oracles_disa
     v = verdicts(with_pi, cert)
     assert v.ours is None and v.structure_ok
     assert v.signxml is not None and not v.xmlsec  # signxml digests the root element, xmlsec1 the document
+
+
+@pytest.mark.parametrize("element", ["X509Certificate", "SignatureValue", "DigestValue"])
+def test_base64_with_data_after_its_padding_is_refused_like_signxml_does(documents, element):
+    """Found by the mutation test above: a character after a value's ``=`` padding was dropped by a lenient
+    decoder (and by xmlsec1), refused by signxml; the gateway now refuses it everywhere."""
+    data, cert = documents[0]
+    root = etree.fromstring(data)
+    node = root.find(f".//ds:{element}", _DS)
+    assert node is not None and node.text
+    padded = "".join(node.text.split())
+    if not padded.endswith("="):
+        padded = padded[:-4] + "AA=="  # a value whose length needs padding: the check is on what follows it
+    node.text = padded + "0"
+    v = verdicts(bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8")), cert)
+    assert v.ours is None

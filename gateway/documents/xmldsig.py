@@ -14,7 +14,6 @@ the reasons the gateway has always given.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -71,8 +70,8 @@ METHODS: dict[str, Method] = {
 
 def decode_base64(text: str | None, what: str) -> bytes:
     """A base64 element value (whitespace allowed between characters, XMLDSig §4.5); anything else refused."""
-    try:
-        return base64.b64decode("".join((text or "").split()))
+    try:  # strict: data after the padding, or misplaced padding, is refused rather than quietly dropped
+        return binascii.a2b_base64("".join((text or "").split()), strict_mode=True)
     except (ValueError, binascii.Error):
         raise Refusal("signature-invalid", f"{what} is not base64") from None
 
