@@ -38,9 +38,13 @@ METHOD = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: every benchmark, short and small")
-    parser.add_argument("--only", action="append", metavar="NAME", help=f"one of {', '.join(BENCHMARKS)}")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Every benchmark on this machine, one table.")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of every benchmark, short and small: its figures mean nothing"
+    )
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help=f"run this one (repeatable): {', '.join(BENCHMARKS)}"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for RESULTS.md and JSON")
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
@@ -55,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{n}/{len(names)}] {name} …", file=sys.stderr, flush=True)
         figures += importlib.import_module(BENCHMARKS[name]).run(args.quick)
         print(f"[{n}/{len(names)}] {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
-    print_table(figures)
+    if args.quick:
+        print("quick run: every benchmark ran, but these figures mean nothing and get no verdicts", flush=True)
+    print_table(figures, verdicts=not args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     mode = "quick (smoke run: the figures mean nothing)" if args.quick else "full"
-    write(figures, args.out / "RESULTS.md", args.out / "results.json", mode=mode, method=METHOD)
+    write(
+        figures, args.out / "RESULTS.md", args.out / "results.json", mode=mode, method=METHOD, verdicts=not args.quick
+    )
     print(f"written: {args.out / 'RESULTS.md'}, {args.out / 'results.json'}", file=sys.stderr)
     return 0
 

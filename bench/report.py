@@ -24,7 +24,8 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def rows(figures: Sequence[Figure]) -> list[list[str]]:
+def rows(figures: Sequence[Figure], *, verdicts: bool = True) -> list[list[str]]:
+    """Table rows; without ``verdicts`` (a smoke run) the met / NOT MET column stays empty."""
     out = []
     for f in figures:
         target = "" if f.target is None else ("≥ " if f.higher_is_better else "≤ ") + f"{f.target:g} ×"
@@ -38,7 +39,7 @@ def rows(figures: Sequence[Figure]) -> list[list[str]]:
                 f"{_number(f.baseline_value)} {f.unit}".strip(),
                 f"{f.ratio:.3g} ×",
                 target,
-                _VERDICT[f.met] + (f" ({f.errors} errors)" if f.errors else ""),
+                (_VERDICT[f.met] if verdicts else "") + (f" ({f.errors} errors)" if f.errors else ""),
             ]
         )
     return out
@@ -47,8 +48,8 @@ def rows(figures: Sequence[Figure]) -> list[list[str]]:
 HEADER = ["benchmark", "figure", "value", "spread", "baseline (same run)", "baseline", "ratio", "target", ""]
 
 
-def print_table(figures: Sequence[Figure]) -> None:
-    table = [HEADER, *rows(figures)]
+def print_table(figures: Sequence[Figure], *, verdicts: bool = True) -> None:
+    table = [HEADER, *rows(figures, verdicts=verdicts)]
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
     for n, row in enumerate(table):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), flush=True)
@@ -81,7 +82,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(figures: Sequence[Figure], markdown: Path, as_json: Path, *, mode: str, method: str) -> None:
+def write(
+    figures: Sequence[Figure], markdown: Path, as_json: Path, *, mode: str, method: str, verdicts: bool = True
+) -> None:
     facts = machine()
     as_json.write_text(
         json.dumps({"machine": facts, "mode": mode, "figures": [f.as_json() for f in figures]}, indent=1) + "\n"
@@ -96,7 +99,10 @@ def write(figures: Sequence[Figure], markdown: Path, as_json: Path, *, mode: str
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
-        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(figures)),
+        *(
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+            for row in rows(figures, verdicts=verdicts)
+        ),
         "",
     ]
     notes = [(f, f.notes) for f in figures if f.notes]
