@@ -335,3 +335,31 @@ def test_base64_with_data_after_its_padding_is_refused_like_signxml_does(documen
     node.text = padded + "0"
     v = verdicts(bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8")), cert)
     assert v.ours is None
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_a_seal_signed_by_the_lean_signer_is_accepted_by_all_three(ca, kind):
+    """The gateway signs its seals without signxml (gateway.documents.signing.sign_enveloped_lean)."""
+    from datetime import UTC, datetime
+
+    from gateway.documents.seal import SealFacts, build_seal
+
+    key = pki.generate_key(kind) if kind == "ec" else None
+    signer = pki.issue_signing_certificate(ca, "Gateway", "000.00.00.H29", **({"key": key} if key else {}))
+    facts = SealFacts(
+        gateway="https://gw.example",
+        document_uuid="0b7e4c2e-0000-4000-8000-000000000001",
+        kind="document",
+        document_id="000.00.00.H29,2026/12/02,1/UBND-VX",
+        sha256="ab" * 32,
+        size=1234,
+        sender="000.00.00.H29",
+        recipients=("000.00.04.H29", "Ủy ban"),
+        signer_certificate_sha256="cd" * 32,
+        received_at=datetime(2026, 12, 2, 8, 30, tzinfo=UTC),
+        audit_index=7,
+    )
+    seal = build_seal(facts, signer.key, [signer.cert])
+    v = verdicts(seal, signer.cert)
+    assert v.ours is not None and v.signxml is not None and v.xmlsec
+    assert_agreement(v)

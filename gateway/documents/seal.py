@@ -17,7 +17,7 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.documents import schema, xmlsafe
-from gateway.documents.signing import sign_enveloped
+from gateway.documents.signing import sign_enveloped_lean
 from gateway.documents.verification import EnvelopedSignatureVerifier, SignatureProfile
 from gateway.policy import Refusal
 from gateway.trust.chain import TrustStore
@@ -71,7 +71,7 @@ def build_seal(facts: SealFacts, key: SigningKey, chain: Sequence[x509.Certifica
         etree.SubElement(root, _q("SignerStatusSha256")).text = facts.signer_status_sha256
     if facts.signer_status_flag:
         etree.SubElement(root, _q("SignerStatusFlag")).text = facts.signer_status_flag
-    return sign_enveloped(root, root, key, chain)
+    return sign_enveloped_lean(root, key, chain)
 
 
 def verify_seal(
