@@ -1,7 +1,8 @@
 """Enveloped XMLDSig in the edXML profile: signature as the last child of a chosen parent element,
 ``Reference URI=""``, enveloped-signature + exclusive C14N, SHA-256, certificate in KeyInfo.
 
-Used by the gateway for its seals and by operators and tests (``gateway sign``) for documents.
+Documents are signed with signxml (``gateway sign``, the demo, the tests); the gateway's own seals,
+signed inside every submission's transaction, with the lean :func:`sign_enveloped_lean`.
 """
 
 from __future__ import annotations
