@@ -210,3 +210,23 @@ def test_two_workers_sent_the_same_document_queue_instead_of_deadlocking(databas
     assert [r.idx for r in stored(first)] == [0, 1, 2]
     for worker in (first, second):
         worker.dispose()
+
+
+def test_grouped_writes_read_errors_as_plain_writes_do_and_a_lock_conflict_stays_retryable(db):
+    """A broken connection is "database unavailable" (503) alone or in a batch; a deadlock PostgreSQL broke
+    is not — it stays a DBAPIError the submission path runs again (review: a lone unit's deadlock read as 503)."""
+    import psycopg.errors
+
+    from gateway.store.db import DatabaseUnavailable, is_lock_conflict
+
+    def failing(orig: BaseException) -> Callable[[Connection], None]:
+        def unit(conn: Connection) -> None:
+            raise sa.exc.OperationalError("UPDATE audit_head", {}, orig)
+
+        return unit
+
+    with pytest.raises(DatabaseUnavailable):
+        db.write_grouped(failing(Exception("server closed the connection unexpectedly")))
+    with pytest.raises(sa.exc.OperationalError) as conflict:
+        db.write_grouped(failing(psycopg.errors.DeadlockDetected("deadlock detected")))
+    assert is_lock_conflict(conflict.value) and not isinstance(conflict.value, DatabaseUnavailable)

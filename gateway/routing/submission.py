@@ -38,7 +38,7 @@ from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.registry_cache import RegistryCache
-from gateway.store.db import Database, is_lock_conflict
+from gateway.store.db import Database, DatabaseUnavailable, is_lock_conflict
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
 from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
 from gateway.trust.pki import cert_pem, fingerprint
@@ -295,9 +295,11 @@ class SubmissionService:
                     raise
             except DBAPIError as exc:
                 # PostgreSQL broke a lock cycle with another transaction by failing this one: nothing of it
-                # was stored, so it is run again (the others went through).
-                if not is_lock_conflict(exc) or attempt == 3:
+                # was stored, so it is run again (the others went through); still failing, "retry later".
+                if not is_lock_conflict(exc):
                     raise
+                if attempt == 3:
+                    raise DatabaseUnavailable(f"lock conflicts persisted: {exc.orig}") from exc
         raise AssertionError("unreachable")
 
     def _store_in(self, conn: Connection, c: _Checked) -> tuple[Accepted, int]:

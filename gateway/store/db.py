@@ -45,8 +45,15 @@ class Database:
         self.group_commit = GroupCommit(self.write)
 
     def write_grouped(self, unit: WriteUnit[T]) -> T:
-        """``unit`` in a committed transaction, shared with other threads' units (gateway.store.group_commit)."""
-        return self.group_commit.run(unit)
+        """``unit`` in a committed transaction, shared with other threads' units (gateway.store.group_commit).
+
+        Errors read as :meth:`write`'s do, whether the unit failed in its savepoint or the batch failed."""
+        try:
+            return self.group_commit.run(unit)
+        except OperationalError as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc.orig)) from exc
+            raise
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -138,6 +145,9 @@ def is_lock_conflict(exc: BaseException) -> bool:
 
 
 def _is_connection_error(exc: OperationalError) -> bool:
+    """The database is out of reach — not a busy SQLite, and not a lock conflict PostgreSQL broke (retried)."""
+    if is_lock_conflict(exc) and not exc.connection_invalidated:
+        return False
     return bool(exc.connection_invalidated) or not str(exc.orig).startswith("database is locked")
 
 
