@@ -179,7 +179,7 @@ class AuditBatch:
         if not self._pending or self._head is None:
             return
         size, last_us = self._head
-        self._conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(size=size, last_time_us=last_us))
+        self._conn.execute(_WRITE_HEAD, {"size": size, "last_us": last_us})
         write_entries(self._conn, [a for a, _ in self._pending], [e for _, e in self._pending])
 
     def close(self) -> None:
