@@ -80,6 +80,32 @@ def test_identical_content_is_stored_once(database_url):
     db.dispose()
 
 
+@pytest.mark.parametrize("size", [10, 3 * 1024 * 1024 + 5])  # the plain statement and SQLite's in-place I/O
+def test_stored_bytes_come_back_whole_in_pieces_and_once_per_digest(database_url, size):
+    import hashlib
+
+    from gateway.store.blob_io import PIECE_BYTES, blob_pieces, store_blob
+
+    data = bytes(range(256)) * (size // 256) + b"\0" * (size % 256)
+    sha = hashlib.sha256(data).hexdigest()
+    db = Database(database_url)
+    with pytest.raises(RuntimeError), db.write() as conn:  # a rolled-back write leaves nothing behind
+        store_blob(conn, sha, data)
+        raise RuntimeError
+    with db.write() as conn:
+        store_blob(conn, sha, data)
+        store_blob(conn, sha, b"x" * size)  # the same digest again is never written over
+    with db.write() as conn:
+        store_blob(conn, sha, data)
+    with db.read() as conn:
+        pieces = list(blob_pieces(conn, sha))
+        assert conn.execute(sa.select(sa.func.count()).select_from(blobs)).scalar() == 1
+    assert b"".join(pieces) == data
+    if db.is_sqlite:
+        assert max(len(p) for p in pieces) <= PIECE_BYTES
+    db.dispose()
+
+
 def test_sql_replay_cache_refuses_a_second_use_until_expiry(database_url):
     cache = SqlStateStore(Database(database_url))
     key = uuid.uuid4().hex

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -15,6 +15,7 @@ from gateway.policy import RateLimited, Refusal
 from gateway.routing import inbox
 from gateway.routing.submission import Accepted
 from gateway.services import services
+from gateway.store.blob_io import blob_pieces
 
 bp = Blueprint("documents", __name__)
 
@@ -104,7 +105,7 @@ def get_document(doc_id: str) -> Response:
         return jsonify(inbox.document_view(conn, g.agency, doc_id))
 
 
-def _xml(body: bytes, filename: str) -> Response:
+def _xml(body: bytes | Iterable[bytes], filename: str) -> Response:
     response = Response(body, mimetype="application/xml")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -114,8 +115,17 @@ def _xml(body: bytes, filename: str) -> Response:
 @bp.get("/v1/documents/<doc_id>/content")
 @require_agency
 def get_content(doc_id: str) -> Response:
-    with services().db.read() as conn:
-        return _xml(inbox.document_content(conn, g.agency, doc_id), f"{doc_id}.edxml")
+    db = services().db
+    with db.read() as conn:
+        sha256, size = inbox.document_content(conn, g.agency, doc_id)
+
+    def pieces() -> Iterator[bytes]:  # a large document never whole in memory (issue 12)
+        with db.read() as conn:
+            yield from blob_pieces(conn, sha256)
+
+    response = _xml(pieces(), f"{doc_id}.edxml")
+    response.content_length = size
+    return response
 
 
 @bp.get("/v1/documents/<doc_id>/seal")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography import x509
@@ -81,6 +81,12 @@ class SignedContent:
     signature_value: bytes = b""  # the decoded ds:SignatureValue: what a trusted timestamp covers
     chain: Chain | None = None
     revocation: Decision | None = None  # None when the verifier checks no status (offline seal checks)
+
+    def without_tree(self) -> SignedContent:
+        """The same facts with an empty stand-in for the document tree.  A tree is as large as its document
+        and the storing transaction needs none of it: letting it go first keeps a large attachment in memory
+        once (the body) rather than three times (body, tree, the database driver's copy)."""
+        return replace(self, root=etree.Element(self.root.tag))
 
     @property
     def summary(self) -> str:

@@ -122,7 +122,9 @@ SPLICE_TEXT_CHARS = 1 << 20
 # Only a text node that is its element's one child: lxml's ``.text`` joins adjacent text and CDATA nodes,
 # so setting it where there are several would drop the others from the digest (review finding: CDATA
 # beside a large attachment was left unsigned).  Anything else takes the plain path.
-_LARGE_TEXTS = etree.XPath(f"//*[count(node()) = 1]/text()[string-length() > {SPLICE_TEXT_CHARS}]")
+# Selected from Python, not by an XPath ``text()`` test: that hands back each node's text as a new string
+# and casts it to a string once more for ``string-length()``, two copies of every attachment at once.
+_NODE_COUNT = etree.XPath("count(node())")
 _PIECE = 1 << 20
 
 
@@ -137,10 +139,10 @@ def document_digest(
     canonical form (C14N §2.3: ``&`` ``<`` ``>`` and carriage return escaped, UTF-8) a megabyte at a
     time.  The bytes hashed are the same; the tree is restored."""
     tree = root.getroottree() if root.getparent() is None else etree.ElementTree(root)
-    large = _LARGE_TEXTS(root) if large_text else []
-    spliced = _spliced_digest(tree, cast(list[Any], large), algorithm, prefixes) if large else None
-    if spliced is not None:
-        return spliced
+    if large_text:
+        spliced = _spliced_digest(tree, root, algorithm, prefixes)
+        if spliced is not None:
+            return spliced
     sink = _Digesting(algorithm)
     with _canonicalizable():
         write: Any = tree.write_c14n  # lxml-stubs predate the exclusive and inclusive_ns_prefixes arguments
@@ -148,37 +150,50 @@ def document_digest(
     return sink.hash.digest()
 
 
-def _spliced_digest(tree: Any, large: list[Any], algorithm: str, prefixes: list[str] | None) -> bytes | None:
-    """The digest with each large text node hashed piecewise, or None when the tree is not as expected."""
-    if any(text.is_tail for text in large):  # cannot be: the XPath selects an element's only child
-        return None
+def _spliced_digest(tree: Any, root: etree._Element, algorithm: str, prefixes: list[str] | None) -> bytes | None:
+    """The digest with each large text node hashed piecewise, or None when there is none to splice.
+
+    Each large text is taken out of the tree as it is found (the tree's copy freed at once), so an
+    attachment is held once while the rest is canonicalized, and put back before returning."""
     nonce = secrets.token_hex(16)
-    texts: list[tuple[bytes, Any]] = []
+    taken: list[tuple[etree._Element, bytes, bytes]] = []
     try:
-        for n, text in enumerate(large):
-            token = f"gateway-c14n-{nonce}-{n}-"
-            text.getparent().text = token
-            texts.append((token.encode(), text))  # the XPath result is the node's text, already a copy
+        for element in root.iter(etree.Element):
+            if len(element) or _NODE_COUNT(element) != 1:
+                continue
+            text = element.text
+            if text is not None and len(text) > SPLICE_TEXT_CHARS:
+                placeholder = f"gateway-c14n-{nonce}-{len(taken)}-"
+                element.text = placeholder  # frees the tree's copy before the encoded one is made
+                taken.append((element, placeholder.encode(), text.encode("utf-8")))
+            del text
+        if not taken:
+            return None
         with _canonicalizable():
             canonical = etree.tostring(
                 tree, method="c14n", exclusive=True, with_comments=False, inclusive_ns_prefixes=prefixes
             )
+        places = sorted((canonical.find(marker), marker, data) for _, marker, data in taken)
+        if any(at < 0 or canonical.count(marker) != 1 for at, marker, _ in places):
+            return None
+        digest, done = hashlib.new(algorithm), 0
+        for at, marker, data in places:
+            digest.update(canonical[done:at])
+            for start in range(0, len(data), _PIECE):  # UTF-8: no multi-byte sequence holds these bytes
+                piece = data[start : start + _PIECE]
+                digest.update(
+                    piece.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;").replace(b"\r", b"&#xD;")
+                )
+            done = at + len(marker)
+        digest.update(canonical[done:])
+        del places
+        return digest.digest()
     finally:
-        for (_, saved), text in zip(texts, large, strict=False):
-            text.getparent().text = saved
-    places = sorted((canonical.find(marker), marker, saved) for marker, saved in texts)
-    if any(at < 0 or canonical.count(marker) != 1 for at, marker, _ in places):
-        return None
-    digest, done = hashlib.new(algorithm), 0
-    for at, marker, saved in places:
-        digest.update(canonical[done:at])
-        for start in range(0, len(saved), _PIECE):
-            piece = saved[start : start + _PIECE]
-            escaped = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
-            digest.update(escaped.encode("utf-8"))
-        done = at + len(marker)
-    digest.update(canonical[done:])
-    return digest.digest()
+        while taken:
+            element, _, data = taken.pop()
+            # lxml takes ASCII bytes as they are (one copy, into the tree); other text goes back as str.
+            element.text = data if data.isascii() else data.decode("utf-8")  # type: ignore[assignment]
+            del element, data
 
 
 def refuse_content_outside_the_root(root: etree._Element) -> None:

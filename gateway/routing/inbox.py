@@ -172,9 +172,12 @@ def document_view(conn: Connection, caller: str, doc_uuid: str) -> dict[str, Any
     return view
 
 
-def document_content(conn: Connection, caller: str, doc_uuid: str) -> bytes:
+def document_content(conn: Connection, caller: str, doc_uuid: str) -> tuple[str, int]:
+    """The SHA-256 and size of the bytes ``caller`` may download; the bytes are read in pieces by
+    ``gateway.store.blob_io.blob_pieces`` (content-addressed: they never change once stored)."""
     doc = _visible_document(conn, caller, doc_uuid)
-    return bytes(conn.execute(sa.select(blobs.c.content).where(blobs.c.sha256 == doc.sha256)).scalar_one())
+    size = conn.execute(sa.select(blobs.c.size).where(blobs.c.sha256 == doc.sha256)).scalar_one()
+    return str(doc.sha256), int(size)
 
 
 def document_seal(conn: Connection, caller: str, doc_uuid: str) -> bytes:

@@ -38,9 +38,10 @@ from gateway.routing.events import document_event
 from gateway.routing.permissions import ROUTING_POLICY, RouteRequest
 from gateway.routing.registry import AgencyRegistry
 from gateway.routing.registry_cache import RegistryCache
+from gateway.store.blob_io import store_blob
 from gateway.store.db import Database, DatabaseUnavailable, is_lock_conflict
 from gateway.store.helpers import as_utc, insert_ignoring_duplicates
-from gateway.store.tables import blobs, documents, routes, statuses, trust_evidence
+from gateway.store.tables import documents, routes, statuses, trust_evidence
 from gateway.trust.pki import cert_pem, fingerprint
 from gateway.trust.timestamper import Timestamper
 
@@ -157,7 +158,7 @@ class SubmissionService:
                 caller=caller,
                 data=data,
                 sha256=sha,
-                signed=signed,
+                signed=signed.without_tree(),
                 document_id=header.document_id,
                 subject=header.subject,
                 due_date=header.due_date,
@@ -165,6 +166,7 @@ class SubmissionService:
                 sequential=sequential,
                 on_stored=on_stored,
             )
+            del signed  # see SignedContent.without_tree
             return self._store(checked)
 
     # --- status messages --------------------------------------------------------------------
@@ -207,7 +209,7 @@ class SubmissionService:
                 caller=caller,
                 data=data,
                 sha256=sha,
-                signed=signed,
+                signed=signed.without_tree(),
                 document_id=sha,
                 subject=f"{status.status_code} {edxml.STATUS_CODES[status.status_code]}: "
                 f"{status.response_for_document_id}"[:500],
@@ -216,6 +218,7 @@ class SubmissionService:
                 status=status,
                 original=original.id,
             )
+            del signed  # see SignedContent.without_tree
             return self._store(checked)
 
     # --- shared steps -----------------------------------------------------------------------
@@ -334,7 +337,7 @@ class SubmissionService:
         doc_uuid = str(uuid.uuid4())
         pushes = 0
         route_now = c.recipients[:1] if c.sequential else c.recipients
-        insert_ignoring_duplicates(conn, blobs, {"sha256": c.sha256, "size": len(c.data), "content": c.data})
+        store_blob(conn, c.sha256, c.data)
         evidence = store_status_evidence(conn, c.signed)
         flag = c.signed.revocation.flag if c.signed.revocation else None
         entries = self._audit.append_many(
