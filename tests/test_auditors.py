@@ -259,3 +259,75 @@ def test_dates_at_the_ends_of_the_calendar_get_an_answer_never_a_500(audited_app
     assert response.status_code in (200, 400, 404), response.get_data(as_text=True)[:200]
     if response.status_code != 200:
         assert response.mimetype == "application/problem+json"
+
+
+def _rewritten(bundle: Path, out: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    """What someone holding a bundle can do: change its files and write the manifest's sums to match."""
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as archive:
+        files = {n: archive.read(n) for n in archive.namelist()}
+    manifest = json.loads(files.pop("manifest.json"))
+    change(files, manifest)
+    manifest["sha256"] = {n: hashlib.sha256(d).hexdigest() for n, d in sorted(files.items())}
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("manifest.json", json.dumps(manifest))
+    return out
+
+
+def _entry_lines(files: dict[str, bytes]) -> list[bytes]:
+    return [line for line in files["entries.jsonl"].split(b"\n") if line]
+
+
+def _put_lines(files: dict[str, bytes], lines: list[bytes]) -> None:
+    files["entries.jsonl"] = b"".join(line + b"\n" for line in lines)
+
+
+def _unsigned_entry(index: int) -> bytes:
+    return json.dumps({"index": index, "time": "2999-01-01T00:00:00.000000Z", "event": "x"}).encode()
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (  # unsigned entries after the last checkpoint, the manifest's range left as it was
+            lambda files, m: _put_lines(files, [*_entry_lines(files), _unsigned_entry(m["to_index"])]),
+            "past the last signed checkpoint",
+        ),
+        (  # an index repeated
+            lambda files, m: _put_lines(files, [*(lines := _entry_lines(files))[:3], lines[2], *lines[3:-1]]),
+            "says index",
+        ),
+        (  # an index skipped
+            lambda files, m: _put_lines(files, [*(lines := _entry_lines(files))[:3], *lines[4:]]),
+            "says index",
+        ),
+        (  # entries starting before the first index the bundle covers
+            lambda files, m: _put_lines(files, [_unsigned_entry(m["from_index"] - 1), *_entry_lines(files)]),
+            "says index",
+        ),
+        (  # a checkpoint no consistency proof ties to the others
+            lambda files, m: files.__setitem__(
+                "consistency.json", json.dumps(json.loads(files["consistency.json"])[1:]).encode()
+            ),
+            "no consistency proof ties",
+        ),
+    ],
+    ids=["beyond-last-checkpoint", "repeated", "skipped", "before-first", "unchained-checkpoint"],
+)
+def test_a_bundle_whose_entries_are_not_exactly_the_signed_range_is_invalid(
+    audited_app, dev_pki, tmp_path, tamper, reason
+):
+    _send_documents(audited_app, dev_pki, 3)
+    svc = audited_app.extensions["gateway"]
+    with svc.db.read() as conn:
+        (tmp_path / "b.zip").write_bytes(export_bundle(conn, svc.checkpoints, 4, 12))
+    verifier = NoteVerifier.parse(svc.checkpoints.vkey)
+    assert verify_bundle(tmp_path / "b.zip", verifier).valid
+    verdict = verify_bundle(_rewritten(tmp_path / "b.zip", tmp_path / "t.zip", tamper), verifier)
+    assert not verdict.valid and reason in verdict.detail, verdict.detail
+    result = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "t.zip"), "--vkey", svc.checkpoints.vkey])
+    assert result.exit_code != 0 and result.output.startswith("INVALID"), result.output

@@ -174,6 +174,25 @@ def _lines(data: bytes) -> Iterator[bytes]:
             yield line
 
 
+def _check_consistency_chain(checkpoints: dict[int, bytes], proofs: list[dict[str, Any]]) -> None:
+    """Each signed checkpoint must be proved consistent with the next (RFC 9162 §2.1.4).
+
+    A checkpoint left out of the chain would be one no entry and no proof ties to the others: a
+    fork signed with the same key would pass unnoticed."""
+    given: dict[tuple[int, int], list[bytes]] = {}
+    for item in proofs:
+        given[(int(item["from"]), int(item["to"]))] = [base64.b64decode(p, validate=True) for p in item["proof"]]
+    for a, b in pairwise(sorted(checkpoints)):
+        proof = given.pop((a, b), None)
+        if proof is None:
+            raise BundleBroken(f"no consistency proof ties the checkpoint of size {a} to the one of size {b}")
+        if not verify_consistency(a, b, checkpoints[a], checkpoints[b], proof):
+            raise BundleBroken(f"checkpoint of size {b} is not consistent with the checkpoint of size {a}")
+    if given:
+        a, b = next(iter(given))
+        raise BundleBroken(f"the consistency proof {a}→{b} is not between two consecutive checkpoints of the bundle")
+
+
 def verify_bundle(
     path: Path, verifier: NoteVerifier | AnyOfVerifiers, progress: Callable[[int, int], None] | None = None
 ) -> Verdict:
@@ -198,19 +217,13 @@ def verify_bundle(
             if not checkpoints or max(checkpoints) != end:
                 raise BundleBroken("the bundle carries no signed checkpoint for its last entry")
             verdict.checkpoints = len(checkpoints)
-            for item in json.loads(_read(archive, "consistency.json", manifest)):
-                a, b = int(item["from"]), int(item["to"])
-                proof = [base64.b64decode(p) for p in item["proof"]]
-                if (
-                    a not in checkpoints
-                    or b not in checkpoints
-                    or not verify_consistency(a, b, checkpoints[a], checkpoints[b], proof)
-                ):
-                    raise BundleBroken(f"checkpoint of size {b} is not consistent with the checkpoint of size {a}")
+            _check_consistency_chain(checkpoints, json.loads(_read(archive, "consistency.json", manifest)))
             frontier = json.loads(_read(archive, "frontier.json", manifest))
             if [(f["level"], f["index"]) for f in frontier] != frontier_of(first):
                 raise BundleBroken(f"the frontier does not describe leaves [0, {first})")
             tree = CompactRange([(int(f["level"]), base64.b64decode(f["hash"])) for f in frontier])
+            if first in checkpoints and tree.root() != checkpoints[first]:
+                raise BundleBroken(f"the frontier does not give the root signed at size {first}")
             entries = _read(archive, "entries.jsonl", manifest)
             previous_time, checked_from, index = "", first, first
             for line in _lines(entries):
@@ -218,6 +231,11 @@ def verify_bundle(
                     entry = json.loads(line)
                 except ValueError:
                     raise BundleBroken(f"the entry at index {index} is not JSON") from None
+                if index >= end:  # hashed and counted, but no signature vouches for them
+                    raise BundleBroken(
+                        f"the entries go on past the last signed checkpoint (size {end}): index {index} "
+                        "onwards is covered by no signed checkpoint"
+                    )
                 if entry.get("index") != index:
                     raise BundleBroken(
                         f"the entry in position {index} says index {entry.get('index')}: "
