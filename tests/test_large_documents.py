@@ -214,3 +214,27 @@ def test_a_name_longer_than_libxml2s_usual_limit_is_refused_in_a_large_document(
     with pytest.raises(Refusal) as refused:
         xmlsafe.parse(data, xmlsafe.XmlLimits(max_bytes=len(data)))
     assert refused.value.code == "xml-forbidden" and "name" in refused.value.reason
+
+
+def test_a_download_while_the_database_is_away_is_a_503_problem_not_a_broken_200(large_app, dev_pki, monkeypatch):
+    """Review finding: the bytes were first read after the request had ended, outside the error handlers."""
+    import gateway.api.documents
+    from gateway.serving.wsgi import call_app
+    from gateway.store.db import DatabaseUnavailable
+
+    large_app.testing = False
+    client = large_app.test_client()
+    sender, recipient = GatewayClient(client, dev_pki.agencies[HCM]), GatewayClient(client, dev_pki.agencies[Q4])
+    doc_id = sender.submit(sender.keys.sign(with_attachment(sample("cong-van.edxml"), 3_000_000))).get_json()["id"]
+
+    def away(conn, sha256):  # type: ignore[no-untyped-def]
+        raise DatabaseUnavailable("the database went away")
+        yield b""
+
+    monkeypatch.setattr(gateway.api.documents, "blob_pieces", away)
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path=f"/v1/documents/{doc_id}/content", headers=recipient.headers()).get_environ()
+    answer = call_app(large_app, environ, 64 * 1024)
+    assert answer.status == 503
+    assert {k.lower(): v for k, v in answer.headers}[b"content-type"] == b"application/problem+json"

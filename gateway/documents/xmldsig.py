@@ -154,7 +154,8 @@ def _spliced_digest(tree: Any, root: etree._Element, algorithm: str, prefixes: l
     """The digest with each large text node hashed piecewise, or None when there is none to splice.
 
     Each large text is taken out of the tree as it is found (the tree's copy freed at once), so an
-    attachment is held once while the rest is canonicalized, and put back before returning."""
+    attachment is held once while the rest is canonicalized, and put back before returning (a CDATA
+    section comes back as the same characters in a text node: C14N and every reader see them alike)."""
     nonce = secrets.token_hex(16)
     taken: list[tuple[etree._Element, bytes, bytes]] = []
     try:
@@ -165,7 +166,13 @@ def _spliced_digest(tree: Any, root: etree._Element, algorithm: str, prefixes: l
             if text is not None and len(text) > SPLICE_TEXT_CHARS:
                 placeholder = f"gateway-c14n-{nonce}-{len(taken)}-"
                 element.text = placeholder  # frees the tree's copy before the encoded one is made
-                taken.append((element, placeholder.encode(), text.encode("utf-8")))
+                try:
+                    data = text.encode("utf-8")
+                except BaseException:  # MemoryError: this element is not yet in ``taken``
+                    element.text = text
+                    raise
+                taken.append((element, placeholder.encode(), data))
+                del data
             del text
         if not taken:
             return None
