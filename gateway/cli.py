@@ -65,8 +65,11 @@ def init(demo: bool, port: int | None) -> None:
     if missing:
         fail("\n".join(missing))
     click.echo(f"migrating {_redact(config.database_url)} …")
+    new_database = not _has_audit_log(config.database_url)
     upgrade(config.database_url)
     _pin_audit_origin(config)
+    if demo and new_database:
+        _set_aside_demo_checkpoint_records(config)
     if demo:
         _register_demo(config)
     if demo:
@@ -120,6 +123,39 @@ def _pin_audit_origin(config: Config) -> None:
         pin_audit_origin(config, database)
     finally:
         database.dispose()
+
+
+def _has_audit_log(url: str) -> bool:
+    """Whether the database already holds an audit log's tables (emptied or not)."""
+    import sqlalchemy as sa
+
+    from gateway.store.db import Database
+    from gateway.store.tables import audit_head
+
+    database = Database(url)
+    try:
+        if database.is_sqlite and not Path(sa.engine.make_url(url).database or "").is_file():
+            return False
+        with database.engine.connect() as conn:
+            return bool(sa.inspect(conn).has_table(audit_head.name))
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        database.dispose()
+
+
+def _set_aside_demo_checkpoint_records(config: Config) -> None:
+    """A new demo database is a new log; the last demo log's record of signed checkpoints would make the
+    signer refuse it.  Only this command (run with the keys folder) moves records: nothing in a database
+    can (issue 13), so emptying an existing database's tables is still refused at signing."""
+    from gateway.audit.published import PublishedCheckpoint
+
+    kept = PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin).set_aside_all()
+    for record in kept:
+        click.echo(
+            f"a new demo database: the record of the previous demo log ({record.note.split(chr(10), 1)[0]}, "
+            f"{record.size} entries) was set aside in {config.published_checkpoints_dir}/"
+        )
 
 
 def _redact(url: str) -> str:

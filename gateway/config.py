@@ -39,6 +39,10 @@ class Config:
     seal_key: Path | None = None
     seal_cert: Path | None = None
     token_key: Path | None = None
+    # The checkpoint signer's key and its record of what it signed (issue 13): settings of their own, so
+    # they can live apart from the other keys, on the host that signs.
+    audit_key: Path | None = None
+    audit_state_dir: Path | None = None
     trust_anchors: tuple[Path, ...] = ()
     public_url: str = "http://127.0.0.1:8080"
     max_document_bytes: int = 10 * 1024 * 1024
@@ -118,12 +122,13 @@ class Config:
     @property
     def audit_key_path(self) -> Path:
         """Ed25519 key that signs the audit log's checkpoints."""
-        return self.keys_dir / "audit-log.key"
+        return self.audit_key or self.keys_dir / "audit-log.key"
 
     @property
     def published_checkpoints_dir(self) -> Path:
-        """The newest checkpoint signed for each log, outside the database (see gateway.audit.published)."""
-        return self.keys_dir / "published-checkpoints"
+        """The newest checkpoint signed for this log, outside the database (see gateway.audit.published):
+        beside the checkpoint key unless set, since whoever holds the one must keep the other."""
+        return self.audit_state_dir or self.audit_key_path.parent / "published-checkpoints"
 
     @property
     def audit_origin_path(self) -> Path:
@@ -358,7 +363,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name in ("auditors", "operators"):
         items = value if isinstance(value, list) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())
-    if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "procedures_file"):
+    if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "audit_key", "audit_state_dir", "procedures_file"):
         return Path(str(value))
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)

@@ -239,9 +239,7 @@ class Services:
             checkpoints=CheckpointLog(
                 db,
                 ring,
-                published=PublishedCheckpoint(
-                    config.published_checkpoints_dir, config.audit_origin, per_log=config.demo
-                ),
+                published=PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin),
             ),
             deliveries=deliveries,
             revocation=revocation,

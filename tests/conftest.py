@@ -7,6 +7,7 @@ unreachable the PostgreSQL-parametrised tests fail loudly: they are never skippe
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 def make_config(database_url: str, dev_pki: Pki, **overrides: object) -> Config:
     settings: dict[str, object] = {"demo": True, "public_url": PUBLIC_URL, "tsa_url": dev_pki.status.tsa, **overrides}
+    # Each test's database is a new log under the session's keys: its own record of signed checkpoints
+    # (the signer refuses a log that does not extend the one recorded, whatever the database says).
+    settings.setdefault("audit_state_dir", Path(tempfile.mkdtemp(prefix="audit-state-")))
     return Config(database_url=database_url, keys_dir=dev_pki.keys_dir, **settings)  # type: ignore[arg-type]
 
 

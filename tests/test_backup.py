@@ -46,6 +46,7 @@ def _cli(config: Config, dev_pki: Pki, *args: str) -> subprocess.CompletedProces
         **os.environ,
         "GATEWAY_DATABASE_URL": config.database_url,
         "GATEWAY_KEYS_DIR": str(config.keys_dir),
+        "GATEWAY_AUDIT_STATE_DIR": str(config.published_checkpoints_dir),
         "GATEWAY_PUBLIC_URL": config.public_url,
         "GATEWAY_DEMO": "true",
         "GATEWAY_TSA_URL": str(dev_pki.status.tsa),
@@ -163,21 +164,72 @@ def test_outside_demo_mode_no_other_history_is_signed_under_the_published_origin
             second.extensions["gateway"].db.dispose()
 
 
-def test_in_demo_mode_a_fresh_database_with_the_same_keys_is_a_new_log(sqlite_url, dev_pki, tmp_path):
+def test_in_demo_mode_a_database_swapped_behind_the_gateways_back_is_not_signed_until_init_makes_it_new(
+    sqlite_url, dev_pki, tmp_path
+):
+    """Issue 13: with database access alone, a new history (a swapped or emptied database) got signed in
+    demo mode, whose record of signed checkpoints was named after the log's first entry."""
     keys = tmp_path / "keys"
     shutil.copytree(dev_pki.keys_dir, keys)
-    first = create_app(dataclasses.replace(make_config(sqlite_url, dev_pki), keys_dir=keys))
+    demo = dataclasses.replace(make_config(sqlite_url, dev_pki), keys_dir=keys, audit_state_dir=None)
+    first = create_app(demo)
     register_agencies(first.extensions["gateway"], dev_pki)
     _submit(first, dev_pki, 1)
-    first.extensions["gateway"].checkpoints.refresh(force=True)
+    published = first.extensions["gateway"].checkpoints.refresh(force=True)
     first.extensions["gateway"].db.dispose()
 
-    other = f"sqlite:///{tmp_path / 'fresh.db'}"
-    upgrade(other)
-    second = create_app(dataclasses.replace(make_config(other, dev_pki), keys_dir=keys))
+    swapped = tmp_path / "swapped.db"
+    upgrade(f"sqlite:///{swapped}")
+    config = dataclasses.replace(demo, database_url=f"sqlite:///{swapped}")
+    second = create_app(config)
     try:
         register_agencies(second.extensions["gateway"], dev_pki)
-        assert second.test_client().get("/readyz").status_code == 200
-        assert second.extensions["gateway"].checkpoints.refresh(force=True).size > 0
+        _entries(second, published.size + 3)
+        with pytest.raises(LogInconsistent, match="published checkpoint"):
+            second.extensions["gateway"].checkpoints.refresh(force=True)
+        assert second.test_client().get("/readyz").get_json()["checks"]["audit_log"] is False
+    finally:
+        second.extensions["gateway"].db.dispose()
+    assert _cli(config, dev_pki, "init", "--demo").returncode == 0  # not new: the record stays
+    assert list((keys / "published-checkpoints").glob("origin-*.json"))
+
+    fresh = dataclasses.replace(demo, database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    made = _cli(fresh, dev_pki, "init", "--demo")  # the operator, with the keys folder, starts a new demo log
+    assert made.returncode == 0 and "was set aside" in made.stdout, made.stdout + made.stderr
+    third = create_app(fresh)
+    try:
+        register_agencies(third.extensions["gateway"], dev_pki)
+        _entries(third, 2)
+        assert third.extensions["gateway"].checkpoints.refresh(force=True).size > 0
+    finally:
+        third.extensions["gateway"].db.dispose()
+    assert list((keys / "published-checkpoints").glob("origin-*.superseded-*"))
+
+
+def test_a_database_that_renames_its_log_gets_no_fresh_record_of_signed_checkpoints(sqlite_url, dev_pki, tmp_path):
+    """The log's name is read from its newest stored checkpoint, which anyone with the database can write:
+    a new name must not buy a new, empty record (and so a new history) from the signer."""
+    from gateway.store.tables import audit_checkpoints
+
+    config = make_config(sqlite_url, dev_pki, demo=False)
+    first = create_app(config)
+    _entries(first, 4)
+    published = first.extensions["gateway"].checkpoints.refresh(force=True)
+    first.extensions["gateway"].db.dispose()
+
+    swapped = f"sqlite:///{tmp_path / 'renamed.db'}"
+    upgrade(swapped)
+    db = create_app(dataclasses.replace(config, database_url=swapped)).extensions["gateway"].db
+    with db.write() as conn:  # an unsigned checkpoint row naming another log: only its first line is read
+        conn.execute(
+            sa.insert(audit_checkpoints).values(size=0, root=b"\0" * 32, note="evil.example/audit\n0\n", created_us=0)
+        )
+    db.dispose()
+    second = create_app(dataclasses.replace(config, database_url=swapped))
+    try:
+        assert second.extensions["gateway"].checkpoints.origin == "evil.example/audit"
+        _entries(second, published.size + 2)
+        with pytest.raises(LogInconsistent, match="last signed for the log"):
+            second.extensions["gateway"].checkpoints.refresh(force=True)
     finally:
         second.extensions["gateway"].db.dispose()

@@ -486,6 +486,7 @@ def test_deliveries_health_reports_each_push_agency(svc, receiver, tmp_path, mon
         svc.registry.set_adapter(conn, NOIVU, "filesystem", {"folder": str(tmp_path / "absent")})
     monkeypatch.setenv("GATEWAY_DATABASE_URL", svc.config.database_url)
     monkeypatch.setenv("GATEWAY_KEYS_DIR", str(svc.config.keys_dir))
+    monkeypatch.setenv("GATEWAY_AUDIT_STATE_DIR", str(svc.config.published_checkpoints_dir))
     monkeypatch.setenv("GATEWAY_DEMO", "true")
     result = CliRunner().invoke(main, ["deliveries", "health", "--json"])
     rows = {r["agency"]: r for r in json.loads(result.output)}

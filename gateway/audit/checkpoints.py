@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_note
-from gateway.audit.log import StoredTree, stored_node
+from gateway.audit.log import StoredTree
 from gateway.audit.merkle import consistency_path, inclusion_path, root_hash, verify_consistency
 from gateway.audit.published import PublishedCheckpoint
 from gateway.policy import Refusal
@@ -134,12 +134,13 @@ class CheckpointLog:
                     raise LogInconsistent(f"the stored log does not extend the checkpoint of size {latest.size}")
             note = sign_note(Checkpoint(self.origin, size, root).text(), self._signers)
             signed = SignedCheckpoint(size, root, note, int(time.time() * 1_000_000))
+            if self._published is not None and size > 0:
+                # Recorded before anyone can see it: the entries it covers are committed already, so a
+                # failed insert below leaves a record the stored log still extends.
+                self._published.advance(size, root, note)
             conn.execute(
                 sa.insert(audit_checkpoints).values(size=size, root=root, note=note, created_us=signed.created_us)
             )
-        if self._published is not None and size > 0:
-            with self._db.read() as conn:  # after the commit: only what is stored is recorded
-                self._published.advance(stored_node(conn, 0, 0), size, root, note)
         return signed
 
     def published_problem(self) -> str | None:
@@ -151,7 +152,7 @@ class CheckpointLog:
                 size = _head_size(conn)
                 if size == 0:
                     return None
-                found = self._published.read(stored_node(conn, 0, 0))
+                found = self._published.read()
                 if found is None or self._stores(conn, found.size, found.root):
                     # The published checkpoint is one of this database's own: signing goes on from it
                     # (and checks each new checkpoint against the latest stored), so /readyz stays cheap.
@@ -170,8 +171,14 @@ class CheckpointLog:
     def _check_published(self, conn: Connection, tree: StoredTree, size: int, root: bytes) -> None:
         if self._published is None or size == 0:
             return
-        found = self._published.read(stored_node(conn, 0, 0))  # this log's record: named by its first entry
+        found = self._published.read()
         if found is None:
+            others = self._published.other_logs()
+            if others:
+                raise LogInconsistent(
+                    f"this checkpoint key last signed for the log {others[0]!r}, not {self.origin!r}: the log's "
+                    "name in the database was changed, or the keys belong to another deployment"
+                )
             return
         if size < found.size:
             raise LogInconsistent(

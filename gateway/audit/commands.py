@@ -163,20 +163,19 @@ def audit_accept_restore(reason: str) -> None:
     Checkpoints published before the restore no longer verify against the log: tell the auditors
     holding them.  The decision is itself an audit entry.
     """
-    from gateway.audit.log import AuditEvent, stored_node
+    from gateway.audit.log import AuditEvent
 
     with cli_services() as svc:
         with svc.db.read() as conn:
             size = svc.audit.size(conn)
             if size == 0:
                 fail("the log is empty: there is nothing to accept")
-            log_id = stored_node(conn, 0, 0)
         published = svc.checkpoints.published
-        found = published.read(log_id) if published is not None else None
+        found = published.read() if published is not None else None
         if published is None or found is None or svc.checkpoints.published_problem() is None:
             fail("the log extends every checkpoint this gateway published: nothing to accept")
             return
-        published.forget(log_id)
+        published.forget()
         lost = f"published checkpoint of size {found.size} superseded"
         svc.audit.record(
             svc.db,

@@ -12,9 +12,11 @@ sharing ``keys/`` cannot move it back.
 
 Verifiers know a log by its origin and checkpoint key, so any history signed under this origin
 must extend what was published under it — a restored backup, a rewritten database or a fresh one
-started with the same ``keys/`` alike: there is one record per origin.  Demo mode (a development
-machine, a test suite) keeps one record per log instead, named after the hash of the log's first
-entry, so a fresh demo database is a new log and is not held to the last one.
+started with the same keys alike: there is one record per origin, and nothing in the database can
+make the signer start a new one (issue 13: a demo's record used to be named after the log's first
+entry, so emptying the tables and writing a new history started a new record).  Only an operator
+with the keys folder can set a record aside: ``gateway audit accept-restore``, or ``gateway init
+--demo`` creating a new demo database.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,44 +40,79 @@ class Published:
 
 
 class PublishedCheckpoint:
-    def __init__(self, folder: Path, origin: str, *, per_log: bool = False) -> None:
+    def __init__(self, folder: Path, origin: str) -> None:
         self.folder = folder
-        self._origin = hashlib.sha256(origin.encode()).hexdigest()[:32]
-        self._per_log = per_log
+        self.path = folder / f"origin-{hashlib.sha256(origin.encode()).hexdigest()[:32]}.json"
 
-    def path(self, log_id: bytes) -> Path:
-        """``log_id`` (the log's first leaf hash) names the record only in demo mode."""
-        return self.folder / (f"log-{log_id.hex()[:32]}.json" if self._per_log else f"origin-{self._origin}.json")
+    def read(self) -> Published | None:
+        return _read(self.path)
 
-    def read(self, log_id: bytes) -> Published | None:
-        path = self.path(log_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return Published(int(data["size"]), base64.b64decode(data["root"], validate=True), str(data["note"]))
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); restore it from the keys/ backup") from None
+    def other_logs(self) -> list[str]:
+        """The origins of other logs recorded here.  Checkpoints stored in the database name the origin, so
+        a rewritten database could rename the log and get a fresh record; the signer refuses instead."""
+        found = []
+        for path in self._records():
+            if path != self.path:
+                try:
+                    record = _read(path)
+                    found.append(record.note.split("\n", 1)[0] if record else path.name)
+                except ValueError:
+                    found.append(path.name)
+        return found
 
-    def advance(self, log_id: bytes, size: int, root: bytes, note: str) -> None:
+    def advance(self, size: int, root: bytes, note: str) -> None:
         """Record a newly signed checkpoint if it is newer than the one recorded."""
-        path = self.path(log_id)
+        path = self.path
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            current = self.read(log_id)
+            current = self.read()
             if current is not None and current.size >= size:
                 return
-            temporary = path.with_name(f".{path.name}.{os.getpid()}")
-            temporary.write_text(
-                json.dumps({"size": size, "root": base64.b64encode(root).decode(), "note": note}), encoding="utf-8"
-            )
-            os.replace(temporary, path)
+            record = json.dumps({"size": size, "root": base64.b64encode(root).decode(), "note": note}).encode()
+            _write_durably(path, record)
 
-    def forget(self, log_id: bytes) -> Published | None:
+    def forget(self) -> Published | None:
         """For an operator who decides to accept a restore that lost entries (``gateway audit accept-restore``)."""
-        found = self.read(log_id)
-        if found is not None:
-            path = self.path(log_id)
-            os.replace(path, path.with_suffix(f".superseded-{found.size}"))
-        return found
+        return _set_aside(self.path)
+
+    def set_aside_all(self) -> list[Published]:
+        """Every record here kept aside: ``gateway init --demo`` creating a new demo database."""
+        return [found for path in self._records() if (found := _set_aside(path)) is not None]
+
+    def _records(self) -> list[Path]:
+        return sorted(self.folder.glob("origin-*.json")) if self.folder.is_dir() else []
+
+
+def _read(path: Path) -> Published | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Published(int(data["size"]), base64.b64decode(data["root"], validate=True), str(data["note"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); restore it from the keys/ backup") from None
+
+
+def _set_aside(path: Path) -> Published | None:
+    """The record renamed, never deleted: what was published stays on file for whoever asks."""
+    found = _read(path)
+    if found is not None:
+        os.replace(path, path.with_suffix(f".superseded-{found.size}-{int(time.time())}"))
+    return found
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that after a crash it holds the old record or the new, whole:
+    written beside it, flushed, renamed over it, and the rename flushed with the folder."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(temporary, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
