@@ -9,7 +9,7 @@ claim (same worker, same state), with its audit entry in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,17 +76,29 @@ class DeliveryQueue:
     # --- routes come in -------------------------------------------------------------------
 
     @staticmethod
-    def add_routes(conn: Connection, document: str, recipients: Sequence[str], now: datetime) -> int:
+    def add_routes(
+        conn: Connection,
+        document: str,
+        recipients: Sequence[str],
+        now: datetime,
+        adapters: Mapping[str, str] | None = None,
+    ) -> int:
         """New routes: in the inbox for pull recipients, queued for a worker for everyone else.
 
+        ``adapters`` (recipient → adapter name) comes from the registry cache on the submission path,
+        which keeps a SELECT out of the one write section; without it they are read here.
         Returns how many were queued, so the caller wakes a worker (after commit) only when needed.
         """
-        adapter_of = {
-            r.code: r.adapter
-            for r in conn.execute(
-                sa.select(agencies.c.code, agencies.c.adapter).where(agencies.c.code.in_(list(recipients)))
-            )
-        }
+        adapter_of = (
+            dict(adapters)
+            if adapters is not None
+            else {
+                r.code: r.adapter
+                for r in conn.execute(
+                    sa.select(agencies.c.code, agencies.c.adapter).where(agencies.c.code.in_(list(recipients)))
+                )
+            }
+        )
         rows = []
         for recipient in recipients:
             adapter = adapter_of.get(recipient, "inbox")

@@ -402,7 +402,8 @@ class SubmissionService:
             )
             if c.status.status_code == "06":
                 pushes += self._route_next_in_sequence(conn, c.original, c.caller)
-        pushes += DeliveryQueue.add_routes(conn, doc_uuid, route_now, accepted.time)
+        adapters = {code: agency.adapter for code, agency in self._agencies.agencies(route_now).items()}
+        pushes += DeliveryQueue.add_routes(conn, doc_uuid, route_now, accepted.time, adapters)
         stored = Accepted(doc_uuid, c.kind, c.document_id, c.sha256, accepted.index, accepted.time, c.recipients)
         if c.on_stored is not None:
             c.on_stored(conn, stored)
