@@ -29,6 +29,7 @@ from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
 from gateway.routing.commands import agency
 from gateway.trust import pki
+from gateway.witness.commands import witness
 
 
 @click.group()
@@ -333,6 +334,36 @@ def db_upgrade() -> None:
     config = load_config()
     upgrade(config.database_url)
     click.echo("database is at the latest schema")
+
+
+@db.command("grant-runtime")
+@click.argument("role")
+@json_option
+def db_grant_runtime(role: str, as_json: bool) -> None:
+    """PostgreSQL: let ROLE run the gateway without being able to rewrite its audit log.
+
+    Run as the schema's owner (the role `gateway init` migrated with).  ROLE may then read and append
+    to the audit log but not alter, drop, truncate, update or delete it; point GATEWAY_DATABASE_URL of
+    the servers and workers at ROLE, and keep the owner's for `gateway init` and `gateway db upgrade`.
+    """
+    from gateway.store.db import Database
+    from gateway.store.roles import RoleProblem, grant_runtime_role
+
+    config = load_config()
+    database = Database(config.database_url)
+    try:
+        with database.write() as conn:
+            statements = grant_runtime_role(conn, role)
+    except RoleProblem as exc:
+        fail(str(exc))
+        return
+    finally:
+        database.dispose()
+    emit(
+        {"role": role, "statements": statements},
+        as_json,
+        lambda r: f"granted {r['role']} the runtime privileges:\n" + "\n".join(f"  {s};" for s in r["statements"]),
+    )
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -760,7 +791,7 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
     click.echo(jwt.encode(claims, signing_key, algorithm=alg))
 
 
-for command in (agency, audit, worker, deliveries):
+for command in (agency, audit, worker, deliveries, witness):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""Ed25519 cosignatures, C2SP ``tlog-cosignature`` (``cosignature/v1``).
+
+A cosignature is a signed-note signature line ``— <witness name> base64(key ID || timestamp || sig)``
+added to a checkpoint.  The key ID is SHA-256(name || "\\n" || 0x04 || public key)[:4]; the signed
+message is ``cosignature/v1\\n``, ``time <POSIX seconds>\\n`` and the checkpoint's note body.  The
+timestamp is the witness saying "as of this time, this is the largest tree I have seen of that log".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit.checkpoint import DASH
+from gateway.policy import Refusal
+
+COSIGNATURE_V1 = b"\x04"
+CODE = "cosignature-invalid"
+_NAME = re.compile(r"[^\s+]+")
+
+
+def cosignature_key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_V1 + raw).digest()[:4]
+
+
+def signed_message(body: str, timestamp: int) -> bytes:
+    """What an Ed25519 ``cosignature/v1`` signs: the header line, the time line, the checkpoint body."""
+    return b"cosignature/v1\ntime %d\n" % timestamp + body.encode()
+
+
+@dataclass(frozen=True)
+class CosignatureVerifier:
+    """One witness's public key, as policies and the gateway's configuration name it."""
+
+    name: str
+    key_id: bytes
+    public_key: Ed25519PublicKey
+
+    @classmethod
+    def parse(cls, vkey: str) -> CosignatureVerifier:
+        """``<name>+<hex key ID>+<base64(0x04 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
+            raise Refusal("vkey-invalid", "a witness verifier key reads <name>+<hex key ID>+<base64 key>")
+        try:
+            declared = bytes.fromhex(parts[1])
+            raw = base64.b64decode(parts[2], validate=True)
+        except (ValueError, binascii.Error):
+            raise Refusal("vkey-invalid", "the key ID or key of the witness verifier key is not well-formed") from None
+        if len(declared) != 4 or len(raw) != 33 or raw[:1] != COSIGNATURE_V1:
+            raise Refusal("vkey-invalid", "a witness key is an Ed25519 cosignature/v1 key (type 0x04, 32 bytes)")
+        public = Ed25519PublicKey.from_public_bytes(raw[1:])
+        if cosignature_key_id(parts[0], public) != declared:
+            raise Refusal("vkey-invalid", "the witness verifier key's ID does not match its name and key")
+        return cls(parts[0], declared, public)
+
+    @property
+    def vkey(self) -> str:
+        raw = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(COSIGNATURE_V1 + raw).decode()}"
+
+    def timestamp(self, body: str, line: str) -> int | None:
+        """The time of this witness's cosignature ``line`` on ``body``; None when the line is another key's.
+
+        A line with this witness's name and key ID whose signature fails is refused, not ignored: per
+        signed-note such a note is malformed."""
+        if not line.startswith(DASH + " "):
+            return None
+        name, _, blob = line[2:].partition(" ")
+        if name != self.name:
+            return None
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (ValueError, binascii.Error):
+            return None
+        if len(raw) != 4 + 8 + 64 or raw[:4] != self.key_id:
+            return None
+        (timestamp,) = struct.unpack(">Q", raw[4:12])
+        if timestamp >= 1 << 63:
+            raise Refusal(CODE, f"the cosignature by {self.name} has an impossible timestamp")
+        try:
+            self.public_key.verify(raw[12:], signed_message(body, timestamp))
+        except InvalidSignature:
+            raise Refusal(CODE, f"the cosignature by {self.name} does not verify") from None
+        return int(timestamp)
+
+
+@dataclass(frozen=True)
+class CosignatureSigner:
+    name: str
+    private_key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError("a witness name has no spaces and no '+'")
+
+    @property
+    def verifier(self) -> CosignatureVerifier:
+        public = self.private_key.public_key()
+        return CosignatureVerifier(self.name, cosignature_key_id(self.name, public), public)
+
+    @property
+    def vkey(self) -> str:
+        return self.verifier.vkey
+
+    def cosign(self, body: str, timestamp: int) -> str:
+        """The signature line (newline-terminated) cosigning checkpoint ``body`` at ``timestamp``."""
+        if timestamp <= 0 or timestamp >= 1 << 63:
+            raise ValueError("a cosignature's timestamp is a positive POSIX time")
+        signature = self.private_key.sign(signed_message(body, timestamp))
+        blob = base64.b64encode(self.verifier.key_id + struct.pack(">Q", timestamp) + signature).decode()
+        return f"{DASH} {self.name} {blob}\n"
