@@ -88,6 +88,8 @@ class Config:
     issuers: tuple[Mapping[str, Any], ...] = ()
     auditors: tuple[str, ...] = ()  # personal ID numbers (national-ID login) or agency codes (gateway tokens)
     operators: tuple[str, ...] = ()  # the same kinds of identity, allowed to look after deliveries
+    # Witnesses (issue 13) each checkpoint is sent to: "<witness vkey> <submission prefix URL>" each.
+    witnesses: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     # The audit log's name as the database knows it (gateway.audit.origin); never read from settings.
     pinned_origin: str | None = None
@@ -118,6 +120,22 @@ class Config:
     def auditor_identities(self) -> frozenset[str]:
         """Demo mode makes the development provider's test citizen Lê Minh Châu an auditor unless told otherwise."""
         return frozenset(self.auditors or (("031085054321",) if self.demo else ()))
+
+    def _witness_problems(self) -> list[str]:
+        from gateway.audit.witnessing import WitnessEndpoint
+        from gateway.policy import Refusal
+
+        problems, names = [], set()
+        for entry in self.witnesses:
+            try:
+                name = WitnessEndpoint.parse(entry).name
+            except Refusal as refusal:
+                problems.append(f"GATEWAY_WITNESSES: {entry[:60]!r}: {refusal.reason}")
+                continue
+            if name in names:
+                problems.append(f"GATEWAY_WITNESSES: the witness {name} is listed twice")
+            names.add(name)
+        return problems
 
     @property
     def audit_key_path(self) -> Path:
@@ -264,6 +282,7 @@ class Config:
             problems.append("GATEWAY_CLIENT_ASSERTION_MAX_LIFETIME: must be between 10 and 3600 seconds")
         if self.revocation_unknown not in ("refuse", "flag"):
             problems.append("GATEWAY_REVOCATION_UNKNOWN: refuse (the default) or flag")
+        problems += self._witness_problems()
         if not 60 <= self.revocation_freshness_seconds <= 7 * 86400:
             problems.append("GATEWAY_REVOCATION_FRESHNESS_SECONDS: between 60 and 604800")
         if not 0 <= self.revocation_refresh_seconds < self.revocation_freshness_seconds:
@@ -360,6 +379,9 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a TOML table of issuer SHA-256 = URL")
         return {str(k).lower(): str(v) for k, v in value.items()}
+    if name == "witnesses":
+        items = value if isinstance(value, list) else str(value).split(",")
+        return tuple(" ".join(str(i).split()) for i in items if str(i).strip())
     if name in ("auditors", "operators"):
         items = value if isinstance(value, list) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())

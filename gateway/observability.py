@@ -79,6 +79,7 @@ def state_exposition(
     *,
     certificates_expiring: int = 0,
     timestamps_pending: int = 0,
+    witness_lags: Mapping[str, int] | None = None,
 ) -> bytes:
     """Gauges read from the database at scrape time.
 
@@ -107,6 +108,15 @@ def state_exposition(
             value=timestamps_pending,
         ),
     ]
+
+    lag = GaugeMetricFamily(
+        "gateway_witness_lag_entries",
+        "Audit log entries in the newest checkpoint that a configured witness has not cosigned yet",
+        labels=["witness"],
+    )
+    for name, behind in sorted((witness_lags or {}).items()):
+        lag.add_metric([name], behind)
+    families.append(lag)
 
     class _Snapshot(Collector):
         def collect(self) -> Iterator[Metric]:

@@ -20,6 +20,7 @@ from gateway.audit.checkpoints import CheckpointLog
 from gateway.audit.origin import pin_audit_origin
 from gateway.audit.published import PublishedCheckpoint
 from gateway.audit.statistics import StatisticsCache
+from gateway.audit.witnessing import WitnessEndpoint, WitnessPublisher
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
 from gateway.config import Config
@@ -76,6 +77,7 @@ class Services:
     dossiers: DossierService
     dev_idp: DevIdpSettings | None
     checkpoints: CheckpointLog
+    witnesses: WitnessPublisher
     deliveries: DeliveryQueue
     revocation: RevocationChecker
     timestamper: Timestamper
@@ -90,6 +92,7 @@ class Services:
         except Exception:  # a half-written key file is retried next second; the old keys keep working
             logging.getLogger(__name__).exception("reloading the gateway's keys failed")
         self.checkpoints.refresh_quietly()
+        self.witnesses.publish_quietly()
         self.timestamper.run_quietly()
         try:
             self.revocation.refresh_due()
@@ -197,6 +200,9 @@ class Services:
                 )
             )
         portal = config.portal_agency or (DEMO_PORTAL[0] if config.demo else None)
+        checkpoints = CheckpointLog(
+            db, ring, published=PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin)
+        )
         return cls(
             statistics=StatisticsCache(db),
             sessions=WorkbenchSessions(
@@ -236,11 +242,8 @@ class Services:
                 per_hour=config.citizen_dossiers_per_hour,
             ),
             dev_idp=dev_idp,
-            checkpoints=CheckpointLog(
-                db,
-                ring,
-                published=PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin),
-            ),
+            checkpoints=checkpoints,
+            witnesses=WitnessPublisher(db, checkpoints, [WitnessEndpoint.parse(w) for w in config.witnesses]),
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -256,7 +256,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(tmp_path: Path, vkey: str, port: int):  # type: ignore[no-untyped-def]
+def _serve(tmp_path: Path, vkey: str, port: int, *, name: str = "witness.test/w1"):  # type: ignore[no-untyped-def]
     import subprocess
     import sys
     import time
@@ -270,7 +270,7 @@ def _serve(tmp_path: Path, vkey: str, port: int):  # type: ignore[no-untyped-def
             "witness",
             "serve",
             "--name",
-            "witness.test/w1",
+            name,
             "--key",
             str(tmp_path / "w.key"),
             "--state",

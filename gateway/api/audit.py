@@ -11,6 +11,7 @@ import base64
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
+from gateway.audit.witnessing import cosignature_lines
 from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.helpers import as_utc
@@ -35,8 +36,11 @@ def _b64(items: list[bytes]) -> list[str]:
 
 @bp.get("/v1/audit/checkpoint")
 def checkpoint() -> Response:
-    signed = services().checkpoints.refresh()
-    response = Response(signed.note, mimetype="text/plain")
+    svc = services()
+    signed = svc.checkpoints.refresh()
+    with svc.db.read() as conn:  # the witnesses' cosignatures after the log's own signature (C2SP tlog-witness)
+        cosignatures = cosignature_lines(conn, signed.size)
+    response = Response(signed.note + "".join(line + "\n" for line in cosignatures), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
 

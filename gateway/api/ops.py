@@ -51,6 +51,12 @@ def readyz() -> Response:
             checks["audit_log"] = problem is None  # a restore lost entries the gateway had published
             if problem:
                 details["audit_log"] = problem
+            if svc.witnesses.witnesses:  # informative: a witness behind is caught up, not a reason to stop serving
+                with svc.db.read() as conn:
+                    details["witnesses"] = [
+                        {"name": w.name, "cosigned_size": w.size, "lag": w.lag, "problem": w.problem}
+                        for w in svc.witnesses.status(conn)
+                    ]
     except SQLAlchemyError:  # reachable but not a gateway database (not migrated, or another file)
         checks["database"] = False
     ready = all(checks.values())
@@ -121,12 +127,14 @@ def _state_metrics() -> bytes:
             expiring = len(
                 svc.registry.expiring_certificates(conn, timedelta(days=svc.config.certificate_expiry_warning_days))
             )
+            lags = {w.name: w.lag for w in svc.witnesses.status(conn)}
         body = state_exposition(
             svc.deliveries.counts(),
             svc.deliveries.oldest_due_seconds(),
             size,
             certificates_expiring=expiring,
             timestamps_pending=svc.timestamper.health().pending,
+            witness_lags=lags,
         )
     except (DatabaseUnavailable, SQLAlchemyError):
         return b""  # the process metrics still help while the database is away; /readyz says why

@@ -9,6 +9,7 @@ instead.  PostgreSQL needs none of this.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from gateway.store.group_commit import GroupCommit, WriteUnit
 
 T = TypeVar("T")
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}  # an in-memory SQLite database is one process's
 _IMMEDIATE = "gateway_sqlite_immediate"
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,46 @@ class Database:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc.orig)) from exc
             raise
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Whether this caller, alone among every process using the database, holds ``name`` for the block.
+
+        Never waits: a job someone else is doing right now (sending checkpoints to witnesses) is skipped.
+        PostgreSQL: a session advisory lock; SQLite: a lock file beside the database."""
+        if not self.is_sqlite:
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with self.engine.connect() as conn:
+                held = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+                try:
+                    yield held
+                finally:
+                    if held:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        path = sa.engine.make_url(self.url).database
+        lock_path = Path(f"{path}.{name}.lock") if path and path != ":memory:" else None
+        if lock_path is None:
+            lock = _PROCESS_LOCKS.setdefault(name, threading.Lock())
+            if not lock.acquire(blocking=False):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                lock.release()
+            return
+        with open(lock_path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ping(self) -> bool:
         try:

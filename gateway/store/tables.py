@@ -174,6 +174,26 @@ audit_checkpoints = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
 )
 
+# Witnesses the gateway sends its checkpoints to (issue 13): how far each has cosigned, and why not further.
+audit_witnesses = sa.Table(
+    "audit_witnesses",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),  # the newest size the witness cosigned for us
+    sa.Column("attempted_us", sa.BigInteger, nullable=False),
+    sa.Column("problem", sa.Text),  # the last attempt's failure, None once it succeeds
+)
+
+# Their cosignature lines, per checkpoint: served with the checkpoint and put in bundles and receipts.
+audit_cosignatures = sa.Table(
+    "audit_cosignatures",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("witness", sa.String(255), primary_key=True),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("cosigned_at", sa.BigInteger, nullable=False),  # the cosignature's own timestamp (seconds)
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
 
 # What auditors search by, copied out of each entry at append time.  Derived data, not part of the

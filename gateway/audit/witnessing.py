@@ -1,0 +1,223 @@
+"""Sending each new checkpoint to the configured witnesses and keeping their cosignatures (issue 13).
+
+A witness is asked with C2SP tlog-witness ``add-checkpoint``: the size it last cosigned for us, the
+consistency proof from there, and the newest checkpoint.  It answers with its cosignature, or 409 and
+the size it actually holds (we were wrong about it: ask again from there), or a refusal.  A witness
+that is down is simply behind; it is caught up from its last size when it answers again.  A witness
+that has cosigned *more* than this log now holds is the one thing that must not happen to an honest
+log: the database was rolled back, and that is said loudly.
+
+Only one process sends at a time (``Database.exclusive``): several would only make each other's
+requests stale.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.audit.checkpoint import split_note
+from gateway.audit.checkpoints import CheckpointLog, SignedCheckpoint
+from gateway.policy import Refusal
+from gateway.store.db import Database
+from gateway.store.helpers import insert_ignoring_duplicates
+from gateway.store.tables import audit_cosignatures, audit_witnesses
+from gateway.witness.cosignature import CosignatureVerifier
+
+log = logging.getLogger("gateway.audit")
+
+# (url, body) → (status, body): the one HTTP call, replaceable in tests by a real in-process witness.
+Post = Callable[[str, bytes], tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    """A witness the gateway sends to: its verifier key and its submission prefix."""
+
+    verifier: CosignatureVerifier
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.verifier.name
+
+    @classmethod
+    def parse(cls, entry: str) -> WitnessEndpoint:
+        """``<vkey> <submission prefix URL>``, as ``GATEWAY_WITNESSES`` lists them."""
+        parts = entry.split()
+        if len(parts) != 2 or not parts[1].startswith(("http://", "https://")):
+            raise Refusal("witness-invalid", "a witness reads '<witness vkey> <https://… submission prefix>'")
+        return cls(CosignatureVerifier.parse(parts[0]), parts[1].rstrip("/"))
+
+
+@dataclass(frozen=True)
+class WitnessStatus:
+    name: str
+    size: int
+    lag: int  # checkpoints' entries not yet cosigned by it
+    problem: str | None
+
+
+def http_post(timeout: float = 5.0) -> Post:
+    def post(url: str, body: bytes) -> tuple[int, str]:
+        answer = requests.post(url, data=body, timeout=timeout, headers={"Content-Type": "text/plain"})
+        return answer.status_code, answer.text[:4096]
+
+    return post
+
+
+class WitnessPublisher:
+    def __init__(
+        self,
+        db: Database,
+        checkpoints: CheckpointLog,
+        witnesses: Sequence[WitnessEndpoint],
+        post: Post | None = None,
+    ) -> None:
+        self._db = db
+        self._checkpoints = checkpoints
+        self.witnesses = tuple(witnesses)
+        self._post = post or http_post()
+
+    def publish(self) -> None:
+        """Bring every witness up to the newest checkpoint, if no other process is doing it right now."""
+        if not self.witnesses:
+            return
+        with self._db.exclusive("witnesses") as mine:
+            if not mine:
+                return
+            with self._db.read() as conn:
+                latest = CheckpointLog.latest(conn)
+            if latest is None or latest.size == 0:
+                return
+            for witness in self.witnesses:
+                try:
+                    self._catch_up(witness, latest)
+                except Exception as exc:  # one witness's trouble never stops the others or the tick
+                    log.exception("sending checkpoint %d to witness %s failed", latest.size, witness.name)
+                    self._record(witness, None, f"{type(exc).__name__}: {exc}"[:500])
+
+    def publish_quietly(self) -> None:
+        try:
+            self.publish()
+        except Exception:
+            log.exception("sending checkpoints to witnesses failed")
+
+    def status(self, conn: Connection) -> list[WitnessStatus]:
+        latest = CheckpointLog.latest(conn)
+        size = latest.size if latest is not None else 0
+        rows = {r.name: r for r in conn.execute(sa.select(audit_witnesses))}
+        found = []
+        for witness in self.witnesses:
+            row = rows.get(witness.name)
+            cosigned = int(row.size) if row is not None else 0
+            problem = row.problem if row is not None else "not contacted yet"
+            found.append(WitnessStatus(witness.name, cosigned, max(size - cosigned, 0), problem))
+        return found
+
+    def _catch_up(self, witness: WitnessEndpoint, latest: SignedCheckpoint) -> None:
+        with self._db.read() as conn:
+            known = conn.execute(
+                sa.select(audit_witnesses.c.size).where(audit_witnesses.c.name == witness.name)
+            ).scalar_one_or_none()
+            done = conn.execute(
+                sa.select(audit_cosignatures.c.size).where(
+                    audit_cosignatures.c.size == latest.size, audit_cosignatures.c.witness == witness.name
+                )
+            ).scalar_one_or_none()
+        old = int(known or 0)
+        if done is not None and old == latest.size:
+            return
+        for _attempt in range(2):  # a 409 tells the witness's real size: one more try from there
+            if old > latest.size:
+                self._rolled_back(witness, old, latest.size)
+                return
+            status, text = self._post(f"{witness.url}/add-checkpoint", self._request(old, latest))
+            if status == 200:
+                self._keep(witness, latest, text)
+                return
+            if status == 409 and text.strip().isdigit():
+                old = int(text.strip())
+                continue
+            self._record(witness, None, f"answered {status}: {text.strip()[:300]}")
+            return
+        self._record(witness, old, f"still behind after a retry from size {old}")
+
+    def _request(self, old: int, latest: SignedCheckpoint) -> bytes:
+        proof: list[bytes] = []
+        if 0 < old < latest.size:
+            with self._db.read() as conn:
+                proof = self._checkpoints.consistency(conn, old, latest.size)
+        lines = "".join(base64.b64encode(p).decode() + "\n" for p in proof)
+        return f"old {old}\n{lines}\n{latest.note}".encode()
+
+    def _keep(self, witness: WitnessEndpoint, latest: SignedCheckpoint, answer: str) -> None:
+        body, _ = split_note(latest.note)
+        valid = []
+        for line in answer.splitlines():
+            try:
+                stamp = witness.verifier.timestamp(body, line)
+            except Refusal as refusal:
+                self._record(witness, None, f"its cosignature does not verify: {refusal.reason}")
+                return
+            if stamp is not None:
+                valid.append((line, stamp))
+        if not valid:
+            self._record(witness, None, "answered 200 without a cosignature by its configured key")
+            return
+        with self._db.write() as conn:
+            for line, stamp in valid[:1]:
+                insert_ignoring_duplicates(
+                    conn,
+                    audit_cosignatures,
+                    {"size": latest.size, "witness": witness.name, "line": line, "cosigned_at": stamp},
+                )
+            self._store(conn, witness, latest.size, None)
+
+    def _rolled_back(self, witness: WitnessEndpoint, cosigned: int, size: int) -> None:
+        problem = (
+            f"the witness has cosigned size {cosigned} of this log, which now holds {size}: the database was "
+            "rolled back or rewritten; restore the newest backup (the witness will not cosign a smaller tree)"
+        )
+        log.critical("witness %s: %s", witness.name, problem)
+        self._record(witness, cosigned, problem)
+
+    def _record(self, witness: WitnessEndpoint, size: int | None, problem: str) -> None:
+        with self._db.write() as conn:
+            self._store(conn, witness, size, problem)
+
+    @staticmethod
+    def _store(conn: Connection, witness: WitnessEndpoint, size: int | None, problem: str | None) -> None:
+        now = int(time.time() * 1_000_000)
+        changed = conn.execute(
+            sa.update(audit_witnesses)
+            .where(audit_witnesses.c.name == witness.name)
+            .values(
+                attempted_us=now,
+                problem=problem,
+                **({"size": size} if size is not None else {}),
+            )
+        ).rowcount
+        if not changed:
+            conn.execute(
+                sa.insert(audit_witnesses).values(name=witness.name, size=size or 0, attempted_us=now, problem=problem)
+            )
+
+
+def cosignature_lines(conn: Connection, size: int) -> list[str]:
+    """The stored witnesses' cosignature lines on the checkpoint of ``size``, in a stable order."""
+    return [
+        str(line)
+        for line in conn.execute(
+            sa.select(audit_cosignatures.c.line)
+            .where(audit_cosignatures.c.size == size)
+            .order_by(audit_cosignatures.c.witness)
+        ).scalars()
+    ]

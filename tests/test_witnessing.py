@@ -1,0 +1,130 @@
+"""The gateway and two real witness processes: every checkpoint cosigned by both, one stopped and
+caught up when it returns, and a history rewritten behind the signer's back detected by them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway import create_app
+from gateway.audit.checkpoint import split_note
+from gateway.cli import main
+from gateway.store import upgrade
+from gateway.witness.cosignature import CosignatureVerifier
+from tests.conftest import make_config
+from tests.test_witness import _free_port, _serve
+
+
+class WitnessProcess:
+    def __init__(self, folder: Path, name: str, log_vkey: str) -> None:
+        self.folder, self.name, self.log_vkey = folder, name, log_vkey
+        folder.mkdir(parents=True, exist_ok=True)
+        made = CliRunner().invoke(main, ["witness", "init", "--name", name, "--key", str(folder / "w.key")])
+        assert made.exit_code == 0, made.output
+        self.vkey = made.output.split("vkey ", 1)[1].strip()
+        self.port = _free_port()
+        self.process = None
+
+    @property
+    def entry(self) -> str:
+        return f"{self.vkey} http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = _serve(self.folder, self.log_vkey, self.port, name=self.name)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def witnessed(sqlite_url, dev_pki, tmp_path) -> Iterator[tuple[object, list[WitnessProcess]]]:  # type: ignore[no-untyped-def]
+    first = create_app(make_config(sqlite_url, dev_pki))
+    vkey = first.extensions["gateway"].checkpoints.vkey
+    first.extensions["gateway"].db.dispose()
+    witnesses = [WitnessProcess(tmp_path / f"w{i}", f"witness.test/w{i}", vkey) for i in (1, 2)]
+    for w in witnesses:
+        w.start()
+    app = create_app(make_config(sqlite_url, dev_pki, witnesses=tuple(w.entry for w in witnesses)))
+    try:
+        yield app, witnesses
+    finally:
+        app.extensions["gateway"].db.dispose()
+        for w in witnesses:
+            w.stop()
+
+
+def _grow(app, n: int) -> None:  # type: ignore[no-untyped-def]
+    from gateway.audit import AuditEvent
+
+    svc = app.extensions["gateway"]
+    for i in range(n):
+        svc.audit.record(svc.db, AuditEvent(event="test.entry", outcome="ok", reason=f"entry {i}"))
+    svc.checkpoints.refresh(force=True)
+
+
+def _cosigners(app, witnesses) -> set[str]:  # type: ignore[no-untyped-def]
+    note = app.test_client().get("/v1/audit/checkpoint").get_data(as_text=True)
+    body, lines = split_note(note)
+    signed = set()
+    for w in witnesses:
+        verifier = CosignatureVerifier.parse(w.vkey)
+        if any(verifier.timestamp(body, line) for line in lines):
+            signed.add(w.name)
+    return signed
+
+
+def test_every_checkpoint_is_cosigned_and_a_witness_that_was_down_is_caught_up(witnessed):
+    app, witnesses = witnessed
+    svc = app.extensions["gateway"]
+    _grow(app, 3)
+    svc.witnesses.publish()
+    assert _cosigners(app, witnesses) == {"witness.test/w1", "witness.test/w2"}
+
+    witnesses[1].stop()
+    _grow(app, 4)
+    svc.witnesses.publish()
+    assert _cosigners(app, witnesses) == {"witness.test/w1"}
+    ready = app.test_client().get("/readyz").get_json()
+    behind = {w["name"]: w for w in ready["details"]["witnesses"]}
+    assert behind["witness.test/w2"]["lag"] > 0 and behind["witness.test/w2"]["problem"]
+    assert behind["witness.test/w1"]["lag"] == 0 and behind["witness.test/w1"]["problem"] is None
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'gateway_witness_lag_entries{witness="witness.test/w2"}' in metrics
+
+    witnesses[1].start()
+    _grow(app, 2)
+    svc.witnesses.publish()  # from the size it last cosigned, with a consistency proof
+    assert _cosigners(app, witnesses) == {"witness.test/w1", "witness.test/w2"}
+    assert all(w["lag"] == 0 for w in app.test_client().get("/readyz").get_json()["details"]["witnesses"])
+
+
+def test_a_history_rewritten_behind_the_signers_back_is_refused_by_the_witnesses(witnessed, dev_pki, tmp_path):
+    """Someone with the database and the keys, who also threw away the signer's record: the witnesses
+    still hold the size and root they cosigned, and will not cosign the other history."""
+    app, witnesses = witnessed
+    _grow(app, 5)
+    app.extensions["gateway"].witnesses.publish()
+    config = app.extensions["gateway"].config
+
+    for entries in (2, 9):  # a shorter and a longer rewritten history
+        other = f"sqlite:///{tmp_path / f'rewritten-{entries}.db'}"
+        upgrade(other)
+        state = tmp_path / f"fresh-state-{entries}"  # the signer's record thrown away
+        rewritten = create_app(dataclasses.replace(config, database_url=other, audit_state_dir=state))
+        try:
+            _grow(rewritten, entries)
+            rewritten.extensions["gateway"].witnesses.publish()
+            assert _cosigners(rewritten, witnesses) == set()
+            with rewritten.extensions["gateway"].db.read() as conn:
+                problems = [w.problem or "" for w in rewritten.extensions["gateway"].witnesses.status(conn)]
+            expected = "rolled back" if entries < 6 else "answered 422"
+            assert all(expected in p for p in problems), problems
+        finally:
+            rewritten.extensions["gateway"].db.dispose()
