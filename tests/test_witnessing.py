@@ -15,7 +15,7 @@ from gateway.audit.checkpoint import split_note
 from gateway.cli import main
 from gateway.store import upgrade
 from gateway.witness.cosignature import CosignatureVerifier
-from tests.conftest import make_config
+from tests.conftest import make_config, register_agencies
 from tests.test_witness import _free_port, _serve
 
 
@@ -52,6 +52,7 @@ def witnessed(sqlite_url, dev_pki, tmp_path) -> Iterator[tuple[object, list[Witn
     for w in witnesses:
         w.start()
     app = create_app(make_config(sqlite_url, dev_pki, witnesses=tuple(w.entry for w in witnesses)))
+    register_agencies(app.extensions["gateway"], dev_pki)
     try:
         yield app, witnesses
     finally:
@@ -112,8 +113,10 @@ def test_a_history_rewritten_behind_the_signers_back_is_refused_by_the_witnesses
     _grow(app, 5)
     app.extensions["gateway"].witnesses.publish()
     config = app.extensions["gateway"].config
+    with app.extensions["gateway"].db.read() as conn:
+        cosigned = min(w.size for w in app.extensions["gateway"].witnesses.status(conn))
 
-    for entries in (2, 9):  # a shorter and a longer rewritten history
+    for entries in (2, cosigned + 4):  # a shorter and a longer rewritten history
         other = f"sqlite:///{tmp_path / f'rewritten-{entries}.db'}"
         upgrade(other)
         state = tmp_path / f"fresh-state-{entries}"  # the signer's record thrown away
@@ -124,7 +127,88 @@ def test_a_history_rewritten_behind_the_signers_back_is_refused_by_the_witnesses
             assert _cosigners(rewritten, witnesses) == set()
             with rewritten.extensions["gateway"].db.read() as conn:
                 problems = [w.problem or "" for w in rewritten.extensions["gateway"].witnesses.status(conn)]
-            expected = "rolled back" if entries < 6 else "answered 422"
+            expected = "rolled back" if entries < cosigned else "answered 422"
             assert all(expected in p for p in problems), problems
         finally:
             rewritten.extensions["gateway"].db.dispose()
+
+
+def _policy(tmp_path: Path, app, witnesses, quorum: str) -> Path:  # type: ignore[no-untyped-def]
+    lines = [f"log {app.extensions['gateway'].checkpoints.vkey}"]
+    lines += [f"witness {w.name.split('/')[-1]} {w.vkey} http://127.0.0.1:{w.port}" for w in witnesses]
+    lines += ["# both cities' witnesses must have seen it", quorum]
+    path = tmp_path / "policy.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bundles_and_receipts_verify_only_with_the_policys_quorum_of_witnesses(witnessed, tmp_path, dev_pki):
+    from gateway.audit.bundle import export_bundle
+    from tests.support import HCM, GatewayClient, sample
+
+    app, witnesses = witnessed
+    svc = app.extensions["gateway"]
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    doc = sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"]
+    svc.checkpoints.refresh(force=True)
+    both = _policy(tmp_path, app, witnesses, "group both all w1 w2\nquorum both")
+
+    def verify(kind: str, path: Path, policy: Path) -> tuple[int, str]:
+        args = ["audit", "verify" if kind == "bundle" else "verify-receipt", str(path), "--policy", str(policy)]
+        result = CliRunner().invoke(main, args)
+        return result.exit_code, result.output
+
+    def export(name: str) -> tuple[Path, Path]:
+        with svc.db.read() as conn:
+            size = svc.audit.size(conn)
+            (tmp_path / f"{name}.zip").write_bytes(export_bundle(conn, svc.checkpoints, 0, size))
+        (tmp_path / f"{name}.json").write_bytes(sender.get(f"/v1/documents/{doc}/receipt").data)
+        return tmp_path / f"{name}.zip", tmp_path / f"{name}.json"
+
+    bundle, receipt = export("unwitnessed")  # signed by the log, not yet seen by any witness
+    for kind, path in (("bundle", bundle), ("receipt", receipt)):
+        code, output = verify(kind, path, both)
+        assert code != 0 and "does not meet the policy's quorum" in output, output
+
+    svc.witnesses.publish()
+    bundle, receipt = export("witnessed")
+    for kind, path in (("bundle", bundle), ("receipt", receipt)):
+        code, output = verify(kind, path, both)
+        assert code == 0 and "w1" in output and "w2" in output, output
+
+    witnesses[1].stop()
+    sender.submit(sender.keys.sign(sample("cong-van.edxml").replace(b"1024/", b"1025/")))
+    svc.checkpoints.refresh(force=True)
+    svc.witnesses.publish()
+    bundle, _ = export("one-down")
+    assert verify("bundle", bundle, both)[0] != 0
+    either = _policy(tmp_path, app, witnesses, "group either any w1 w2\nquorum either")
+    assert verify("bundle", bundle, either)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("log {log}\n", "no quorum line"),
+        ("witness w1 {w}\nquorum w1\n", "lists no log"),
+        ("log {log}\nquorum w1\n", "not a witness or group"),
+        ("log {log}\nwitness w1 {w}\nwitness w2 {w}\nquorum w1\n", "listed twice"),
+        ("log {log}\nwitness w1 {w}\ngroup g 2 w1\nquorum g\n", "threshold"),
+        ("log {log}\nwitness none {w}\nquorum none\n", "cannot name"),
+        ("log {log}\nwitness w1 {log}\nquorum w1\n", "cosignature/v1"),
+        ("log {log}\nquorum none\nquorum none\n", "exactly one quorum"),
+        ("log {log}\nbanana\nquorum none\n", "expected log, witness"),
+    ],
+)
+def test_a_policy_that_says_less_than_it_seems_to_is_refused_with_the_line(text, reason):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.audit.checkpoint import NoteSigner
+    from gateway.audit.witness_policy import WitnessPolicy
+    from gateway.policy import Refusal
+    from gateway.witness.cosignature import CosignatureSigner
+
+    log = NoteSigner("gateway.test/audit", Ed25519PrivateKey.generate()).vkey
+    w = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate()).vkey
+    with pytest.raises(Refusal, match=reason):
+        WitnessPolicy.parse(text.format(log=log, w=w))

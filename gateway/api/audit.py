@@ -11,7 +11,7 @@ import base64
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
-from gateway.audit.witnessing import cosignature_lines
+from gateway.audit.witnessing import cosigned_note
 from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.helpers import as_utc
@@ -39,8 +39,8 @@ def checkpoint() -> Response:
     svc = services()
     signed = svc.checkpoints.refresh()
     with svc.db.read() as conn:  # the witnesses' cosignatures after the log's own signature (C2SP tlog-witness)
-        cosignatures = cosignature_lines(conn, signed.size)
-    response = Response(signed.note + "".join(line + "\n" for line in cosignatures), mimetype="text/plain")
+        note = cosigned_note(conn, signed)
+    response = Response(note, mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
 

@@ -28,6 +28,8 @@ from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier, open_checkpoi
 from gateway.audit.checkpoints import CheckpointLog, SignedCheckpoint
 from gateway.audit.log import StoredTree, stored_node
 from gateway.audit.merkle import consistency_path, hash_children, hash_leaf, verify_consistency
+from gateway.audit.witness_policy import WitnessPolicy
+from gateway.audit.witnessing import cosigned_note
 from gateway.policy import Refusal
 from gateway.store.tables import audit_checkpoints, audit_entries
 
@@ -119,7 +121,7 @@ def write_bundle(conn: Connection, checkpoints: CheckpointLog, first: int, last:
             ).encode(),
         )
         for c in covering:
-            put(f"checkpoints/{c.size}.note", c.note.encode())
+            put(f"checkpoints/{c.size}.note", cosigned_note(conn, c).encode())  # with the witnesses' cosignatures
         proofs = []
         for older, newer in pairwise(covering):
             proof = consistency_path(tree, older.size, newer.size)
@@ -194,10 +196,16 @@ def _check_consistency_chain(checkpoints: dict[int, bytes], proofs: list[dict[st
 
 
 def verify_bundle(
-    path: Path, verifier: NoteVerifier | AnyOfVerifiers, progress: Callable[[int, int], None] | None = None
+    path: Path,
+    verifier: NoteVerifier | AnyOfVerifiers,
+    progress: Callable[[int, int], None] | None = None,
+    policy: WitnessPolicy | None = None,
 ) -> Verdict:
-    """Check everything; the verdict names the first bad entry or checkpoint."""
+    """Check everything; the verdict names the first bad entry or checkpoint.  With ``policy`` the
+    newest checkpoint must also carry its quorum of witness cosignatures (the older ones are tied to
+    it by consistency proofs)."""
     verdict = Verdict(False, "")
+    cosigned: tuple[str, ...] = ()
     try:
         with zipfile.ZipFile(path) as archive:
             manifest = json.loads(archive.read("manifest.json"))
@@ -205,10 +213,12 @@ def verify_bundle(
                 raise BundleBroken(f"not an audit bundle ({FORMAT})")
             first, end = int(manifest["from_index"]), int(manifest["to_index"])
             checkpoints = {}
+            notes: dict[int, str] = {}
             for name in sorted(n for n in manifest["sha256"] if n.startswith("checkpoints/")):
                 size = int(name.removeprefix("checkpoints/").removesuffix(".note"))
+                notes[size] = _read(archive, name, manifest).decode()
                 try:
-                    checkpoint = open_checkpoint(_read(archive, name, manifest).decode(), verifier)
+                    checkpoint = open_checkpoint(notes[size], verifier)
                 except Refusal as refusal:
                     raise BundleBroken(f"checkpoint {name}: {refusal.reason}") from None
                 if checkpoint.size != size:
@@ -216,6 +226,11 @@ def verify_bundle(
                 checkpoints[size] = checkpoint.root
             if not checkpoints or max(checkpoints) != end:
                 raise BundleBroken("the bundle carries no signed checkpoint for its last entry")
+            if policy is not None:
+                try:
+                    cosigned = policy.accept(notes[end]).cosigned_by
+                except Refusal as refusal:
+                    raise BundleBroken(f"checkpoint of size {end}: {refusal.reason}") from None
             verdict.checkpoints = len(checkpoints)
             _check_consistency_chain(checkpoints, json.loads(_read(archive, "consistency.json", manifest)))
             frontier = json.loads(_read(archive, "frontier.json", manifest))
@@ -264,5 +279,9 @@ def verify_bundle(
     except (BundleBroken, zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         verdict.detail = str(exc)
         return verdict
-    verdict.valid, verdict.detail = True, f"entries {first}..{end - 1} match {verdict.checkpoints} signed checkpoint(s)"
+    witnessed = f"; cosigned by {', '.join(cosigned)}" if cosigned else ""
+    if policy is None:
+        witnessed = "; no witness policy given, so no witness vouches for it (pass --policy)"
+    verdict.valid = True
+    verdict.detail = f"entries {first}..{end - 1} match {verdict.checkpoints} signed checkpoint(s){witnessed}"
     return verdict

@@ -62,28 +62,52 @@ def _verifier(vkeys: tuple[str, ...]) -> Any:
         fail("--vkey: give the log's verifier key (`gateway audit vkey`)")
 
 
-vkeys_option = click.option(
-    "--vkey",
-    "vkeys",
-    required=True,
-    multiple=True,
-    help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
-)
+def vkeys_option(f: Any) -> Any:
+    f = click.option(
+        "--vkey",
+        "vkeys",
+        multiple=True,
+        help="The log's verifier key (the string, or a file of keys); repeat for keys before and after a rotation.",
+    )(f)
+    return click.option(
+        "--policy",
+        "policy_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A witness policy (C2SP tlog-policy: log, witness, group and quorum lines): the checkpoint must "
+        "be signed by a listed log and cosigned by the quorum. Replaces --vkey.",
+    )(f)
+
+
+def _trust(vkeys: tuple[str, ...], policy_path: Path | None) -> tuple[Any, Any]:
+    """The log verifier and the witness policy the command checks against (the policy's logs when given)."""
+    from gateway.audit.witness_policy import WitnessPolicy
+
+    if policy_path is None:
+        if not vkeys:
+            fail("give the log's verifier key (--vkey, `gateway audit vkey`) or a witness policy (--policy FILE)")
+        return _verifier(vkeys), None
+    try:
+        policy = WitnessPolicy.load(policy_path)
+    except Refusal as refusal:
+        fail(f"--policy {policy_path}: {refusal.reason}")
+        raise
+    return (_verifier(vkeys) if vkeys else policy.log_verifier), policy
 
 
 @audit.command("verify-receipt")
 @click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @vkeys_option
 @json_option
-def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
-    """Check a document's receipt offline: checkpoint signature, then every entry's inclusion proof."""
+def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], policy_path: Path | None, as_json: bool) -> None:
+    """Check a document's receipt offline: checkpoint signature (and witnesses), every entry's inclusion proof."""
     from gateway.audit.receipt import verify_receipt
 
+    verifier, policy = _trust(vkeys, policy_path)
     try:
         data = json.loads(receipt.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         fail(f"{receipt} is not a JSON receipt: {exc}")
-    report = verify_receipt(data, _verifier(vkeys))
+    report = verify_receipt(data, verifier, policy)
     emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if report["verdict"] != "valid":
         sys.exit(1)
@@ -138,7 +162,7 @@ def audit_export(first: int, last: int | None, since: str | None, until: str | N
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @vkeys_option
 @json_option
-def audit_verify(bundle: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
+def audit_verify(bundle: Path, vkeys: tuple[str, ...], policy_path: Path | None, as_json: bool) -> None:
     """Verify an exported bundle offline: signatures, roots from the raw entries, consistency, continuity."""
     from gateway.audit.bundle import verify_bundle
 
@@ -147,7 +171,8 @@ def audit_verify(bundle: Path, vkeys: tuple[str, ...], as_json: bool) -> None:
         filled = int(width * done / max(total, 1))
         click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
 
-    verdict = verify_bundle(bundle, _verifier(vkeys), progress if sys.stderr.isatty() else None)
+    verifier, policy = _trust(vkeys, policy_path)
+    verdict = verify_bundle(bundle, verifier, progress if sys.stderr.isatty() else None, policy)
     if sys.stderr.isatty():
         click.echo("", err=True)
     emit(verdict.as_dict(), as_json, lambda v: f"{v['verdict'].upper()}: {v['detail']}")

@@ -18,6 +18,8 @@ from gateway.audit.checkpoint import AnyOfVerifiers, NoteVerifier, open_checkpoi
 from gateway.audit.checkpoints import SignedCheckpoint
 from gateway.audit.log import StoredTree
 from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
+from gateway.audit.witness_policy import WitnessPolicy
+from gateway.audit.witnessing import cosigned_note
 from gateway.policy import Refusal
 from gateway.store.tables import audit_entries
 
@@ -48,7 +50,7 @@ def receipt_of(
     return {
         "format": FORMAT,
         "document": document,
-        "checkpoint": checkpoint.note,
+        "checkpoint": cosigned_note(conn, checkpoint),
         "entries": [
             {
                 "index": index,
@@ -60,13 +62,24 @@ def receipt_of(
     }
 
 
-def verify_receipt(receipt: Any, verifier: NoteVerifier | AnyOfVerifiers) -> dict[str, Any]:
-    """A report with ``verdict`` valid/invalid and, when invalid, the first bad part."""
+def verify_receipt(
+    receipt: Any, verifier: NoteVerifier | AnyOfVerifiers | None, policy: WitnessPolicy | None = None
+) -> dict[str, Any]:
+    """A report with ``verdict`` valid/invalid and, when invalid, the first bad part.  With ``policy``
+    the checkpoint must be signed by one of its logs and cosigned by its quorum of witnesses."""
     report: dict[str, Any] = {"verdict": "invalid"}
     try:
         if not isinstance(receipt, dict) or receipt.get("format") != FORMAT:
             raise Refusal("receipt-invalid", f"not a receipt ({FORMAT})")
-        checkpoint = open_checkpoint(str(receipt.get("checkpoint", "")), verifier)
+        note = str(receipt.get("checkpoint", ""))
+        if policy is not None:
+            accepted = policy.accept(note)
+            checkpoint = accepted.checkpoint
+            report.update(cosigned_by=list(accepted.cosigned_by))
+        elif verifier is not None:
+            checkpoint = open_checkpoint(note, verifier)
+        else:
+            raise ValueError("a receipt is checked against the log's verifier key or a witness policy")
         report.update(checkpoint_size=checkpoint.size, origin=checkpoint.origin)
         entries = receipt.get("entries")
         if not isinstance(entries, list) or not entries:

@@ -221,3 +221,9 @@ def cosignature_lines(conn: Connection, size: int) -> list[str]:
             .order_by(audit_cosignatures.c.witness)
         ).scalars()
     ]
+
+
+def cosigned_note(conn: Connection, checkpoint: SignedCheckpoint) -> str:
+    """The checkpoint's note with the witnesses' cosignatures stored for it: what receipts, bundles and
+    ``GET /v1/audit/checkpoint`` hand out, so a verifier can require a quorum (C2SP tlog-policy)."""
+    return checkpoint.note + "".join(line + "\n" for line in cosignature_lines(conn, checkpoint.size))
