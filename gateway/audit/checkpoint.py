@@ -13,7 +13,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +34,34 @@ def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ED25519 + raw).digest()[:4]
 
 
+def parse_vkey(
+    vkey: str, key_type: bytes, key_id_of: Callable[[str, Ed25519PublicKey], bytes], kind: str
+) -> tuple[str, bytes, Ed25519PublicKey]:
+    """A signed-note verifier key ``<name>+<hex key ID>+<base64(type || Ed25519 key)>``: name, key ID, key.
+
+    The key ID must be the one computed from name and key (so a name cannot be swapped onto a key),
+    and the type byte the one ``kind`` needs (a checkpoint key is not a witness's cosigning key)."""
+    parts = vkey.strip().split("+", 2)
+    if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
+        raise Refusal("vkey-invalid", f"a {kind} reads <name>+<hex key ID>+<base64 key>")
+    try:
+        declared = bytes.fromhex(parts[1])
+        raw = base64.b64decode(parts[2], validate=True)
+    except (ValueError, binascii.Error):
+        raise Refusal("vkey-invalid", f"the key ID or key of the {kind} is not well-formed") from None
+    if len(declared) != 4 or len(raw) != 33 or raw[:1] != key_type:
+        raise Refusal("vkey-invalid", f"not a {kind}: an Ed25519 key of type 0x{key_type.hex()} (32 bytes)")
+    public = Ed25519PublicKey.from_public_bytes(raw[1:])
+    if key_id_of(parts[0], public) != declared:
+        raise Refusal("vkey-invalid", f"the {kind}'s ID does not match its name and key")
+    return parts[0], declared, public
+
+
+def format_vkey(name: str, key_id: bytes, key_type: bytes, public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return f"{name}+{key_id.hex()}+{base64.b64encode(key_type + raw).decode()}"
+
+
 @dataclass(frozen=True)
 class NoteVerifier:
     name: str
@@ -43,25 +71,11 @@ class NoteVerifier:
     @classmethod
     def parse(cls, vkey: str) -> NoteVerifier:
         """Read ``<name>+<hex key ID>+<base64(0x01 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
-            raise Refusal("vkey-invalid", "a verifier key reads <name>+<hex key ID>+<base64 key>")
-        try:
-            declared = bytes.fromhex(parts[1])
-            raw = base64.b64decode(parts[2], validate=True)
-        except (ValueError, binascii.Error):
-            raise Refusal("vkey-invalid", "the key ID or key of the verifier key is not well-formed") from None
-        if len(declared) != 4 or len(raw) != 33 or raw[:1] != ED25519:
-            raise Refusal("vkey-invalid", "only Ed25519 verifier keys (type 0x01, 32 bytes) are supported")
-        public = Ed25519PublicKey.from_public_bytes(raw[1:])
-        if key_id(parts[0], public) != declared:
-            raise Refusal("vkey-invalid", "the verifier key's ID does not match its name and key")
-        return cls(parts[0], declared, public)
+        return cls(*parse_vkey(vkey, ED25519, key_id, "verifier key (type 0x01)"))
 
     @property
     def vkey(self) -> str:
-        raw = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ED25519 + raw).decode()}"
+        return format_vkey(self.name, self.key_id, ED25519, self.public_key)
 
     def verify(self, note: str) -> str:
         """The note's text when it carries a valid signature by this key; signatures by other keys are ignored."""

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.audit.checkpoint import DASH
+from gateway.audit.checkpoint import DASH, format_vkey, parse_vkey
 from gateway.policy import Refusal
 
 COSIGNATURE_V1 = b"\x04"
@@ -48,25 +48,11 @@ class CosignatureVerifier:
     @classmethod
     def parse(cls, vkey: str) -> CosignatureVerifier:
         """``<name>+<hex key ID>+<base64(0x04 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3 or not _NAME.fullmatch(parts[0]):
-            raise Refusal("vkey-invalid", "a witness verifier key reads <name>+<hex key ID>+<base64 key>")
-        try:
-            declared = bytes.fromhex(parts[1])
-            raw = base64.b64decode(parts[2], validate=True)
-        except (ValueError, binascii.Error):
-            raise Refusal("vkey-invalid", "the key ID or key of the witness verifier key is not well-formed") from None
-        if len(declared) != 4 or len(raw) != 33 or raw[:1] != COSIGNATURE_V1:
-            raise Refusal("vkey-invalid", "a witness key is an Ed25519 cosignature/v1 key (type 0x04, 32 bytes)")
-        public = Ed25519PublicKey.from_public_bytes(raw[1:])
-        if cosignature_key_id(parts[0], public) != declared:
-            raise Refusal("vkey-invalid", "the witness verifier key's ID does not match its name and key")
-        return cls(parts[0], declared, public)
+        return cls(*parse_vkey(vkey, COSIGNATURE_V1, cosignature_key_id, "witness verifier key (cosignature/v1)"))
 
     @property
     def vkey(self) -> str:
-        raw = self.public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(COSIGNATURE_V1 + raw).decode()}"
+        return format_vkey(self.name, self.key_id, COSIGNATURE_V1, self.public_key)
 
     def timestamp(self, body: str, line: str) -> int | None:
         """The time of this witness's cosignature ``line`` on ``body``; None when the line is another key's.
