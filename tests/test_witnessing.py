@@ -212,3 +212,35 @@ def test_a_policy_that_says_less_than_it_seems_to_is_refused_with_the_line(text,
     w = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate()).vkey
     with pytest.raises(Refusal, match=reason):
         WitnessPolicy.parse(text.format(log=log, w=w))
+
+
+def test_a_witness_that_is_down_is_said_once_in_a_short_line_not_a_traceback_every_second(witnessed, caplog):
+    import logging
+
+    app, witnesses = witnessed
+    svc = app.extensions["gateway"]
+    witnesses[1].stop()
+    with caplog.at_level(logging.INFO, logger="gateway.audit"):
+        for _ in range(3):
+            _grow(app, 1)
+            svc.witnesses.publish()
+    said = [r for r in caplog.records if "witness.test/w2" in r.getMessage()]
+    assert len(said) == 1 and not said[0].exc_info, [r.getMessage() for r in said]
+    with svc.db.read() as conn:
+        problem = {w.name: w.problem for w in svc.witnesses.status(conn)}["witness.test/w2"]
+    assert problem.startswith(f"unreachable at http://127.0.0.1:{witnesses[1].port}") and "refused" in problem
+
+
+def test_a_key_of_the_wrong_kind_is_named_for_what_it_is():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.audit.checkpoint import NoteSigner, NoteVerifier
+    from gateway.policy import Refusal
+    from gateway.witness.cosignature import CosignatureSigner, CosignatureVerifier
+
+    log = NoteSigner("gateway.test/audit", Ed25519PrivateKey.generate()).vkey
+    witness = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate()).vkey
+    with pytest.raises(Refusal, match=r"this is a witness's cosigning key .*, not a log checkpoint key"):
+        NoteVerifier.parse(witness)
+    with pytest.raises(Refusal, match=r"this is a log's checkpoint key .*gateway audit vkey.*, not a witness"):
+        CosignatureVerifier.parse(log)

@@ -34,6 +34,12 @@ def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ED25519 + raw).digest()[:4]
 
 
+_KEY_TYPES = {
+    b"\x01": "a log's checkpoint key (`gateway audit vkey`)",
+    b"\x04": "a witness's cosigning key (`gateway witness vkey`)",
+}
+
+
 def parse_vkey(
     vkey: str, key_type: bytes, key_id_of: Callable[[str, Ed25519PublicKey], bytes], kind: str
 ) -> tuple[str, bytes, Ed25519PublicKey]:
@@ -48,9 +54,14 @@ def parse_vkey(
         declared = bytes.fromhex(parts[1])
         raw = base64.b64decode(parts[2], validate=True)
     except (ValueError, binascii.Error):
-        raise Refusal("vkey-invalid", f"the key ID or key of the {kind} is not well-formed") from None
-    if len(declared) != 4 or len(raw) != 33 or raw[:1] != key_type:
-        raise Refusal("vkey-invalid", f"not a {kind}: an Ed25519 key of type 0x{key_type.hex()} (32 bytes)")
+        raise Refusal(
+            "vkey-invalid", f"the key ID or key of the {kind} is not well-formed: copy the whole key again"
+        ) from None
+    if len(declared) != 4 or len(raw) != 33:
+        raise Refusal("vkey-invalid", f"the {kind} is cut short or padded: copy the whole key")
+    if raw[:1] != key_type:
+        found = _KEY_TYPES.get(raw[:1], f"a key of type 0x{raw[:1].hex()}")
+        raise Refusal("vkey-invalid", f"this is {found}, not a {kind}")
     public = Ed25519PublicKey.from_public_bytes(raw[1:])
     if key_id_of(parts[0], public) != declared:
         raise Refusal("vkey-invalid", f"the {kind}'s ID does not match its name and key")
@@ -71,7 +82,7 @@ class NoteVerifier:
     @classmethod
     def parse(cls, vkey: str) -> NoteVerifier:
         """Read ``<name>+<hex key ID>+<base64(0x01 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
-        return cls(*parse_vkey(vkey, ED25519, key_id, "verifier key (type 0x01)"))
+        return cls(*parse_vkey(vkey, ED25519, key_id, "log checkpoint key (type 0x01)"))
 
     @property
     def vkey(self) -> str:

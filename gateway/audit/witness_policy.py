@@ -14,7 +14,6 @@ with no quorum line is refused, never read as "no witnesses needed".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -191,12 +190,3 @@ def _threshold(value: str, members: int, where: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= members:
         raise Refusal(CODE, f"{where}: a group's threshold is all, any or a number from 1 to its {members} members")
     return int(value)
-
-
-def cosignature_block(lines: Iterable[str]) -> str:
-    return "".join(line + "\n" for line in lines)
-
-
-def with_cosignatures(note: str, lines: Sequence[str]) -> str:
-    """A checkpoint note with witnesses' signature lines appended (a note's signatures are one block)."""
-    return note + cosignature_block(line for line in lines if line not in note)

@@ -65,12 +65,28 @@ class WitnessStatus:
     problem: str | None
 
 
+class WitnessUnreachable(Exception):
+    """No answer (refused, timed out, name unknown): an expected state, caught up later, never a traceback."""
+
+
 def http_post(timeout: float = 5.0) -> Post:
     def post(url: str, body: bytes) -> tuple[int, str]:
-        answer = requests.post(url, data=body, timeout=timeout, headers={"Content-Type": "text/plain"})
+        try:
+            answer = requests.post(url, data=body, timeout=timeout, headers={"Content-Type": "text/plain"})
+        except requests.RequestException as exc:
+            reason = exc.__context__ or exc.__cause__ or exc
+            raise WitnessUnreachable(f"{type(exc).__name__} ({_short(reason)})") from None
         return answer.status_code, answer.text[:4096]
 
     return post
+
+
+def _short(reason: BaseException) -> str:
+    text = str(reason)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return text[:120]
 
 
 class WitnessPublisher:
@@ -85,6 +101,7 @@ class WitnessPublisher:
         self._checkpoints = checkpoints
         self.witnesses = tuple(witnesses)
         self._post = post or http_post()
+        self._said: dict[str, str] = {}  # the problem last logged per witness
 
     def publish(self) -> None:
         """Bring every witness up to the newest checkpoint, if no other process is doing it right now."""
@@ -100,6 +117,8 @@ class WitnessPublisher:
             for witness in self.witnesses:
                 try:
                     self._catch_up(witness, latest)
+                except WitnessUnreachable as exc:
+                    self._record(witness, None, f"unreachable at {witness.url}: {exc}; retried every second")
                 except Exception as exc:  # one witness's trouble never stops the others or the tick
                     log.exception("sending checkpoint %d to witness %s failed", latest.size, witness.name)
                     self._record(witness, None, f"{type(exc).__name__}: {exc}"[:500])
@@ -170,7 +189,14 @@ class WitnessPublisher:
             if stamp is not None:
                 valid.append((line, stamp))
         if not valid:
-            self._record(witness, None, "answered 200 without a cosignature by its configured key")
+            names = sorted({line[2:].split(" ", 1)[0] for line in answer.splitlines() if line.startswith("\u2014 ")})
+            signs_as = f"it signs as {', '.join(names)}" if names else "its answer holds no signature line"
+            self._record(
+                witness,
+                None,
+                f"the witness at {witness.url} answered 200 without a cosignature by {witness.verifier.vkey[:60]}…: "
+                f"{signs_as}; check the key given for this URL in GATEWAY_WITNESSES",
+            )
             return
         with self._db.write() as conn:
             for line, stamp in valid[:1]:
@@ -180,16 +206,23 @@ class WitnessPublisher:
                     {"size": latest.size, "witness": witness.name, "line": line, "cosigned_at": stamp},
                 )
             self._store(conn, witness, latest.size, None)
+        if self._said.pop(witness.name, None) is not None:
+            log.info("witness %s cosigns again (size %d)", witness.name, latest.size)
 
     def _rolled_back(self, witness: WitnessEndpoint, cosigned: int, size: int) -> None:
         problem = (
             f"the witness has cosigned size {cosigned} of this log, which now holds {size}: the database was "
             "rolled back or rewritten; restore the newest backup (the witness will not cosign a smaller tree)"
         )
-        log.critical("witness %s: %s", witness.name, problem)
+        if self._said.get(witness.name) != problem:
+            log.critical("witness %s: %s", witness.name, problem)
+            self._said[witness.name] = problem
         self._record(witness, cosigned, problem)
 
     def _record(self, witness: WitnessEndpoint, size: int | None, problem: str) -> None:
+        if self._said.get(witness.name) != problem:  # said once when it starts, not every second
+            log.warning("witness %s: %s", witness.name, problem)
+        self._said[witness.name] = problem
         with self._db.write() as conn:
             self._store(conn, witness, size, problem)
 

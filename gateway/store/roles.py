@@ -12,10 +12,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.store.tables import metadata
+from gateway.store.tables import APPEND_ONLY_TABLES, metadata
 
 # Append-only: the log's entries, its stored subtree hashes and its signed checkpoints.
-LOG_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
+LOG_TABLES = APPEND_ONLY_TABLES
 
 
 class RoleProblem(Exception):

@@ -48,7 +48,7 @@ class CosignatureVerifier:
     @classmethod
     def parse(cls, vkey: str) -> CosignatureVerifier:
         """``<name>+<hex key ID>+<base64(0x04 || key)>``; :class:`Refusal` ``vkey-invalid`` otherwise."""
-        return cls(*parse_vkey(vkey, COSIGNATURE_V1, cosignature_key_id, "witness verifier key (cosignature/v1)"))
+        return cls(*parse_vkey(vkey, COSIGNATURE_V1, cosignature_key_id, "witness cosigning key (cosignature/v1)"))
 
     @property
     def vkey(self) -> str:
