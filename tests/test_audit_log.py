@@ -165,3 +165,44 @@ def test_audit_vkey_command_prints_the_verifier_key(tmp_path, monkeypatch):
     assert CliRunner().invoke(main, ["keys", "init"]).exit_code == 0
     out = CliRunner().invoke(main, ["audit", "vkey"]).output.strip()
     assert out.startswith("gw.example/audit+") and NoteVerifier.parse(out).name == "gw.example/audit"
+
+
+def test_identical_events_get_unrelated_leaf_hashes_because_each_entry_is_salted(svc):
+    """A proof's sibling hash must not let anyone confirm a guessed entry (issue 13, item 7)."""
+    from datetime import UTC, datetime
+
+    from gateway.audit.log import encode_entry
+
+    moment = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    guess = AuditEvent(event="auth.token.issued", outcome="ok", actor=HCM)
+    with svc.db.write() as conn:
+        first = svc.audit.append(conn, guess, now=moment)
+        second = svc.audit.append(conn, guess, now=moment)
+    stored = [json.loads(b) for b in _bodies(svc)[-2:]]
+    assert [e["v"] for e in stored] == [2, 2]
+    assert stored[0]["salt"] != stored[1]["salt"] and len(base64.urlsafe_b64decode(stored[0]["salt"] + "==")) == 16
+    # Everything but the salt guessed right: the unsalted layout of the same entry does not hash to the leaf.
+    for appended in (first, second):
+        unsalted = encode_entry(appended.index, appended.time, guess, None)
+        assert hash_leaf(unsalted) != hash_leaf(appended.body)
+
+
+def test_unsalted_version_1_entries_still_verify_beside_salted_ones(agency, svc, monkeypatch, tmp_path):
+    """A log begun before salting is exported and verified whole: verifiers hash bytes, never rebuild entries."""
+    from gateway.audit import log
+    from gateway.audit.bundle import export_bundle, verify_bundle
+
+    monkeypatch.setattr(log, "new_salt", lambda: None)
+    _send(agency, 2)
+    monkeypatch.undo()
+    doc_id = _send(agency)[0]
+    versions = [json.loads(b)["v"] for b in _bodies(svc)]
+    assert 1 in versions and versions[-1] == 2
+    svc.checkpoints.refresh(force=True)
+    verifier = NoteVerifier.parse(svc.checkpoints.vkey)
+    with svc.db.read() as conn:
+        (tmp_path / "all.zip").write_bytes(export_bundle(conn, svc.checkpoints, 0, len(versions)))
+    verdict = verify_bundle(tmp_path / "all.zip", verifier)
+    assert verdict.valid, verdict.detail
+    receipt = agency(HCM).get(f"/v1/documents/{doc_id}/receipt").get_json()
+    assert verify_receipt(receipt, verifier)["verdict"] == "valid"

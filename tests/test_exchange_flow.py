@@ -119,7 +119,7 @@ def test_every_accepted_step_is_audited_as_versioned_json(agency, svc):
         bodies = [r.body for r in conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx))]
     assert [e["event"] for e in entries] == ["document.accepted", "document.routed", "document.routed"]
     assert {e["recipient"] for e in entries[1:]} == {Q4, NOIVU}
-    assert all(e["v"] == 1 and e["signature"].startswith("valid rsa-sha256") for e in entries)
+    assert all(e["v"] == 2 and len(e["salt"]) == 22 and e["signature"].startswith("valid rsa-sha256") for e in entries)
     indices = [json.loads(b)["index"] for b in bodies]
     assert indices == list(range(len(indices)))  # gap-free
     times = [json.loads(b)["time"] for b in bodies]

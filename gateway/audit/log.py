@@ -9,8 +9,10 @@ gaps, and time is clamped so that it never goes backwards, on SQLite and on Post
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -24,7 +26,13 @@ from gateway.policy import Refusal
 from gateway.store.db import Database
 from gateway.store.tables import audit_entries, audit_head, audit_nodes, audit_search
 
-ENTRY_VERSION = 1
+# Version 2 (issue 13): every entry carries a random salt, so the sibling leaf hashes any public
+# inclusion proof or tile hands out cannot be matched against guessed entries (an agency code, an
+# event name and a time are few enough to try all).  Version 1 entries (no salt) stay verifiable:
+# verifiers hash the stored bytes and never rebuild an entry.
+ENTRY_VERSION = 2
+UNSALTED_VERSION = 1
+SALT_BYTES = 16
 MAX_REASON_CHARS = 2000
 
 
@@ -188,7 +196,10 @@ class AuditBatch:
 
 def _numbered(first: int, time_us: int, events: Sequence[AuditEvent]) -> list[AppendedEntry]:
     time = datetime.fromtimestamp(time_us / 1_000_000, UTC)
-    return [AppendedEntry(first + i, time, encode_entry(first + i, time, e), time_us) for i, e in enumerate(events)]
+    return [
+        AppendedEntry(first + i, time, encode_entry(first + i, time, e, new_salt()), time_us)
+        for i, e in enumerate(events)
+    ]
 
 
 def write_entries(conn: Connection, appended: Sequence[AppendedEntry], events: Sequence[AuditEvent]) -> None:
@@ -244,11 +255,21 @@ def _append_nodes(conn: Connection, appended: Sequence[AppendedEntry]) -> None:
     )
 
 
-def encode_entry(index: int, time: datetime, event: AuditEvent) -> bytes:
-    fields = {k: v for k, v in asdict(event).items() if v is not None}
+def new_salt() -> bytes | None:
+    """128 random bits per entry: more than anyone can search, whatever the rest of the entry is."""
+    return os.urandom(SALT_BYTES)
+
+
+def encode_entry(index: int, time: datetime, event: AuditEvent, salt: bytes | None) -> bytes:
+    """The canonical bytes of one entry; ``salt`` None writes the unsalted version 1 layout."""
+    fields: dict[str, Any] = {k: v for k, v in asdict(event).items() if v is not None}
     if "reason" in fields:
         fields["reason"] = fields["reason"][:MAX_REASON_CHARS]
-    fields.update(v=ENTRY_VERSION, index=index, time=time.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+    fields.update(index=index, time=time.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+    if salt is None:
+        fields["v"] = UNSALTED_VERSION
+    else:
+        fields.update(v=ENTRY_VERSION, salt=base64.urlsafe_b64encode(salt).rstrip(b"=").decode("ascii"))
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
