@@ -54,6 +54,10 @@ class Config:
     citizen_audience: str = "interconnect-gateway"
     citizen_dossiers_per_hour: int = 20
     agency_submissions_per_minute: int = 600
+    # Unauthenticated requests that still write (issue 13): per source address and minute.
+    token_requests_per_minute: int = 120
+    logins_per_minute: int = 60
+    refusal_summary_seconds: int = 60  # unauthenticated refusals are audited as one summary per interval
     delivery_lease_seconds: int = 60  # a claim whose worker died is taken over after this
     delivery_receipt_poll_seconds: int = 15  # how often to look for filesystem / stream receipts
     delivery_breaker_threshold: int = 5  # consecutive failures that open an agency's circuit
@@ -276,6 +280,11 @@ class Config:
             problems.append("GATEWAY_PUBLIC_URL: must be an absolute http(s) URL such as https://gateway.example")
         if not 1024 <= self.max_document_bytes <= 512 * 1024 * 1024:
             problems.append("GATEWAY_MAX_DOCUMENT_BYTES: must be between 1024 and 536870912")
+        if not 1 <= self.refusal_summary_seconds <= 3600:
+            problems.append("GATEWAY_REFUSAL_SUMMARY_SECONDS: between 1 and 3600")
+        for name in ("token_requests_per_minute", "logins_per_minute"):
+            if not 1 <= getattr(self, name) <= 1_000_000:
+                problems.append(f"GATEWAY_{name.upper()}: between 1 and 1000000 (per source address and minute)")
         if not 30 <= self.access_token_ttl <= 3600:
             problems.append("GATEWAY_ACCESS_TOKEN_TTL: must be between 30 and 3600 seconds")
         if not 10 <= self.client_assertion_max_lifetime <= 3600:

@@ -9,6 +9,7 @@ hosts doing it is harmless).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -51,3 +52,9 @@ def worker_exit(_server: Any, worker: Any) -> None:
     stop = getattr(worker, "gateway_stop_checkpoints", None)
     if stop is not None:
         stop.set()
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("gateway")
+    if services is not None:  # what this worker counted since its last summary is not lost at exit
+        try:
+            services.refusals.flush(services.db, services.audit)
+        except Exception:
+            logging.getLogger(__name__).warning("the last summary of refused requests was not written", exc_info=True)

@@ -63,6 +63,12 @@ class Metrics:
             ["kind", "outcome", "code"],
             registry=self.registry,
         )
+        self.unauthenticated_refusals = Counter(
+            "gateway_unauthenticated_refusals_total",
+            "Refused requests nobody authenticated (audited as periodic summaries, not one entry each)",
+            ["event", "code"],
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -130,6 +136,11 @@ def state_exposition(
 def count_document(kind: str, outcome: str, code: str) -> None:
     metrics: Metrics = current_app.extensions["gateway.metrics"]
     metrics.documents.labels(kind, outcome, code).inc()
+
+
+def count_unauthenticated_refusal(event: str, code: str) -> None:
+    metrics: Metrics = current_app.extensions["gateway.metrics"]
+    metrics.unauthenticated_refusals.labels(event, code).inc()
 
 
 # HTTP methods as a label: any token a client sends would otherwise become a new series (issue 10, 6).

@@ -19,6 +19,7 @@ from gateway.audit import AuditBatch, AuditLog
 from gateway.audit.checkpoints import CheckpointLog
 from gateway.audit.origin import pin_audit_origin
 from gateway.audit.published import PublishedCheckpoint
+from gateway.audit.refusals import UnauthenticatedRefusals
 from gateway.audit.statistics import StatisticsCache
 from gateway.audit.witnessing import WitnessEndpoint, WitnessPublisher
 from gateway.citizen.catalog import load_catalog
@@ -70,7 +71,10 @@ class Services:
     ring: KeyRing  # what rotates (token, seal and checkpoint keys), re-read within a second of a rotation
     tokens: TokenAuthority
     state: StateStore
-    submission_limiter: RateLimiter  # agencies' submissions a minute: Redis when shared, else this process
+    # Per-minute limits (agencies' submissions, unauthenticated requests per address): Redis when
+    # shared, else this process.
+    submission_limiter: RateLimiter
+    refusals: UnauthenticatedRefusals  # counted here, audited as periodic summaries
     client_auth: ClientAssertionVerifier
     submissions: SubmissionService
     national_id: NationalIdVerifier
@@ -93,6 +97,7 @@ class Services:
             logging.getLogger(__name__).exception("reloading the gateway's keys failed")
         self.checkpoints.refresh_quietly()
         self.witnesses.publish_quietly()
+        self.refusals.flush_quietly(self.db, self.audit)
         self.timestamper.run_quietly()
         try:
             self.revocation.refresh_due()
@@ -220,6 +225,7 @@ class Services:
             tokens=TokenAuthority(ring, config.public_url.rstrip("/"), config.access_token_ttl),
             state=state,
             submission_limiter=state if config.redis_url else ProcessRateLimiter(),
+            refusals=UnauthenticatedRefusals(interval_seconds=config.refusal_summary_seconds),
             client_auth=ClientAssertionVerifier(
                 token_endpoint=config.token_endpoint,
                 issuer_url=config.public_url.rstrip("/"),

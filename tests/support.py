@@ -86,6 +86,11 @@ class Pki:
 COUNTERS = frozenset({"rate_limits"})
 
 
+def summarise_refusals(svc: Any) -> int:
+    """Write the unauthenticated refusals counted so far as their summary entries (the background tick's job)."""
+    return int(svc.refusals.flush(svc.db, svc.audit))
+
+
 def snapshot(db: Database) -> dict[str, int]:
     """Row counts of every table: what a refusal must leave unchanged (but for the audit log)."""
     with db.read() as conn:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from gateway.store.tables import audit_entries
 from gateway.trust import pki
-from tests.support import ASSERTION_TYPE, HCM, PUBLIC_URL, Q4, TOKEN_ENDPOINT
+from tests.support import ASSERTION_TYPE, HCM, PUBLIC_URL, Q4, TOKEN_ENDPOINT, summarise_refusals
 
 
 def _token_request(client, assertion, **extra):  # type: ignore[no-untyped-def]
@@ -55,10 +55,13 @@ def test_bad_assertions_are_refused_and_audited(app, svc, dev_pki, overrides, wh
     problem = response.get_json()
     assert problem["code"] == "invalid-client" and problem["error"] == "invalid_client"
     assert why in problem["detail"]
+    summarise_refusals(svc)
     with svc.db.read() as conn:
         body = conn.execute(sa.select(audit_entries.c.body).order_by(audit_entries.c.idx.desc()).limit(1)).scalar_one()
     entry = json.loads(body)
     assert (entry["event"], entry["outcome"], entry["code"]) == ("auth.token.refused", "refused", "invalid-client")
+    assert "actor" not in entry  # who the request claimed to be is never the actor (issue 13)
+    assert entry["count"] == 1 and entry["source"] == "127.0.0.1"
 
 
 def test_replayed_assertion_is_refused(app, dev_pki):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from gateway.documents.offline import verify_offline
 from gateway.services import DEMO_PORTAL
 from gateway.store.tables import audit_entries
-from tests.support import NOIVU, Q4, Q11, TAX, authorization_request, status_message
+from tests.support import NOIVU, Q4, Q11, TAX, authorization_request, status_message, summarise_refusals
 
 CLIENT = "citizen-app"
 REDIRECT = "http://127.0.0.1:9/cb"  # registered for citizen-app in demo mode
@@ -200,6 +200,7 @@ def test_token_decisions_are_audited_with_a_hashed_id_never_the_number(app, svc)
     client.get("/v1/me", headers=bearer(tokens))
     client.get("/v1/me", headers={"Authorization": "Bearer " + tokens["access_token"][:-5] + "AAAAA"})
     client.post("/v1/dossiers", json=HOUSEHOLD_BUSINESS, headers=bearer(tokens))
+    summarise_refusals(svc)
     with svc.db.read() as conn:
         bodies = list(conn.execute(sa.select(audit_entries.c.body)).scalars())
     text = b"".join(bodies)

@@ -23,6 +23,7 @@ from flask import Flask
 from gateway.serving.front import Front, FrontLimits
 from gateway.serving.worker import audit_refusal
 from gateway.store.tables import audit_entries
+from tests.support import summarise_refusals
 
 LIMITS = FrontLimits(
     header_timeout=1.0,
@@ -100,6 +101,7 @@ def served(app: Flask) -> Iterator[Served]:
 
 
 def refused_entries(app: Flask) -> list[dict[str, str]]:
+    summarise_refusals(app.extensions["gateway"])
     with app.extensions["gateway"].db.read() as conn:
         bodies = [json.loads(r.body) for r in conn.execute(sa.select(audit_entries.c.body))]
     return [b for b in bodies if b["event"] == "request.refused"]

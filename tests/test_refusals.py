@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from gateway.documents.signing import sign_edxml
 from gateway.store.tables import audit_entries
 from gateway.trust import pki
-from tests.support import HCM, Q4, TAX, VECTORS, sample, snapshot
+from tests.support import HCM, Q4, TAX, VECTORS, sample, snapshot, summarise_refusals
 
 
 def _last_audit(svc: Any) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def assert_refused(svc: Any, send: Callable[[], Any], status: int, code: str, ev
     assert response.mimetype == "application/problem+json"
     problem = response.get_json()
     assert problem["code"] == code and problem["detail"] and problem["status"] == status
+    summarise_refusals(svc)  # unauthenticated refusals are counted, then audited as one summary
     after = snapshot(svc.db)
     assert after.pop("audit_entries") == before.pop("audit_entries") + 1
     assert after.pop("audit_search") == before.pop("audit_search") + 1

@@ -18,11 +18,12 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.wsgi import wrap_file
 
-from gateway.api.auth import bearer_token
+from gateway.api.auth import bearer_token, refused_unauthenticated
 from gateway.api.paging import page_parameters
 from gateway.audit import AuditEvent, periods
 from gateway.audit.bundle import write_bundle
 from gateway.audit.checkpoints import LogInconsistent
+from gateway.audit.involving import involving
 from gateway.audit.statistics import as_csv
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact
@@ -63,21 +64,27 @@ def authenticated_in_role(allowed: frozenset[str], refusal: Refusal, refused_eve
         header = parse_compact(token, "invalid-token").header
         if header.get("kid") == svc.tokens.kid:  # the gateway's own access token: an agency
             agency = svc.tokens.verify(token)
-            found = svc.agencies.agency(agency)
-            if found is None or not found.enabled:  # a disabled agency keeps no role
-                raise Refusal("invalid-token", f"agency {agency} is not registered or is disabled")
             person, identity = Auditor(agency, agency), agency
         else:
             citizen = svc.national_id.verify(token)
-            require_role_level(citizen)
             person, identity = (
                 Auditor(citizen_actor(citizen), f"{citizen.full_name} ({citizen.masked_id})"),
                 citizen.personal_id,
             )
+    except Refusal as refused:  # nobody proved who they are: counted, summarised
+        refused_unauthenticated(refused_event, refused)
+        raise
+    try:  # a verified identity refused its role: one entry naming it
+        if header.get("kid") == svc.tokens.kid:
+            found = svc.agencies.agency(person.actor)
+            if found is None or not found.enabled:  # a disabled agency keeps no role
+                raise Refusal("invalid-token", f"agency {person.actor} is not registered or is disabled")
+        else:
+            require_role_level(citizen)
         if identity not in allowed:
             raise refusal
     except Refusal as refused:
-        svc.audit.refused(svc.db, refused_event, refused)
+        svc.audit.refused(svc.db, refused_event, refused, actor=person.actor)
         raise
     return person
 
@@ -155,9 +162,7 @@ def search_query() -> tuple[sa.Select[tuple[int, bytes]], int, int]:
     if end is not None:
         query = query.where(audit_search.c.time_us < end)
     if agency := request.args.get("agency"):
-        query = query.where(
-            sa.or_(audit_search.c.sender == agency, audit_search.c.recipient == agency, audit_search.c.actor == agency)
-        )
+        query = query.where(involving([agency], claimed=request.args.get("claimed") == "1"))
     for name in ("document", "document_id", "event", "outcome"):
         if value := request.args.get(name):
             query = query.where(getattr(audit_search.c, name) == value)

@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from gateway.api.auth import bearer_token
+from gateway.api.auth import bearer_token, refused_unauthenticated, within_address_limit
 from gateway.audit import AuditEvent
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact, strict_json_object
@@ -32,6 +32,8 @@ def _claimed_issuer(token: str) -> str | None:
 
 def authenticated_citizen() -> CitizenIdentity:
     svc = services()
+    # Each authenticated call writes citizen.token.accepted: limited per address like any login.
+    within_address_limit("citizen logins", svc.config.logins_per_minute, "citizen.token.refused")
     token = ""
     try:
         token = bearer_token("token-malformed")
@@ -46,7 +48,7 @@ def authenticated_citizen() -> CitizenIdentity:
                 ) from None
             raise
     except Refusal as refusal:
-        svc.audit.refused(svc.db, "citizen.token.refused", refusal, issuer=_claimed_issuer(token) if token else None)
+        refused_unauthenticated("citizen.token.refused", refusal, issuer=_claimed_issuer(token) if token else None)
         raise
     with svc.db.write() as conn:
         svc.audit.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from gateway.api.auth import audit_refusal
+from gateway.api.auth import refused_unauthenticated, within_address_limit
 from gateway.audit import AuditEvent
 from gateway.identity.client_auth import ASSERTION_TYPE
 from gateway.policy import Refusal
@@ -18,6 +18,7 @@ def token() -> Response:
     svc = services()
     form = request.form
     claimed = form.get("client_id")
+    within_address_limit("token requests", svc.config.token_requests_per_minute, "auth.token.refused")
     try:
         if form.get("grant_type") != "client_credentials":
             raise Refusal("unsupported-grant-type", "grant_type must be client_credentials")
@@ -28,7 +29,8 @@ def token() -> Response:
             raise Refusal("invalid-request", "client_assertion is required (a JWT signed with the agency's client key)")
         agency = svc.client_auth.verify(assertion, claimed)
     except Refusal as refusal:
-        audit_refusal("auth.token.refused", refusal, actor=(claimed or "")[:64] or None)
+        # The client_id is what the request claimed, not who sent it: never the entry's actor.
+        refused_unauthenticated("auth.token.refused", refusal, claimed_actor=claimed)
         raise
     issued = svc.tokens.issue(agency)
     with svc.db.write() as conn:

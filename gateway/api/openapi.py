@@ -29,8 +29,10 @@ EVERY_OPERATION = {
 }
 AUTHENTICATED = {"401": "invalid-token: the bearer token is missing, invalid or expired"}
 WITH_PATH_PARAMETER = {"404": "not found (or not visible to this caller)"}
-# Operations behind a rate limit (429 with Retry-After): per agency, per citizen.
-RATE_LIMITED = {("post", "/v1/documents"), ("post", "/v1/status"), ("post", "/v1/dossiers")}
+# Operations behind a rate limit (429 with Retry-After): per agency, per citizen, and per source
+# address where nobody is authenticated yet (the token endpoint, every citizen call: issue 13).
+RATE_LIMITED = {("post", "/v1/documents"), ("post", "/v1/status"), ("post", "/oauth/token")}
+RATE_LIMITED_PREFIXES = ("/v1/me", "/v1/dossiers")
 RATE_LIMIT = {"429": "rate-limited: too many requests; retry after Retry-After seconds"}
 
 
@@ -55,6 +57,6 @@ def openapi_document() -> dict[str, Any]:
                 _add(responses, AUTHENTICATED)
             if "{" in path:
                 _add(responses, WITH_PATH_PARAMETER)
-            if (method, path) in RATE_LIMITED:
+            if (method, path) in RATE_LIMITED or path.startswith(RATE_LIMITED_PREFIXES):
                 _add(responses, RATE_LIMIT)
     return document

@@ -57,6 +57,12 @@ class AuditEvent:
     comment_hash: str | None = None  # HMAC-SHA256 (the pepper) of the rating's comment
     reason: str | None = None
     code: str | None = None
+    # A summary of unauthenticated refusals (gateway.audit.refusals): what was claimed, never verified,
+    # from which address, how many since when.
+    claimed_actor: str | None = None
+    source: str | None = None
+    count: int | None = None
+    since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,7 @@ def write_entries(conn: Connection, appended: Sequence[AppendedEntry], events: S
                 "event": e.event,
                 "outcome": e.outcome,
                 "actor": (e.actor or "")[:128] or None,
+                "claimed_actor": e.claimed_actor,
                 "sender": e.sender,
                 "recipient": e.recipient,
                 "document": e.document,

@@ -63,9 +63,10 @@ def audit_refusal(app: Any) -> Any:
 
         method = refused.method or "-"
         metrics.requests.labels(method_label(method), "front", str(refused.refusal.status)).inc()
-        if refused.method in AUDITED_METHODS:
-            reason = f"{refused.refusal.detail} ({refused.method} {refused.path} from {refused.remote_addr})"
-            services.audit.refused(services.db, "request.refused", Refusal(refused.refusal.code, reason))
+        if refused.method in AUDITED_METHODS:  # counted, audited as a summary (gateway.audit.refusals)
+            reason = f"{refused.refusal.detail} ({refused.method} {refused.path})"
+            services.refusals.count("request.refused", Refusal(refused.refusal.code, reason), refused.remote_addr)
+            metrics.unauthenticated_refusals.labels("request.refused", refused.refusal.code).inc()
 
     return record
 

@@ -206,6 +206,8 @@ audit_search = sa.Table(
     sa.Column("event", sa.String(64), nullable=False, index=True),
     sa.Column("outcome", sa.String(16), nullable=False, index=True),
     sa.Column("actor", sa.String(128), nullable=True, index=True),
+    # Who an unauthenticated request said it was (issue 13): searched only when an auditor asks.
+    sa.Column("claimed_actor", sa.String(64), nullable=True, index=True),
     sa.Column("sender", sa.String(35), nullable=True, index=True),
     sa.Column("recipient", sa.String(35), nullable=True, index=True),
     sa.Column("document", sa.String(36), nullable=True, index=True),

@@ -21,6 +21,7 @@ from flask import current_app, make_response, redirect, request, session, url_fo
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import require_role_level
+from gateway.api.auth import refused_unauthenticated, within_address_limit
 from gateway.audit.log import AuditEvent
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jwks import fetch_json
@@ -131,15 +132,20 @@ def login() -> WerkzeugResponse:
 @bp.get("/callback")
 def callback() -> WerkzeugResponse:
     svc = services()
+    within_address_limit("logins", svc.config.logins_per_minute, "auditor.refused")
     pending = session.pop("oidc", None)
     if not isinstance(pending, dict) or not same_text(str(request.args.get("state", "")), str(pending.get("state"))):
         raise Refusal("invalid-request", "the login did not start here (state mismatch); start again from /audit/")
     token = _exchange(request.args.get("code", ""), str(pending["verifier"]))
     try:
         citizen = svc.national_id.verify(token)
+    except Refusal as refusal:  # nobody proved who they are: counted, summarised (issue 13)
+        refused_unauthenticated("auditor.refused", refusal)
+        raise
+    try:
         require_role_level(citizen)
     except Refusal as refusal:
-        svc.audit.refused(svc.db, "auditor.refused", refusal)
+        svc.audit.refused(svc.db, "auditor.refused", refusal, actor=citizen_actor(citizen))
         raise
     if citizen.personal_id not in svc.config.auditor_identities:
         svc.audit.refused(

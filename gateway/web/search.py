@@ -18,6 +18,7 @@ from flask import request
 from sqlalchemy.engine import Connection
 
 from gateway.api.auditors import Auditor, record_read
+from gateway.audit.involving import involving
 from gateway.audit.periods import PRESETS
 from gateway.policy import Refusal
 from gateway.services import services
@@ -87,11 +88,7 @@ def _filters(conn: Connection) -> tuple[list[Any], dict[str, Any]]:
         notes["agency_codes"] = codes
         if not codes:
             notes["no_agency"] = agency
-        where.append(
-            sa.or_(
-                audit_search.c.sender.in_(codes), audit_search.c.recipient.in_(codes), audit_search.c.actor.in_(codes)
-            )
-        )
+        where.append(involving(codes, claimed=request.args.get("claimed") == "1"))
     if document := _text("document"):
         # Deliveries and statuses name the document by its gateway id only: find the ids first.
         ids = (
