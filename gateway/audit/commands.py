@@ -213,3 +213,8 @@ def audit_accept_restore(reason: str) -> None:
         )
         svc.checkpoints.refresh(force=True)
     click.echo(f"accepted: checkpoint {found.size} is superseded; the log continues from {size} entries")
+
+
+from gateway.audit.monitor_command import monitor  # noqa: E402 - it reuses this module's options
+
+audit.add_command(monitor)
