@@ -624,6 +624,12 @@ def sign(file: Path, key: Path, cert: Path, out: Path | None, pss: bool) -> None
     help="Pin the audit log's verifier key, or a file holding it (`gateway audit vkey`); needed with --evidence.",
 )
 @click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --evidence: a witness policy (C2SP tlog-policy) the receipt's checkpoint must meet; replaces --vkey.",
+)
+@click.option(
     "--revocation-freshness-seconds",
     "freshness",
     default=3600,
@@ -643,6 +649,7 @@ def verify(
     sender_cert: Path | None,
     gateway_cert: Path | None,
     vkey: str | None,
+    policy_path: Path | None,
     freshness: int,
     lang: str,
     as_json: bool,
@@ -666,7 +673,16 @@ def verify(
             "pin the gateway's seal certificate with --gateway-cert FILE (download "
             "GATEWAY_PUBLIC_URL/.well-known/gateway-seal.pem once and keep it apart from received files)"
         )
-    if evidence is not None:
+    policy = None
+    if evidence is not None and policy_path is not None:
+        from gateway.audit.witness_policy import WitnessPolicy
+
+        try:
+            policy = WitnessPolicy.load(policy_path)
+        except Refusal as refusal:
+            raise click.UsageError(f"--policy {policy_path}: {refusal.reason}") from None
+        vkey = _verifier_key(vkey) if vkey else None
+    elif evidence is not None:
         vkey = _verifier_key(vkey)
     pinned = _certificates(gateway_cert) if gateway_cert else []
     if trust_files:
@@ -681,7 +697,12 @@ def verify(
         from gateway.trust.evidence_report import render
 
         report = verify_package(
-            evidence.read_bytes(), anchors=anchors, gateway_certs=pinned, vkey=vkey, freshness_seconds=freshness
+            evidence.read_bytes(),
+            anchors=anchors,
+            gateway_certs=pinned,
+            vkey=vkey,
+            freshness_seconds=freshness,
+            policy=policy,
         )
         if gateway_cert is not None:
             report["gateway_certificate"] = {"file": str(gateway_cert), "sha256": pki.fingerprint(pinned[0])}

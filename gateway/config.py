@@ -94,6 +94,8 @@ class Config:
     operators: tuple[str, ...] = ()  # the same kinds of identity, allowed to look after deliveries
     # Witnesses (issue 13) each checkpoint is sent to: "<witness vkey> <submission prefix URL>" each.
     witnesses: tuple[str, ...] = ()
+    # The quorum the workbench's checkpoint page requires (a C2SP tlog-policy file, as auditors use).
+    witness_policy: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     # The audit log's name as the database knows it (gateway.audit.origin); never read from settings.
     pinned_origin: str | None = None
@@ -139,6 +141,13 @@ class Config:
             if name in names:
                 problems.append(f"GATEWAY_WITNESSES: the witness {name} is listed twice")
             names.add(name)
+        if self.witness_policy is not None:
+            from gateway.audit.witness_policy import WitnessPolicy
+
+            try:
+                WitnessPolicy.load(self.witness_policy)
+            except Refusal as refusal:
+                problems.append(f"GATEWAY_WITNESS_POLICY: {self.witness_policy}: {refusal.reason}")
         return problems
 
     @property
@@ -394,7 +403,16 @@ def _coerce(name: str, value: Any) -> Any:
     if name in ("auditors", "operators"):
         items = value if isinstance(value, list) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())
-    if name in ("keys_dir", "seal_key", "seal_cert", "token_key", "audit_key", "audit_state_dir", "procedures_file"):
+    if name in (
+        "keys_dir",
+        "seal_key",
+        "seal_cert",
+        "token_key",
+        "audit_key",
+        "audit_state_dir",
+        "procedures_file",
+        "witness_policy",
+    ):
         return Path(str(value))
     if name == "trust_anchors":
         items = value if isinstance(value, list) else str(value).split(os.pathsep)

@@ -16,11 +16,12 @@ from flask import current_app
 
 from adapters import Deployment
 from gateway.audit import AuditBatch, AuditLog
-from gateway.audit.checkpoints import CheckpointLog
+from gateway.audit.checkpoints import CheckpointLog, SignedCheckpoint
 from gateway.audit.origin import pin_audit_origin
 from gateway.audit.published import PublishedCheckpoint
 from gateway.audit.refusals import UnauthenticatedRefusals
 from gateway.audit.statistics import StatisticsCache
+from gateway.audit.witness_policy import WitnessPolicy
 from gateway.audit.witnessing import WitnessEndpoint, WitnessPublisher
 from gateway.citizen.catalog import load_catalog
 from gateway.citizen.service import DossierService
@@ -82,6 +83,7 @@ class Services:
     dev_idp: DevIdpSettings | None
     checkpoints: CheckpointLog
     witnesses: WitnessPublisher
+    witness_policy: WitnessPolicy | None  # what the workbench requires of a checkpoint's cosignatures
     deliveries: DeliveryQueue
     revocation: RevocationChecker
     timestamper: Timestamper
@@ -103,6 +105,14 @@ class Services:
             self.revocation.refresh_due()
         except Exception:  # never let the tick thread die; the request path still checks by itself
             logging.getLogger(__name__).exception("revocation refresh failed")
+
+    def witnessed_checkpoint(self) -> SignedCheckpoint:
+        """A checkpoint covering every entry written so far, shown to the witnesses before anything
+        built on it (a receipt, an export, an evidence package) is handed out: a receipt taken right
+        after a document was sent then meets a policy's quorum instead of failing it (issue 13)."""
+        signed = self.checkpoints.refresh(force=True)
+        self.witnesses.cosign_now()
+        return signed
 
     def delivery_worker(self, **options: Any) -> DeliveryWorker:
         options.setdefault(
@@ -250,6 +260,7 @@ class Services:
             dev_idp=dev_idp,
             checkpoints=checkpoints,
             witnesses=WitnessPublisher(db, checkpoints, [WitnessEndpoint.parse(w) for w in config.witnesses]),
+            witness_policy=WitnessPolicy.load(config.witness_policy) if config.witness_policy else None,
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -165,10 +165,10 @@ def test_bundles_and_receipts_verify_only_with_the_policys_quorum_of_witnesses(w
         (tmp_path / f"{name}.json").write_bytes(sender.get(f"/v1/documents/{doc}/receipt").data)
         return tmp_path / f"{name}.zip", tmp_path / f"{name}.json"
 
-    bundle, receipt = export("unwitnessed")  # signed by the log, not yet seen by any witness
-    for kind, path in (("bundle", bundle), ("receipt", receipt)):
-        code, output = verify(kind, path, both)
-        assert code != 0 and "does not meet the policy's quorum" in output, output
+    with svc.db.read() as conn:  # a bundle of a checkpoint signed by the log, not yet seen by any witness
+        (tmp_path / "unwitnessed.zip").write_bytes(export_bundle(conn, svc.checkpoints, 0, svc.audit.size(conn)))
+    code, output = verify("bundle", tmp_path / "unwitnessed.zip", both)
+    assert code != 0 and "does not meet the policy's quorum" in output, output
 
     svc.witnesses.publish()
     bundle, receipt = export("witnessed")
@@ -198,6 +198,8 @@ def test_bundles_and_receipts_verify_only_with_the_policys_quorum_of_witnesses(w
         ("log {log}\nwitness w1 {log}\nquorum w1\n", "cosignature/v1"),
         ("log {log}\nquorum none\nquorum none\n", "exactly one quorum"),
         ("log {log}\nbanana\nquorum none\n", "expected log, witness"),
+        ("log not-a-key\nquorum none\n", "line 1: "),  # the key's own complaint, with its line
+        ("log {log}\nwitness w1 {w}\nwitness w2 garbage\nquorum w1\n", "line 3: "),
     ],
 )
 def test_a_policy_that_says_less_than_it_seems_to_is_refused_with_the_line(text, reason):
@@ -244,3 +246,64 @@ def test_a_key_of_the_wrong_kind_is_named_for_what_it_is():
         NoteVerifier.parse(witness)
     with pytest.raises(Refusal, match=r"this is a log's checkpoint key .*gateway audit vkey.*, not a witness"):
         CosignatureVerifier.parse(log)
+
+
+def test_receipts_evidence_and_exports_handed_out_right_after_activity_meet_the_quorum(witnessed, tmp_path, dev_pki):
+    """Newcomer finding: a receipt downloaded right after a document was sent failed --policy."""
+    from gateway.audit.witness_policy import WitnessPolicy
+    from gateway.trust.evidence import verify_package
+    from tests.support import HCM, Q4, GatewayClient, sample
+
+    app, witnesses = witnessed
+    svc = app.extensions["gateway"]
+    policy = WitnessPolicy.load(_policy(tmp_path, app, witnesses, "group both all w1 w2\nquorum both"))
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    doc = sender.submit(sender.keys.sign(sample("cong-van.edxml"))).get_json()["id"]
+    assert svc.timestamper.run_once() >= 1
+    receipt = sender.get(f"/v1/documents/{doc}/receipt").get_json()
+    from gateway.audit.receipt import verify_receipt
+
+    report = verify_receipt(receipt, None, policy)
+    assert report["verdict"] == "valid" and set(report["cosigned_by"]) == {"w1", "w2"}, report
+    package = GatewayClient(app.test_client(), dev_pki.agencies[Q4]).get(f"/v1/documents/{doc}/evidence")
+    assert package.status_code == 200, package.get_json()
+    checked = verify_package(
+        package.data, anchors=[dev_pki.ca.cert], gateway_certs=list(svc.keys.seal_chain), policy=policy
+    )
+    assert checked["verdict"] == "valid" and set(checked["audit"]["cosigned_by"]) == {"w1", "w2"}, checked
+    # One witness away: what is handed out now says the quorum is not met, in every verifier.
+    witnesses[1].stop()
+    sender.submit(sender.keys.sign(sample("cong-van.edxml").replace(b"1024/", b"1026/")))
+    late = sender.get(f"/v1/documents/{doc}/receipt").get_json()
+    assert verify_receipt(late, None, policy)["code"] == "quorum-not-met"
+    package = GatewayClient(app.test_client(), dev_pki.agencies[Q4]).get(f"/v1/documents/{doc}/evidence")
+    refused = verify_package(
+        package.data, anchors=[dev_pki.ca.cert], gateway_certs=list(svc.keys.seal_chain), policy=policy
+    )
+    assert refused["verdict"] == "invalid" and refused["code"] == "quorum-not-met", refused
+
+
+def test_the_workbench_checkpoint_page_requires_the_configured_quorum(witnessed, tmp_path, dev_pki, sqlite_url):
+    from tests.support import sign_in_workbench
+
+    app, witnesses = witnessed
+    svc = app.extensions["gateway"]
+    _grow(app, 2)
+    svc.witnesses.publish()
+    path = _policy(tmp_path, app, witnesses, "group both all w1 w2\nquorum both")
+    unpolicied = app.test_client()
+    sign_in_workbench(unpolicied, svc)
+    page = unpolicied.get("/audit/checkpoint").get_data(as_text=True)
+    assert 'id="witness-status" class="warn"' in page and "w1" in page and "GATEWAY_WITNESS_POLICY" in page
+
+    from gateway.audit.witness_policy import WitnessPolicy
+
+    svc.witness_policy = WitnessPolicy.load(path)
+    page = unpolicied.get("/audit/checkpoint").get_data(as_text=True)
+    assert 'id="witness-status" class="ok"' in page and "w1, w2" in page, page
+    assert page.count("— witness.test/w") == 2  # the note shown carries both cosignature lines
+    witnesses[1].stop()
+    _grow(app, 1)
+    svc.witnesses.publish()
+    page = unpolicied.get("/audit/checkpoint").get_data(as_text=True)
+    assert 'id="witness-status" class="bad"' in page and "quorum" in page, page

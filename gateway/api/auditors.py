@@ -126,7 +126,7 @@ def export_requested_range() -> tuple[IO[bytes], int, int]:
     start, end = time_bound("from"), time_bound("to")
     svc = services()
     with contextlib.suppress(LogInconsistent):  # the entries already signed are still exported
-        svc.checkpoints.refresh(force=True)
+        svc.witnessed_checkpoint()
     with svc.db.read() as conn:
         found = periods.entries_between(conn, start, end)
         if found is None:

@@ -173,7 +173,7 @@ def acknowledge(doc_id: str) -> Response:
 def get_receipt(doc_id: str) -> Response:
     """The document's audit entries with inclusion proofs against a signed checkpoint (sender and recipients only)."""
     svc = services()
-    checkpoint = svc.checkpoints.refresh(force=True)
+    checkpoint = svc.witnessed_checkpoint()
     with svc.db.read() as conn:
         hidden = inbox.hidden_from(conn, g.agency, doc_id)  # the document's own visibility rule
         return jsonify(build_receipt(conn, doc_id, checkpoint, hide=hidden))

@@ -29,7 +29,7 @@ def _caller() -> Auditor | None:
 def evidence_download(doc_id: str, auditor: Auditor | None, where: str) -> Response:
     """The package for an auditor (the read audited) or, with ``auditor`` None, for the agency in ``g``."""
     svc = services()
-    checkpoint = svc.checkpoints.refresh(force=True)
+    checkpoint = svc.witnessed_checkpoint()
     with svc.db.read() as conn:
         if auditor is None:
             inbox.document_view(conn, g.agency, doc_id)  # sender and recipients only: 404 for anyone else

@@ -117,6 +117,10 @@ class WitnessPolicy:
                     raise Refusal(CODE, f"{where}: expected log, witness, group or quorum with its fields")
             except ValueError as exc:
                 raise Refusal(CODE, f"{where}: {exc}") from None
+            except Refusal as refusal:  # a key that does not parse: say on which line
+                if refusal.reason.startswith(where):
+                    raise
+                raise Refusal(CODE, f"{where}: {refusal.reason}") from None
         if quorum is None:
             raise Refusal(CODE, "the policy has no quorum line (write 'quorum none' to need no witnesses)")
         if not logs:

@@ -53,7 +53,7 @@ class WitnessEndpoint:
         """``<vkey> <submission prefix URL>``, as ``GATEWAY_WITNESSES`` lists them."""
         parts = entry.split()
         if len(parts) != 2 or not parts[1].startswith(("http://", "https://")):
-            raise Refusal("witness-invalid", "a witness reads '<witness vkey> <https://… submission prefix>'")
+            raise Refusal("witness-invalid", "a witness reads '<witness vkey> <http(s)://… submission prefix>'")
         return cls(CosignatureVerifier.parse(parts[0]), parts[1].rstrip("/"))
 
 
@@ -103,17 +103,18 @@ class WitnessPublisher:
         self._post = post or http_post()
         self._said: dict[str, str] = {}  # the problem last logged per witness
 
-    def publish(self) -> None:
-        """Bring every witness up to the newest checkpoint, if no other process is doing it right now."""
+    def publish(self) -> bool:
+        """Bring every witness up to the newest checkpoint, if no other process is doing it right now;
+        False when another was (it may have started before the newest checkpoint was signed)."""
         if not self.witnesses:
-            return
+            return True
         with self._db.exclusive("witnesses") as mine:
             if not mine:
-                return
+                return False
             with self._db.read() as conn:
                 latest = CheckpointLog.latest(conn)
             if latest is None or latest.size == 0:
-                return
+                return True
             for witness in self.witnesses:
                 try:
                     self._catch_up(witness, latest)
@@ -122,6 +123,23 @@ class WitnessPublisher:
                 except Exception as exc:  # one witness's trouble never stops the others or the tick
                     log.exception("sending checkpoint %d to witness %s failed", latest.size, witness.name)
                     self._record(witness, None, f"{type(exc).__name__}: {exc}"[:500])
+        return True
+
+    def cosign_now(self, timeout: float = 5.0) -> None:
+        """Before a receipt, an export or an evidence package is handed out: its checkpoint goes to the
+        witnesses first, so what is handed out carries their cosignatures and meets a policy's quorum.
+
+        One pass of this process's own (waiting, up to ``timeout``, while another process finishes
+        its pass); a witness that is down costs its connection timeout, not a wait for it to return."""
+        deadline = time.monotonic() + timeout
+        while self.witnesses:
+            try:
+                if self.publish() or time.monotonic() >= deadline:
+                    return
+            except Exception:
+                log.exception("sending checkpoints to witnesses failed")
+                return
+            time.sleep(0.05)
 
     def publish_quietly(self) -> None:
         try:

@@ -30,6 +30,7 @@ from cryptography import x509
 from gateway.audit.checkpoint import NoteVerifier
 from gateway.audit.merkle import verify_inclusion
 from gateway.audit.receipt import verify_receipt
+from gateway.audit.witness_policy import WitnessPolicy
 from gateway.documents import edxml, xmlsafe
 from gateway.documents.offline import check_seal
 from gateway.documents.seal import SealFacts
@@ -258,15 +259,17 @@ def verify_package(
     vkey: str | None = None,
     freshness_seconds: int = 3600,
     now: datetime | None = None,
+    policy: WitnessPolicy | None = None,
 ) -> dict[str, Any]:
     """A report: ``verdict`` valid, invalid (with the ``part``, ``code`` and ``reason``) or indeterminate
-    (everything holds but the signer's revocation status was never established)."""
+    (everything holds but the signer's revocation status was never established).  With ``policy`` (C2SP
+    tlog-policy) the receipt's checkpoint must also carry its quorum of witness cosignatures."""
     report: dict[str, Any] = {"verdict": "invalid"}
     current = now or datetime.now(UTC)
     try:
         if not gateway_certs:
             raise Refusal("seal-unpinned", "pin the gateway's seal certificate with --gateway-cert")
-        if not vkey:
+        if not vkey and policy is None:
             raise Refusal(
                 "vkey-unpinned",
                 "pin the audit log's verifier key with --vkey (published by the gateway: `gateway audit vkey`); "
@@ -328,7 +331,7 @@ def verify_package(
                 "responder": status.responder,
             }
         report["recipients"] = list(facts.recipients)
-        receipt = _part(RECEIPT, _receipt, files, vkey, facts)
+        receipt = _part(RECEIPT, _receipt, files, vkey, facts, policy)
         report["audit"] = receipt
         notes = []
         if signer.not_valid_after_utc < current:
@@ -352,15 +355,16 @@ def verify_package(
     return report
 
 
-def _receipt(files: dict[str, bytes], vkey: str, facts: Any) -> dict[str, Any]:
+def _receipt(files: dict[str, bytes], vkey: str | None, facts: Any, policy: WitnessPolicy | None) -> dict[str, Any]:
     try:
         receipt = json.loads(files[RECEIPT])
-        verifier = NoteVerifier.parse(vkey or "")
+        verifier = NoteVerifier.parse(vkey) if vkey else None
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise Refusal("receipt-invalid", "the receipt or the audit log's verifier key cannot be read") from None
     if not isinstance(receipt, dict):
         raise Refusal("receipt-invalid", "the receipt is not a JSON object")
-    result = verify_receipt(receipt, verifier)  # every entry included in the signed log, about receipt["document"]
+    # Every entry included in the signed (and, with a policy, witnessed) log, about receipt["document"].
+    result = verify_receipt(receipt, verifier, policy)
     if result["verdict"] != "valid":
         raise Refusal(result.get("code", "receipt-invalid"), result.get("reason", "the receipt does not verify"))
     sealed = [e for e in receipt["entries"] if int(e["index"]) == facts.audit_index]
@@ -371,4 +375,7 @@ def _receipt(files: dict[str, bytes], vkey: str, facts: Any) -> dict[str, Any]:
     about = entry.get("message") if facts.kind == "status" else entry.get("document")
     if about != facts.document_uuid or entry.get("sha256") != facts.sha256:
         raise Refusal("receipt-invalid", "the sealed audit entry is about another document or other bytes")
-    return {"checkpoint_size": result["checkpoint_size"], "origin": result["origin"], "entries": result["entries"]}
+    found = {"checkpoint_size": result["checkpoint_size"], "origin": result["origin"], "entries": result["entries"]}
+    if "cosigned_by" in result:
+        found["cosigned_by"] = result["cosigned_by"]
+    return found

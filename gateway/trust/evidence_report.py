@@ -40,6 +40,7 @@ _WORDS: dict[str, dict[Lang, str]] = {
     "recipients": {"vi": "nơi nhận", "en": "recipients"},
     "audit": {"vi": "Nhật ký kiểm toán", "en": "Audit log"},
     "entries": {"vi": "mục có trong nhật ký đã ký, kích thước", "en": "entries in the signed log of size"},
+    "cosigned_by": {"vi": "đồng ký bởi các nhân chứng", "en": "cosigned by the witnesses"},
     "part": {"vi": "Phần không đạt", "en": "Failing part"},
     "reason": {"vi": "Lý do", "en": "Reason"},
     "notes": {"vi": "Ghi chú", "en": "Notes"},
@@ -85,7 +86,8 @@ def render(report: dict[str, Any], lang: Lang = "vi") -> str:
         f"{_w('status', lang)}: {status}",
         f"{_w('seal', lang)}: {_w('valid', lang)}; {_w('received', lang)} {report.get('received_at')}; "
         f"{_w('recipients', lang)} {', '.join(report.get('recipients', []))}",
-        f"{_w('audit', lang)}: {len(audit.get('entries', []))} {_w('entries', lang)} {audit.get('checkpoint_size')}",
+        f"{_w('audit', lang)}: {len(audit.get('entries', []))} {_w('entries', lang)} {audit.get('checkpoint_size')}"
+        + (f"; {_w('cosigned_by', lang)} {', '.join(audit['cosigned_by'])}" if audit.get("cosigned_by") else ""),
     ]
     notes = []
     for note in report.get("notes", []):

@@ -62,6 +62,15 @@ TEXT: dict[str, dict[str, str]] = {
         "mismatch": "KHÔNG khớp với điểm kiểm tra",
         "log_ok": "Nhật ký nhất quán với điểm kiểm tra trước và chữ ký hợp lệ",
         "log_bad": "CẢNH BÁO: nhật ký không khớp với điểm kiểm tra",
+        "witnesses": "Nhân chứng",
+        "witness_ok": "Đủ số nhân chứng đồng ký theo chính sách: {names}",
+        "witness_bad": "CẢNH BÁO: chưa đủ nhân chứng đồng ký theo chính sách",
+        "witness_unpolicied": (
+            "Đồng ký bởi: {names}. Chưa cấu hình chính sách (GATEWAY_WITNESS_POLICY) nên trang này không đòi "
+            "số tối thiểu"
+        ),
+        "witness_none": "Chưa cấu hình nhân chứng (GATEWAY_WITNESSES): nhật ký này chỉ dựa vào lời của đơn vị vận hành",
+        "no_one": "chưa ai",
         "size": "Số mục",
         "signed": "Ký lúc",
         "root": "Gốc cây Merkle",
@@ -207,6 +216,14 @@ TEXT: dict[str, dict[str, str]] = {
         "mismatch": "does NOT match checkpoint",
         "log_ok": "The log is consistent with the previous checkpoint and the signature is valid",
         "log_bad": "WARNING: the log does not match the checkpoint",
+        "witnesses": "Witnesses",
+        "witness_ok": "Cosigned by the policy's quorum of witnesses: {names}",
+        "witness_bad": "WARNING: the checkpoint does not meet the witness policy's quorum",
+        "witness_unpolicied": (
+            "Cosigned by: {names}. No policy is configured (GATEWAY_WITNESS_POLICY), so this page requires no quorum"
+        ),
+        "witness_none": "No witnesses are configured (GATEWAY_WITNESSES): this log rests on its operator's word alone",
+        "no_one": "no one",
         "size": "Entries",
         "signed": "Signed at",
         "root": "Merkle tree root",
