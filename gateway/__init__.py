@@ -59,8 +59,8 @@ def create_app(config: Config | None = None) -> Flask:
         ops.bp,
     ):
         app.register_blueprint(blueprint)
-    # Checkpoints are signed off the request path, by each server process's once-a-second thread
-    # (gateway.gunicorn_conf.post_worker_init); the receipt endpoint signs one on demand.
+    # Checkpoints are signed off the request path: by `gateway audit signer` under `gateway serve`, else
+    # by each server process's once-a-second thread (gateway.gunicorn_conf.post_worker_init).
     services = app.extensions["gateway"]
     if services.dev_idp is not None:  # demo mode only, never a production configuration
         app.register_blueprint(dev_idp_blueprint(services.dev_idp))

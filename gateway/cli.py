@@ -194,7 +194,14 @@ def _register_demo(config: Config) -> None:
     type=click.IntRange(0, 64),
     help="`gateway worker` processes to run alongside (0 when workers run elsewhere).",
 )
-def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
+@click.option(
+    "--signer/--no-signer",
+    default=True,
+    show_default=True,
+    help="Run `gateway audit signer`, the one process that loads the checkpoint key (--no-signer when it "
+    "runs on another host).",
+)
+def serve(host: str, port: int, workers: int, delivery_workers: int, signer: bool) -> None:
     """Run the HTTP server (gunicorn) and delivery workers with this folder's configuration.
 
     The public URL is ``http://HOST:PORT`` unless ``GATEWAY_PUBLIC_URL`` (or the settings file) names
@@ -233,12 +240,18 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
     )
     if config.demo:
         click.echo("DEMO MODE: development keys, identity provider and test citizens; never for production")
-    if delivery_workers == 0:
-        os.execve(sys.executable, args, env)  # noqa: S606 - replaces this process with gunicorn
-    children = [
-        subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=env) for _ in range(delivery_workers)
+    # Only the signer loads the checkpoint key; the others read its public verifier keys (issue 13).
+    workers_env = {**env, "GATEWAY_SIGNS_CHECKPOINTS": "false"}
+    children = []
+    if signer:
+        children.append(_start_signer(config, env))
+    if delivery_workers == 0 and not children:
+        os.execve(sys.executable, args, workers_env)  # noqa: S606 - replaces this process with gunicorn
+    children += [
+        subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=workers_env)
+        for _ in range(delivery_workers)
     ]
-    server = subprocess.Popen(args, env=env)  # noqa: S603 - our own interpreter and gunicorn
+    server = subprocess.Popen(args, env=workers_env)  # noqa: S603 - our own interpreter and gunicorn
 
     def forward(signum: int, _frame: object) -> None:
         for child in (server, *children):
@@ -252,6 +265,20 @@ def serve(host: str, port: int, workers: int, delivery_workers: int) -> None:
     for child in children:
         child.wait(timeout=30)
     sys.exit(code)
+
+
+def _start_signer(config: Config, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The checkpoint signer, started first: web workers begin with its verifier keys published."""
+    import time
+
+    env = {**env, "GATEWAY_SIGNS_CHECKPOINTS": "true"}
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "audit", "signer"], env=env)
+    deadline = time.monotonic() + 30
+    while not config.audit_vkeys_path.is_file() and time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail("the checkpoint signer (`gateway audit signer`) stopped at once: see its message above")
+        time.sleep(0.1)
+    return process
 
 
 def _require_free_port(host: str, port: int) -> None:
@@ -484,6 +511,7 @@ def keys_rotate(
             )
         except ValueError as exc:
             fail(str(exc))
+        svc.ring.refresh()  # a checkpoint key: the public verifier keys file lists the new key at once
         svc.audit.record(
             svc.db,
             AuditEvent(event="keys.rotation-started", outcome="ok", actor="operator", reason=f"{kind}: {rotation.new}"),
@@ -495,6 +523,7 @@ def keys_rotate(
         if not as_json:
             click.echo("", err=True)
         done = promote(config, rotation, overlap_seconds=overlap)
+        svc.ring.refresh()
         svc.audit.record(
             svc.db,
             AuditEvent(

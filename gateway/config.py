@@ -43,6 +43,11 @@ class Config:
     # they can live apart from the other keys, on the host that signs.
     audit_key: Path | None = None
     audit_state_dir: Path | None = None
+    # Whether this process signs checkpoints (and so loads the checkpoint key).  `gateway serve` runs
+    # one `gateway audit signer` for that and sets this false for its web and delivery workers, which
+    # learn the verifier keys from the public ``audit_vkeys`` file the signer writes.
+    signs_checkpoints: bool = True
+    audit_vkeys: Path | None = None
     trust_anchors: tuple[Path, ...] = ()
     public_url: str = "http://127.0.0.1:8080"
     max_document_bytes: int = 10 * 1024 * 1024
@@ -154,6 +159,11 @@ class Config:
     def audit_key_path(self) -> Path:
         """Ed25519 key that signs the audit log's checkpoints."""
         return self.audit_key or self.keys_dir / "audit-log.key"
+
+    @property
+    def audit_vkeys_path(self) -> Path:
+        """The log's verifier keys, current first: public, written by the signer, read by everyone else."""
+        return self.audit_vkeys or self.keys_dir / "audit-log.vkeys"
 
     @property
     def published_checkpoints_dir(self) -> Path:
@@ -344,7 +354,7 @@ class Config:
             self.seal_cert_path,
             self.token_key_path,
             self.pepper_path,
-            self.audit_key_path,
+            *([self.audit_key_path] if self.signs_checkpoints else []),
             *self.trust_anchor_paths,
         ]
         if self.demo:
@@ -385,6 +395,10 @@ def _int_fields() -> frozenset[str]:
     return frozenset(f.name for f in fields(Config) if f.type in ("int", int))
 
 
+def _bool_fields() -> frozenset[str]:
+    return frozenset(f.name for f in fields(Config) if f.type in ("bool", bool))
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML value or an environment string into the field's type."""
     if name == "issuers":
@@ -410,6 +424,7 @@ def _coerce(name: str, value: Any) -> Any:
         "token_key",
         "audit_key",
         "audit_state_dir",
+        "audit_vkeys",
         "procedures_file",
         "witness_policy",
     ):
@@ -424,7 +439,7 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise ValueError(f"must be a whole number, got {value!r}") from None
-    if name in ("allow_rsa_sha1", "demo"):
+    if name in _bool_fields():
         if isinstance(value, bool):
             return value
         try:

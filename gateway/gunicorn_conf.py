@@ -2,9 +2,10 @@
 
 With several workers, Prometheus metrics live in files under ``PROMETHEUS_MULTIPROC_DIR``; a
 worker that exits must be marked dead or its gauges linger in ``/metrics``.  Each worker also runs
-a small thread that, once a second, signs an audit checkpoint while entries arrive and timestamps
-the documents accepted since the last pass (both locked and idempotent, so several workers and
-hosts doing it is harmless).
+a small thread that, once a second, timestamps the documents accepted since the last pass, writes
+the summaries of refused requests and, only where it holds the checkpoint key (not under
+``gateway serve``, whose `gateway audit signer` does it), signs an audit checkpoint (all locked and
+idempotent, so several workers and hosts doing it is harmless).
 """
 
 from __future__ import annotations

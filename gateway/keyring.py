@@ -24,6 +24,7 @@ published for that reason too, their private keys unused.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ from gateway.audit.checkpoint import AnyOfVerifiers, NoteSigner, NoteVerifier
 from gateway.config import Config
 from gateway.keys import GatewayKeys, load_ed25519_key
 from gateway.trust import pki
+
+log = logging.getLogger(__name__)
 
 KINDS = ("token", "seal", "checkpoint")
 
@@ -98,6 +101,9 @@ class RingSnapshot:
     checkpoint_verifiers: tuple[NoteVerifier, ...]  # every checkpoint key this gateway ever used
     seal_chains: tuple[tuple[x509.Certificate, ...], ...]  # the current chain first, then the others published
     rotations: tuple[Rotation, ...] = field(default=())
+    # Every checkpoint verifier key, current first.  In a process that does not sign (no signers
+    # above), read from the signer's public file; empty until the signer has written it.
+    checkpoint_vkeys: tuple[str, ...] = field(default=())
 
 
 class KeyRing:
@@ -135,7 +141,7 @@ class KeyRing:
                 return 0
 
         config = self._config
-        files = [current_path(config, k) for k in KINDS] + [config.seal_cert_path]
+        files = [current_path(config, k) for k in KINDS] + [config.seal_cert_path, config.audit_vkeys_path]
         files += [rotation_dir(config) / f"{k}.json" for k in KINDS]
         now = self._clock()
         # The end of an overlap changes the snapshot with no file changing: it is part of the fingerprint.
@@ -149,7 +155,8 @@ class KeyRing:
         rotations = tuple(r for k in KINDS if (r := read_rotation(config, k)) is not None)
         folder = rotation_dir(config)
         token_keys = {keys.token_kid: keys.token_key.public_key()}
-        signers = [NoteSigner(config.audit_origin, keys.audit_key)]
+        signing = keys.audit_key is not None
+        signers = [NoteSigner(config.audit_origin, keys.audit_key)] if keys.audit_key is not None else []
         chains = [keys.seal_chain]
         for rotation in rotations:
             if not rotation.active(now):
@@ -160,7 +167,7 @@ class KeyRing:
                     key = pki.load_private_key(path)
                     if isinstance(key, ec.EllipticCurvePrivateKey):
                         token_keys.setdefault(pki.key_id(key), key.public_key())
-                elif rotation.kind == "checkpoint":
+                elif rotation.kind == "checkpoint" and signing:
                     other = NoteSigner(config.audit_origin, load_ed25519_key(path))
                     if other.vkey != signers[0].vkey:
                         signers.append(other)
@@ -169,19 +176,55 @@ class KeyRing:
                     if chain[0] != keys.seal_chain[0]:
                         chains.append(chain)
         verifiers = {s.vkey: s.verifier for s in signers}
-        for path in sorted(folder.glob("checkpoint-*.key")) if folder.is_dir() else []:
-            retired = NoteSigner(config.audit_origin, load_ed25519_key(path))
-            verifiers.setdefault(retired.vkey, retired.verifier)
+        if signing:
+            for path in sorted(folder.glob("checkpoint-*.key")) if folder.is_dir() else []:
+                retired = NoteSigner(config.audit_origin, load_ed25519_key(path))
+                verifiers.setdefault(retired.vkey, retired.verifier)
+            write_vkeys(config, list(verifiers))
+        else:
+            verifiers = {vkey: NoteVerifier.parse(vkey) for vkey in read_vkeys(config)}
         for path in sorted(folder.glob("seal-*.crt")) if folder.is_dir() else []:
             chain = tuple(pki.load_certificates(path))
             if all(chain[0] != c[0] for c in chains):
                 chains.append(chain)  # retired seal certificates: old seals must stay verifiable
-        return RingSnapshot(keys, token_keys, tuple(signers), tuple(verifiers.values()), tuple(chains), rotations)
+        return RingSnapshot(
+            keys, token_keys, tuple(signers), tuple(verifiers.values()), tuple(chains), rotations, tuple(verifiers)
+        )
+
+    @property
+    def origin(self) -> str:
+        return self._config.audit_origin
 
     @property
     def checkpoint_verifier(self) -> AnyOfVerifiers:
         """Opens any checkpoint this gateway ever signed (stored ones predate rotations)."""
         return AnyOfVerifiers(self.snapshot.checkpoint_verifiers)
+
+
+def write_vkeys(config: Config, vkeys: list[str]) -> None:
+    """The signer publishes its verifier keys for the processes that do not hold the key (issue 13).
+
+    Written only when they changed, atomically; a read-only keys folder (the file was written by
+    `gateway init` or a rotation on the host) is not an error for the signer."""
+    path = config.audit_vkeys_path
+    text = "".join(v + "\n" for v in vkeys)
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+        temporary = path.with_name(f".{path.name}.writing")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("could not write the audit verifier keys to %s (%s)", path, exc.strerror)
+
+
+def read_vkeys(config: Config) -> list[str]:
+    """What a process that does not sign knows of the log's verifier keys: nothing until the signer wrote them."""
+    try:
+        text = config.audit_vkeys_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _copy(source: Path, target: Path) -> None:

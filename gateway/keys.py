@@ -63,7 +63,7 @@ class GatewayKeys:
     token_kid: str
     trust: TrustStore
     pepper: bytes
-    audit_key: Ed25519PrivateKey
+    audit_key: Ed25519PrivateKey | None  # only in the process that signs checkpoints (issue 13)
     # The citizen portal's document-signing key: dossiers the gateway builds are signed with it, never
     # with the seal key, so a seal is always by a different certificate than the document it seals.
     portal_key: pki.SigningKey | None = None
@@ -89,7 +89,7 @@ class GatewayKeys:
             token_kid=pki.key_id(token_key),
             trust=TrustStore(anchors),
             pepper=config.pepper_path.read_bytes(),
-            audit_key=load_ed25519_key(config.audit_key_path),
+            audit_key=load_ed25519_key(config.audit_key_path) if config.signs_checkpoints else None,
             portal_key=pki.load_private_key(config.portal_key_path) if config.portal_key_path.is_file() else None,
             portal_chain=tuple(pki.load_certificates(config.portal_cert_path))
             if config.portal_cert_path.is_file()

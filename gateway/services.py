@@ -97,8 +97,9 @@ class Services:
             self.ring.refresh()
         except Exception:  # a half-written key file is retried next second; the old keys keep working
             logging.getLogger(__name__).exception("reloading the gateway's keys failed")
-        self.checkpoints.refresh_quietly()
-        self.witnesses.publish_quietly()
+        if self.checkpoints.signs:  # else `gateway audit signer` signs and publishes (issue 13)
+            self.checkpoints.refresh_quietly()
+            self.witnesses.publish_quietly()
         self.refusals.flush_quietly(self.db, self.audit)
         self.timestamper.run_quietly()
         try:
@@ -215,9 +216,9 @@ class Services:
                 )
             )
         portal = config.portal_agency or (DEMO_PORTAL[0] if config.demo else None)
-        checkpoints = CheckpointLog(
-            db, ring, published=PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin)
-        )
+        # The record of what was signed lives beside the key, with the signer: not in other processes.
+        published = PublishedCheckpoint(config.published_checkpoints_dir, config.audit_origin)
+        checkpoints = CheckpointLog(db, ring, published=published if config.signs_checkpoints else None)
         return cls(
             statistics=StatisticsCache(db),
             sessions=WorkbenchSessions(

@@ -65,3 +65,17 @@ def test_unknown_toml_setting_and_missing_file_are_errors(tmp_path: Path):
 def test_missing_keys_say_how_to_make_them(tmp_path: Path):
     problems = Config(keys_dir=tmp_path).missing_key_files()
     assert problems and all("gateway keys init" in p for p in problems)
+
+
+def test_every_true_false_setting_reads_false_as_false_from_the_environment():
+    """GATEWAY_SIGNS_CHECKPOINTS=false once arrived as the (true) string "false": every bool is coerced."""
+    from dataclasses import fields
+
+    from gateway.config import Config
+
+    flags = [f.name for f in fields(Config) if f.type in ("bool", bool)]
+    assert "signs_checkpoints" in flags
+    for word, expected in (("false", False), ("true", True), ("0", False), ("yes", True)):
+        env = {f"GATEWAY_{name.upper()}": word for name in flags}
+        config = Config.load(env)
+        assert all(getattr(config, name) is expected for name in flags), (word, flags)

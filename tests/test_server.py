@@ -238,6 +238,29 @@ def test_workers_sign_the_tail_of_the_audit_log_within_a_couple_of_seconds(serve
     assert signed == head
 
 
+def test_only_the_signer_process_holds_the_checkpoint_key(server):
+    """Issue 13: the web workers serve without the key; `gateway audit signer` signs for them."""
+    base, keys = server
+    ready = requests.get(base + "/readyz", timeout=10).json()
+    assert ready["details"]["checkpoint_signer"]["signs_here"] is False, ready
+    holders = []  # (command, may sign) of every process of this deployment
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(keys.parent).encode() not in environ or b"gateway" not in b" ".join(cmdline):
+            continue
+        signs = b"GATEWAY_SIGNS_CHECKPOINTS=false" not in environ.split(b"\0")
+        holders.append((b" ".join(cmdline[2:5]).decode(), signs))
+    assert [h for h in holders if h[1] and "audit signer" not in h[0] and "serve" not in h[0]] == [], holders
+    assert any("audit signer" in h[0] for h in holders), holders
+    assert any("gunicorn" in h[0] and not h[1] for h in holders), holders  # tests/test_checkpoint_signer: never read
+
+
 def test_healthz_stays_fast_while_slow_clients_trickle_headers(server):
     """Issue 10, finding 1: the review's 16 trickling connections (here 32) stalled every probe under gthread."""
     from bench.slowloris import under_attack

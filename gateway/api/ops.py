@@ -51,6 +51,7 @@ def readyz() -> Response:
             checks["audit_log"] = problem is None  # a restore lost entries the gateway had published
             if problem:
                 details["audit_log"] = problem
+            details["checkpoint_signer"] = svc.checkpoints.signer_lag()
             if svc.witnesses.witnesses:  # informative: a witness behind is caught up, not a reason to stop serving
                 with svc.db.read() as conn:
                     details["witnesses"] = [

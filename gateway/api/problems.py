@@ -80,6 +80,7 @@ CODES: dict[str, tuple[int, str]] = {
     "unsupported-media-type": (415, "Unsupported media type"),
     "database-unavailable": (503, "Database unavailable"),
     "state-unavailable": (503, "Shared state unavailable"),
+    "checkpoint-pending": (503, "No checkpoint signed yet"),
     "rate-limited": (429, "Too many requests"),
     "not-an-auditor": (403, "Auditor role required"),
     "csrf-failed": (403, "Form not accepted"),

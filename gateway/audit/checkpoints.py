@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -34,13 +34,22 @@ log = logging.getLogger("gateway.audit")
 class _Signers:
     checkpoint_signers: tuple[NoteSigner, ...]
     checkpoint_verifiers: tuple[NoteVerifier, ...]
+    checkpoint_vkeys: tuple[str, ...]
 
 
 class FixedSigner:
     """One key that never rotates (benchmarks, tools): the same shape as :class:`gateway.keyring.KeyRing`."""
 
     def __init__(self, signer: NoteSigner) -> None:
-        self.snapshot = _Signers((signer,), (signer.verifier,))
+        self.snapshot = _Signers((signer,), (signer.verifier,), (signer.vkey,))
+        self.origin = signer.name
+
+
+class SignerAway(Refusal):
+    """This process does not sign, and the signer has not signed what was asked for in time."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("checkpoint-pending", reason)
 
 
 class LogInconsistent(Exception):
@@ -66,10 +75,12 @@ class CheckpointLog:
         *,
         interval: float = 1.0,
         published: PublishedCheckpoint | None = None,
+        signer_wait_seconds: float = 5.0,
     ) -> None:
         self._db = db
         self._ring = ring
         self._interval_us = int(interval * 1_000_000)
+        self._signer_wait = signer_wait_seconds
         self._published = published
         self._last_warned = -60.0
 
@@ -82,17 +93,24 @@ class CheckpointLog:
         return self._ring.snapshot.checkpoint_signers
 
     @property
+    def signs(self) -> bool:
+        """Whether this process holds the checkpoint key; otherwise `gateway audit signer` signs."""
+        return bool(self._signers)
+
+    @property
     def vkey(self) -> str:
-        return self._signers[0].vkey
+        """The current verifier key ("" in a process that does not sign, until the signer published it)."""
+        vkeys = self.vkeys
+        return vkeys[0] if vkeys else ""
 
     @property
     def vkeys(self) -> list[str]:
         """Every verifier key of this log, current first: the ones signing now, then retired ones."""
-        return [self.vkey, *(v.vkey for v in self._ring.snapshot.checkpoint_verifiers if v.vkey != self.vkey)]
+        return list(self._ring.snapshot.checkpoint_vkeys)
 
     @property
     def origin(self) -> str:
-        return self._signers[0].name
+        return self._ring.origin
 
     @staticmethod
     def latest(conn: Connection) -> SignedCheckpoint | None:
@@ -109,6 +127,8 @@ class CheckpointLog:
             latest = self.latest(conn)
         if latest is not None and (latest.size == size or (not force and now - latest.created_us < self._interval_us)):
             return latest
+        if not self.signs:
+            return self._signed_elsewhere(size, wait=force or latest is None)
         with self._db.write() as conn:
             conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(size=audit_head.c.size))  # lock
             size, latest = _head_size(conn), self.latest(conn)
@@ -142,6 +162,41 @@ class CheckpointLog:
                 sa.insert(audit_checkpoints).values(size=size, root=root, note=note, created_us=signed.created_us)
             )
         return signed
+
+    def _signed_elsewhere(self, size: int, *, wait: bool) -> SignedCheckpoint:
+        """In a process without the key: the signer's latest checkpoint, waiting (bounded) for one of
+        ``size`` entries when the caller needs everything written so far covered."""
+        deadline = time.monotonic() + self._signer_wait
+        while True:
+            with self._db.read() as conn:
+                latest = self.latest(conn)
+            if latest is not None and (latest.size >= size or not wait):
+                return latest
+            if time.monotonic() >= deadline:
+                raise SignerAway(
+                    f"no checkpoint covering the log's {size} entries was signed within {self._signer_wait:g} s: "
+                    "the checkpoint signer (`gateway audit signer`, started by `gateway serve`) is not running "
+                    "or cannot sign; retry shortly"
+                )
+            time.sleep(0.05)
+
+    def signer_lag(self) -> dict[str, Any]:
+        """For /readyz: entries not yet under a checkpoint, and for how long (a stopped signer shows here)."""
+        with self._db.read() as conn:
+            size, latest = _head_size(conn), self.latest(conn)
+        unsigned = size - (latest.size if latest is not None else 0)
+        behind = time.time() - latest.created_us / 1e6 if latest is not None and unsigned else 0.0
+        found: dict[str, Any] = {
+            "signs_here": self.signs,
+            "unsigned_entries": unsigned,
+            "seconds_behind": round(behind),
+        }
+        if unsigned and behind > 10 * self._interval_us / 1e6 + 5:
+            found["problem"] = (
+                f"{unsigned} entries unsigned for {behind:.0f} s: is the checkpoint signer (`gateway audit signer`) "
+                "running and able to sign?"
+            )
+        return found
 
     def published_problem(self) -> str | None:
         """Why no checkpoint can be signed (for /readyz), or None."""

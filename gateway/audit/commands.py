@@ -218,3 +218,43 @@ def audit_accept_restore(reason: str) -> None:
 from gateway.audit.monitor_command import monitor  # noqa: E402 - it reuses this module's options
 
 audit.add_command(monitor)
+
+
+@audit.command("signer")
+def audit_signer() -> None:
+    """Sign the log's checkpoints until stopped: the one process that loads the checkpoint key.
+
+    `gateway serve` starts it; run it yourself (on the host that keeps GATEWAY_AUDIT_KEY) when the
+    web servers run elsewhere or with `gateway serve --no-signer`.
+    """
+    import logging
+    import signal
+    import threading
+
+    from gateway.audit.signer import CheckpointSigner
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = load_config()
+    if not config.signs_checkpoints:
+        fail("GATEWAY_SIGNS_CHECKPOINTS is false here: the signer is the process that signs; unset it for this one")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with cli_services() as svc:
+        signer = CheckpointSigner(svc)
+        click.echo(
+            f"checkpoint signer for {svc.checkpoints.origin} started (key {config.audit_key_path}; verifier keys "
+            f"published in {config.audit_vkeys_path}; {len(svc.witnesses.witnesses)} witness(es))",
+            err=True,
+        )
+        last_said = [0.0]
+
+        def report(signed: Any) -> None:
+            import time
+
+            if time.monotonic() - last_said[0] >= 60:
+                click.echo(f"signer: checkpoint {signed.size} signed ({signer.signed} since start)", err=True)
+                last_said[0] = time.monotonic()
+
+        signer.run(stop, report)
+        click.echo(f"checkpoint signer stopped after {signer.signed} checkpoints", err=True)
