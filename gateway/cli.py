@@ -238,6 +238,9 @@ def serve(host: str, port: int, workers: int, delivery_workers: int, signer: boo
         f"serving on http://{host}:{port} with {workers} workers and {delivery_workers} delivery worker(s) "
         f"(Ctrl-C to stop); public URL {public_url}"
     )
+    if config.witnesses:
+        names = ", ".join(e.split()[0].split("+")[0] for e in config.witnesses)
+        click.echo(f"checkpoints go to {len(config.witnesses)} witness(es): {names}")
     if config.demo:
         click.echo("DEMO MODE: development keys, identity provider and test citizens; never for production")
     # Only the signer loads the checkpoint key; the others read its public verifier keys (issue 13).
