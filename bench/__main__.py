@@ -27,6 +27,8 @@ BENCHMARKS = {
     "delivery": "bench.delivery_throughput",
     "large-documents": "bench.large_documents",
     "overview": "bench.overview_report",
+    "witnesses": "bench.witnessed_log",
+    "flood": "bench.refusal_flood",
 }
 METHOD = (
     "Each figure is the median of its repetitions (spread: min–max), after a warm-up, next to a "

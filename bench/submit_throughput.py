@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,16 @@ def _counts(db: Path) -> dict[str, int]:
     return counts
 
 
-def measure(label: str, code: Path, seconds: float, clients: int, settings: dict[str, str] | None = None) -> Run:
-    """One fresh deployment of the code in ``code`` (embedded unless ``settings`` say otherwise)."""
+def measure(
+    label: str,
+    code: Path,
+    seconds: float,
+    clients: int,
+    settings: dict[str, str] | None = None,
+    on_ready: Callable[[DemoDeployment], None] | None = None,
+) -> Run:
+    """One fresh deployment of the code in ``code`` (embedded unless ``settings`` say otherwise);
+    ``on_ready`` runs once it serves, before anything is timed (e.g. to start its witnesses)."""
     from gateway.documents.signing import sign_edxml
     from gateway.trust import pki
 
@@ -168,6 +177,8 @@ def measure(label: str, code: Path, seconds: float, clients: int, settings: dict
     )
     home, port = deployment.home, deployment.port
     try:
+        if on_ready is not None:
+            on_ready(deployment)
         keys = home / "keys" / "agencies" / "000.00.00.H29"
         signing_key = pki.load_private_key(keys / "signing.key")
         chain = pki.load_certificates(keys / "signing.crt")
