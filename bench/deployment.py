@@ -26,12 +26,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(port: int, seconds: float = 40) -> None:
+def wait_ready(port: int, seconds: float = 40, path: str = "/readyz") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/readyz")
+            c.request("GET", path)
             if c.getresponse().status == 200:
                 return
         except OSError:

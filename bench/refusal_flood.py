@@ -18,7 +18,6 @@ The flood processes share the two cores with the server, so part of the rise is 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import multiprocessing as mp
 import sqlite3
@@ -32,6 +31,7 @@ if __package__ in (None, ""):
 
 from bench.deployment import DemoDeployment
 from bench.measure import Figure
+from bench.report import standalone
 from bench.submit_throughput import SAMPLE, _token, run_load
 
 NAME = "flood"
@@ -138,14 +138,5 @@ def run(quick: bool) -> list[Figure]:
     return figures(seconds=1.0) if quick else figures()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    from bench.report import print_table
-
-    print_table(run(args.quick), verdicts=not args.quick)
-
-
 if __name__ == "__main__":
-    main()
+    standalone(__doc__, run)

@@ -120,3 +120,11 @@ def timed_command(description: str, figures: Callable[..., list[Figure]], *, sec
     parser.add_argument("--quick", action="store_true", help="a smoke run: short and one repetition")
     args = parser.parse_args()
     print_table(figures(seconds=0.2, repetitions=1) if args.quick else figures(seconds=args.seconds))
+
+
+def standalone(doc: str | None, run: Callable[[bool], list[Figure]]) -> None:
+    """``python bench/NAME.py [--quick]``: one benchmark's figures as the suite's table."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: the figures mean nothing")
+    quick = parser.parse_args().quick
+    print_table(run(quick), verdicts=not quick)

@@ -18,7 +18,6 @@ the README promises.  Non-2xx answers are errors.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import statistics
 import subprocess
@@ -30,8 +29,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.deployment import ROOT, DemoDeployment, free_port
+from bench.deployment import ROOT, DemoDeployment, free_port, wait_ready
 from bench.measure import Figure
+from bench.report import standalone
 from bench.submit_throughput import _token, measure
 
 NAME = "witnesses"
@@ -66,7 +66,7 @@ class Witnesses:
                 )
             )
         for _name, _vkey, port in self.members:
-            _wait_http(port)
+            wait_ready(port, 30, path="/healthz")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -76,19 +76,6 @@ class Witnesses:
 
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, check=True)
-
-
-def _wait_http(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the witness on port {port} did not start")
 
 
 def _checkpoint(port: int) -> tuple[int, int]:
@@ -198,14 +185,5 @@ def run(quick: bool) -> list[Figure]:
     return figures(seconds=1.0, clients=2, samples=2) if quick else figures()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    from bench.report import print_table
-
-    print_table(run(args.quick), verdicts=not args.quick)
-
-
 if __name__ == "__main__":
-    main()
+    standalone(__doc__, run)
