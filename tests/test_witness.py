@@ -332,3 +332,39 @@ def test_gateway_witness_serve_is_a_real_server_whose_state_outlives_it(tmp_path
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_anyone_replaying_a_public_checkpoint_cannot_push_out_the_evidence_of_a_fork(witness, log_key):
+    """Review: 1005 padded replays of the public checkpoint (409 each) evicted the fork evidence kept."""
+    log = Log(log_key)
+    log.grow(4)
+    assert witness.add_checkpoint(log.request(0)).status == 200
+    forked = Log(log_key, prefix="rewritten")
+    forked.grow(4)
+    assert witness.add_checkpoint(forked.request(4)).status == 422  # the log signed a fork: evidence
+    padding = "".join(f"\u2014 junk.example/k{i} {base64.b64encode(bytes(68)).decode()}\n" for i in range(300))
+    replay = f"old 1\n\n{log.checkpoint()}{padding}".encode()
+    for _ in range(1100):
+        assert witness.add_checkpoint(replay).status == 409
+    kept = witness.state.refusals(ORIGIN)
+    assert [status for _at, status, _reason in kept] == [422]  # replays are nobody's evidence
+    with witness.state._transaction(write=False) as conn:
+        stored = conn.execute("SELECT request FROM refused").fetchone()[0]
+    assert "junk.example" not in stored and stored.count("\u2014 ") == 1  # the log's own signature only
+
+
+def test_a_checkpoint_size_beyond_64_bits_is_refused_not_a_server_error(witness, log_key):
+    huge = log_key.sign(f"{ORIGIN}\n{2**63}\n{base64.b64encode(bytes(32)).decode()}\n")
+    answer = witness.add_checkpoint(f"old 0\n\n{huge}".encode())
+    assert answer.status == 403 and "above" in answer.body
+    assert witness.add_checkpoint(f"old {2**64}\n\n{huge}".encode()).status == 400
+
+
+def test_another_body_for_a_size_already_cosigned_is_refused(witness, log_key):
+    log = Log(log_key)
+    log.grow(3)
+    assert witness.add_checkpoint(log.request(0)).status == 200
+    text = Checkpoint(ORIGIN, 3, root_hash(log.tree(), 3)).text() + "extension line\n"
+    answer = witness.add_checkpoint(f"old 3\n\n{log_key.sign(text)}".encode())
+    assert answer.status == 422 and "differs" in answer.body
+    assert witness.add_checkpoint(log.request(3)).status == 200  # the same body again is fine

@@ -3,6 +3,7 @@ caught up when it returns, and a history rewritten behind the signer's back dete
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +200,9 @@ def test_bundles_and_receipts_verify_only_with_the_policys_quorum_of_witnesses(w
         ("log {log}\nquorum none\nquorum none\n", "exactly one quorum"),
         ("log {log}\nbanana\nquorum none\n", "expected log, witness"),
         ("log not-a-key\nquorum none\n", "line 1: "),  # the key's own complaint, with its line
+        ("log {log}\nwitness w1 {w}\ngroup g 2 w1 w1\nquorum g\n", "line 3: w1 would count twice"),
+        ("log {log}\nwitness w1 {w}\nwitness w2 {w2}\ngroup g1 any w1 w2\ngroup g2 2 g1 w1\nquorum g2\n", "twice"),
+        ("log {log}\nwitness w1 {logw}\nquorum w1\n", "a log cannot witness itself"),
         ("log {log}\nwitness w1 {w}\nwitness w2 garbage\nquorum w1\n", "line 3: "),
     ],
 )
@@ -210,10 +214,47 @@ def test_a_policy_that_says_less_than_it_seems_to_is_refused_with_the_line(text,
     from gateway.policy import Refusal
     from gateway.witness.cosignature import CosignatureSigner
 
-    log = NoteSigner("gateway.test/audit", Ed25519PrivateKey.generate()).vkey
+    log_key = Ed25519PrivateKey.generate()
+    log = NoteSigner("gateway.test/audit", log_key).vkey
     w = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate()).vkey
+    w2 = CosignatureSigner("witness.test/w2", Ed25519PrivateKey.generate()).vkey
+    logw = CosignatureSigner("gateway.test/audit", log_key).vkey  # the log's key relabelled as a witness's
     with pytest.raises(Refusal, match=reason):
-        WitnessPolicy.parse(text.format(log=log, w=w))
+        WitnessPolicy.parse(text.format(log=log, w=w, w2=w2, logw=logw))
+
+
+def test_a_corrupt_cosignature_refuses_the_note_wherever_it_stands():
+    """Review: a valid line before a corrupt one was accepted, after it refused."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.audit.checkpoint import Checkpoint, NoteSigner
+    from gateway.audit.witness_policy import WitnessPolicy
+    from gateway.policy import Refusal
+    from gateway.witness.cosignature import CosignatureSigner
+
+    log = NoteSigner("gateway.test/audit", Ed25519PrivateKey.generate())
+    w1 = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate())
+    policy = WitnessPolicy.parse(f"log {log.vkey}\nwitness w1 {w1.vkey}\nquorum w1\n")
+    text = Checkpoint("gateway.test/audit", 1, bytes(32)).text()
+    good = w1.cosign(text, 1_800_000_000).rstrip("\n")
+    name, blob = good[2:].split(" ")
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    bad = f"\u2014 {name} {base64.b64encode(bytes(raw)).decode()}"
+    note = log.sign(text)
+    assert policy.accept(note + good + "\n").cosigned_by == ("w1",)
+    for lines in ((good, bad), (bad, good)):
+        with pytest.raises(Refusal):
+            policy.accept(note + "".join(line + "\n" for line in lines))
+    # The log's own signature: the same rule.
+    sig = note.rstrip("\n").rsplit("\n", 1)[1]
+    lname, lblob = sig[2:].split(" ")
+    lraw = bytearray(base64.b64decode(lblob))
+    lraw[-1] ^= 1
+    corrupt = f"\u2014 {lname} {base64.b64encode(bytes(lraw)).decode()}\n"
+    for doubled in (note + corrupt, note.replace(sig + "\n", corrupt + sig + "\n")):
+        with pytest.raises(Refusal):
+            log.verifier.verify(doubled)
 
 
 def test_a_witness_that_is_down_is_said_once_in_a_short_line_not_a_traceback_every_second(witnessed, caplog):

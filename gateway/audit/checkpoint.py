@@ -27,6 +27,7 @@ DASH = "\u2014"
 CODE = "checkpoint-invalid"
 _NAME = re.compile(r"[^\s+]+")
 _SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
+MAX_TREE_SIZE = 2**63 - 1
 
 
 def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
@@ -91,7 +92,8 @@ class NoteVerifier:
     def verify(self, note: str) -> str:
         """The note's text when it carries a valid signature by this key; signatures by other keys are ignored."""
         text, signatures = split_note(note)
-        for line in signatures:
+        found = False
+        for line in signatures:  # every line by this key, so the verdict never depends on their order
             name, _, blob = line[2:].partition(" ")
             if name != self.name:
                 continue
@@ -105,8 +107,10 @@ class NoteVerifier:
                 self.public_key.verify(raw[4:], text.encode())
             except InvalidSignature:
                 raise Refusal(CODE, f"the signature by {self.name} does not verify") from None
-            return text
-        raise Refusal(CODE, f"the note carries no signature by {self.name} with key ID {self.key_id.hex()}")
+            found = True
+        if not found:
+            raise Refusal(CODE, f"the note carries no signature by {self.name} with key ID {self.key_id.hex()}")
+        return text
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,8 @@ class Checkpoint:
             raise Refusal(CODE, f"the checkpoint is for {lines[0]!r}, not {origin!r}")
         if not _SIZE.fullmatch(lines[1]):
             raise Refusal(CODE, "the tree size is not a decimal number")
+        if int(lines[1]) > MAX_TREE_SIZE:  # stored as a signed 64-bit integer everywhere (SQLite, PostgreSQL)
+            raise Refusal(CODE, f"the tree size is above {MAX_TREE_SIZE}")
         try:
             root = base64.b64decode(lines[2], validate=True)
         except (ValueError, binascii.Error):

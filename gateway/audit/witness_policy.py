@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from gateway.audit.checkpoint import AnyOfVerifiers, Checkpoint, NoteVerifier, split_note
 from gateway.policy import Refusal
 from gateway.witness.cosignature import CosignatureVerifier
@@ -103,11 +106,14 @@ class WitnessPolicy:
                     verifier = CosignatureVerifier.parse(args[1])
                     if any(v.public_key == verifier.public_key for v in witnesses.values()):
                         raise Refusal(CODE, f"{where}: this witness key is listed twice")
+                    if any(_raw(log.public_key) == _raw(verifier.public_key) for log in logs):
+                        raise Refusal(CODE, f"{where}: this is a log's key: a log cannot witness itself")
                     witnesses[name] = verifier
                     rules[name] = Witnessed(name)
                 elif keyword == "group" and len(args) >= 3:
                     name = _new_name(args[0], rules, where)
                     members = tuple(_known(m, rules, where) for m in args[2:])
+                    _disjoint(members, where)
                     rules[name] = Group(name, _threshold(args[1], len(members), where), members)
                 elif keyword == "quorum" and len(args) == 1:
                     if quorum is not None:
@@ -150,11 +156,14 @@ class WitnessPolicy:
         raise failure
 
     def cosigners(self, note: str) -> tuple[str, ...]:
-        """The policy names of the witnesses with a valid cosignature in ``note``; a bad one is refused."""
+        """The policy names of the witnesses with a valid cosignature in ``note``; a bad one is refused.
+
+        Every line is checked (a list, not ``any``): a corrupt line by a known witness refuses the
+        note wherever it stands, so the verdict never depends on the lines' order."""
         body, lines = split_note(note)
         found = []
         for name, verifier in self.witnesses.items():
-            if any(verifier.timestamp(body, line) is not None for line in lines):
+            if [stamp for line in lines if (stamp := verifier.timestamp(body, line)) is not None]:
                 found.append(name)
         return tuple(found)
 
@@ -178,6 +187,27 @@ def _new_name(name: str, rules: dict[str, Rule], where: str) -> str:
     if name in rules:
         raise Refusal(CODE, f"{where}: {name!r} is defined twice")
     return name
+
+
+def _witnesses_in(rule: Rule) -> frozenset[str]:
+    if isinstance(rule, Group):
+        return frozenset().union(*(_witnesses_in(m) for m in rule.members))
+    return frozenset({rule.name})
+
+
+def _disjoint(members: tuple[Rule, ...], where: str) -> None:
+    """Each witness counts once in a group: ``group g 2 w1 w1``, or a member group that also holds
+    another member, would let fewer witnesses than the threshold says meet it."""
+    seen: set[str] = set()
+    for member in members:
+        inside = _witnesses_in(member)
+        if inside & seen:
+            raise Refusal(CODE, f"{where}: {', '.join(sorted(inside & seen))} would count twice in this group")
+        seen |= inside
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _known(name: str, rules: dict[str, Rule], where: str) -> Rule:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gateway.audit.checkpoint import AnyOfVerifiers, Checkpoint, NoteVerifier, split_note
+from gateway.audit.checkpoint import MAX_TREE_SIZE, AnyOfVerifiers, Checkpoint, NoteVerifier, split_note
 from gateway.audit.merkle import verify_consistency
 from gateway.policy import Refusal
 from gateway.witness.cosignature import CosignatureSigner
@@ -83,8 +83,13 @@ class Witness:
             assert stored is not None
             return Answer(200, stored.cosignature)
         except _Refused as refused:
-            if checkpoint is not None and request is not None and refused.answer.status != 404:
-                self.state.record_refusal(checkpoint.origin, refused.answer.status, str(refused), request.note)
+            # Evidence is what only a misbehaving log can produce: a checkpoint it signed that does not
+            # agree with what this witness cosigned (422).  Replays of a public checkpoint with a wrong
+            # old size (409) are anyone's to send, so they are not kept (review: they evicted evidence).
+            if checkpoint is not None and request is not None and refused.answer.status == 422:
+                self.state.record_refusal(
+                    checkpoint.origin, refused.answer.status, str(refused), _as_signed_by_log(request.note)
+                )
             return refused.answer
 
     def checkpoint(self, origin_hash: str) -> Answer:
@@ -124,6 +129,8 @@ class Witness:
             assert current is not None
             if request.proof or checkpoint.root != current.root:
                 raise _Refused(422, f"the checkpoint's root differs from the one cosigned at size {current.size}")
+            if text != split_note(current.checkpoint)[0]:  # same tree, other lines: two bodies for one size
+                raise _Refused(422, f"the checkpoint differs from the one cosigned at size {current.size}")
         else:
             assert current is not None
             if not verify_consistency(request.old, checkpoint.size, current.root, checkpoint.root, request.proof):
@@ -135,10 +142,17 @@ class Witness:
             origin=checkpoint.origin,
             size=checkpoint.size,
             root=checkpoint.root,
-            checkpoint=request.note,
+            checkpoint=_as_signed_by_log(request.note),
             cosignature=self.signer.cosign(text, now),
             updated_at=now,
         )
+
+
+def _as_signed_by_log(note: str) -> str:
+    """The checkpoint with the log's own signature lines only: what the evidence needs, no padding."""
+    text, lines = split_note(note)
+    origin = text.split("\n", 1)[0]
+    return text + "\n" + "".join(line + "\n" for line in lines if line.startswith(f"\u2014 {origin} "))
 
 
 def _parse(body: bytes) -> _Request:
@@ -155,6 +169,8 @@ def _parse(body: bytes) -> _Request:
     found = _OLD.fullmatch(lines[0])
     if found is None:
         raise _Refused(400, "the first line must read 'old <size>' (decimal, no leading zeroes)")
+    if int(found.group(1)) > MAX_TREE_SIZE:
+        raise _Refused(400, f"old size above {MAX_TREE_SIZE}")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise _Refused(400, f"more than {MAX_PROOF_LINES} consistency proof lines")
     proof = []

@@ -78,15 +78,18 @@ class WitnessState:
             return new or current
 
     def record_refusal(self, origin: str, status: int, reason: str, request: str) -> None:
+        """Keep the evidence: each distinct request once, and the *first* ones once the room is full —
+        the first fork is the proof, and nobody can push it out by sending more."""
         with self._transaction() as conn:
+            kept = conn.execute("SELECT count(*) FROM refused WHERE origin = ?", (origin,)).fetchone()[0]
+            known = conn.execute(
+                "SELECT 1 FROM refused WHERE origin = ? AND request = ? LIMIT 1", (origin, request)
+            ).fetchone()
+            if kept >= KEEP_REFUSED or known is not None:
+                return
             conn.execute(
                 "INSERT INTO refused (origin, at, status, reason, request) VALUES (?, ?, ?, ?, ?)",
                 (origin, int(time.time()), status, reason[:500], request),
-            )
-            conn.execute(
-                "DELETE FROM refused WHERE origin = ? AND id <= (SELECT id FROM refused WHERE origin = ? "
-                "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (origin, origin, KEEP_REFUSED),
             )
 
     def refusals(self, origin: str) -> list[tuple[int, int, str]]:
