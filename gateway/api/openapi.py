@@ -25,7 +25,8 @@ EVERY_OPERATION = {
     "413": "too-large: the request body is larger than the gateway accepts",
     "414": "uri-too-long: the request target is longer than 8 KiB",
     "431": "headers-too-large: the request head is larger than 16 KiB",
-    "503": "too-many-connections, database-unavailable or state-unavailable: retry after Retry-After",
+    "503": "too-many-connections, database-unavailable, state-unavailable or checkpoint-pending (no checkpoint "
+    "signer answered): retry after Retry-After",
 }
 AUTHENTICATED = {"401": "invalid-token: the bearer token is missing, invalid or expired"}
 WITH_PATH_PARAMETER = {"404": "not found (or not visible to this caller)"}
