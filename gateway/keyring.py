@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.audit.checkpoint import AnyOfVerifiers, NoteSigner, NoteVerifier
 from gateway.config import Config
 from gateway.keys import GatewayKeys, load_ed25519_key
+from gateway.store.durable import write_durably
 from gateway.trust import pki
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,7 @@ def write_vkeys(config: Config, vkeys: list[str]) -> None:
     try:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
-        temporary = path.with_name(f".{path.name}.writing")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        write_durably(path, text.encode("utf-8"))
     except OSError as exc:
         log.warning("could not write the audit verifier keys to %s (%s)", path, exc.strerror)
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +43,7 @@ from gateway.audit.tiles import (
 )
 from gateway.audit.witness_policy import WitnessPolicy
 from gateway.policy import Refusal
+from gateway.store.durable import write_durably
 
 # (url, request headers) → (status, body): the one HTTP call, replaceable by a test client.
 Fetch = Callable[[str, Mapping[str, str]], tuple[int, bytes]]
@@ -118,26 +116,9 @@ def load_state(path: Path) -> MonitorState | None:
 
 
 def save_state(path: Path, state: MonitorState) -> None:
-    """Replace ``path`` atomically: a temporary file beside it, fsync'd, then renamed over it."""
+    """Replace ``path`` atomically (gateway.store.durable): the last verified checkpoint survives a crash."""
     data = json.dumps(state.as_dict(), ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # the rename itself durable (POSIX; not every platform opens directories)
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+    write_durably(path, data)
 
 
 def tlog_prefix(url: str) -> str:

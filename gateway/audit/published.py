@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.store.durable import write_durably
+
 
 @dataclass(frozen=True)
 class Published:
@@ -70,7 +72,7 @@ class PublishedCheckpoint:
             if current is not None and current.size >= size:
                 return
             record = json.dumps({"size": size, "root": base64.b64encode(root).decode(), "note": note}).encode()
-            _write_durably(path, record)
+            write_durably(path, record)
 
     def forget(self) -> Published | None:
         """For an operator who decides to accept a restore that lost entries (``gateway audit accept-restore``)."""
@@ -100,19 +102,3 @@ def _set_aside(path: Path) -> Published | None:
     if found is not None:
         os.replace(path, path.with_suffix(f".superseded-{found.size}-{int(time.time())}"))
     return found
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that after a crash it holds the old record or the new, whole:
-    written beside it, flushed, renamed over it, and the rename flushed with the folder."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(temporary, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
