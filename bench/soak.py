@@ -87,6 +87,8 @@ class Gateway(DemoDeployment):
                 # The soak measures the gateway, not its rate limits.
                 "GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE": str(10**9),
                 "GATEWAY_CITIZEN_DOSSIERS_PER_HOUR": str(10**9),
+                "GATEWAY_LOGINS_PER_MINUTE": str(10**9),  # every citizen call counts as a login per address
+                "GATEWAY_TOKEN_REQUESTS_PER_MINUTE": str(10**9),
             }
         )
 

@@ -61,7 +61,7 @@ class Config:
     agency_submissions_per_minute: int = 600
     # Unauthenticated requests that still write (issue 13): per source address and minute.
     token_requests_per_minute: int = 120
-    logins_per_minute: int = 60
+    logins_per_minute: int = 600  # every citizen API call logs in; many phones share a carrier's address
     refusal_summary_seconds: int = 60  # unauthenticated refusals are audited as one summary per interval
     delivery_lease_seconds: int = 60  # a claim whose worker died is taken over after this
     delivery_receipt_poll_seconds: int = 15  # how often to look for filesystem / stream receipts

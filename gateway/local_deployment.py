@@ -87,8 +87,11 @@ def _is_gateway(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.parent.parent.is_dir() or not Path("/proc/self").exists():
         return True
-    text = cmdline.read_bytes()
-    return b"gateway" in text or b"gunicorn" in text
+    args = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0") if a]
+    names = {os.path.basename(a) for a in args}
+    # Not "gateway" anywhere: a checkout folder is often called so, and any program run from it matched.
+    serving = "serve" in args and ("gateway" in names or "gateway.cli" in args)
+    return serving or "gunicorn" in names or "gateway.wsgi:app" in args
 
 
 def record_served(public_url: str, host: str, port: int) -> None:

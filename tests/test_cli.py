@@ -259,7 +259,7 @@ def test_a_stale_serving_file_names_no_server(env):
 
     from gateway import local_deployment
 
-    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gateway"])  # a live "gateway"
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gateway.cli", "serve"])  # live
     try:
         (env / "var").mkdir(exist_ok=True)
         (env / "var" / "serving.json").write_text(
@@ -322,3 +322,24 @@ def test_a_serving_file_with_an_odd_or_foreign_pid_names_no_server(env, pid):
     foreign = os.getppid()  # alive, but not a gateway
     (env / "var" / "serving.json").write_text(json.dumps({"public_url": "http://elsewhere.example:9", "pid": foreign}))
     assert local_deployment.served_url({}) is None or b"gateway" in Path(f"/proc/{foreign}/cmdline").read_bytes()
+
+
+def test_a_process_run_from_a_folder_called_gateway_is_not_taken_for_the_server(tmp_path):
+    """Newcomer finding: any command line holding "gateway" (a checkout's folder name) counted as the server."""
+    import subprocess
+    import sys
+
+    from gateway.local_deployment import _is_gateway
+
+    folder = tmp_path / "gateway"
+    folder.mkdir()
+    sleeping = "import time; time.sleep(30)"
+    other = subprocess.Popen([sys.executable, "-c", sleeping, str(folder / "anything")], cwd=folder)
+    server = subprocess.Popen([sys.executable, "-c", sleeping, "gateway.cli", "serve"])
+    try:
+        assert not _is_gateway(other.pid)
+        assert _is_gateway(server.pid)
+    finally:
+        for p in (other, server):
+            p.kill()
+            p.wait()

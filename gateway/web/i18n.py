@@ -63,6 +63,7 @@ TEXT: dict[str, dict[str, str]] = {
         "log_ok": "Nhật ký nhất quán với điểm kiểm tra trước và chữ ký hợp lệ",
         "log_bad": "CẢNH BÁO: nhật ký không khớp với điểm kiểm tra",
         "witnesses": "Nhân chứng",
+        "previous_checkpoint": "nhất quán với điểm kiểm tra trước, kích thước {size}",
         "witness_ok": "Đủ số nhân chứng đồng ký theo chính sách: {names}",
         "witness_bad": "CẢNH BÁO: chưa đủ nhân chứng đồng ký theo chính sách",
         "witness_unpolicied": (
@@ -217,6 +218,7 @@ TEXT: dict[str, dict[str, str]] = {
         "log_ok": "The log is consistent with the previous checkpoint and the signature is valid",
         "log_bad": "WARNING: the log does not match the checkpoint",
         "witnesses": "Witnesses",
+        "previous_checkpoint": "consistent with the previous checkpoint, of size {size}",
         "witness_ok": "Cosigned by the policy's quorum of witnesses: {names}",
         "witness_bad": "WARNING: the checkpoint does not meet the witness policy's quorum",
         "witness_unpolicied": (
