@@ -16,6 +16,7 @@ ADAPTERS: dict[str, str] = {
     "http": "adapters.http:HttpAdapter",
     "filesystem": "adapters.filesystem:FilesystemAdapter",
     "redis-stream": "adapters.redis_stream:RedisStreamAdapter",
+    "vxp": "adapters.vxp:VxpAdapter",
 }
 
 
