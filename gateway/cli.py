@@ -29,6 +29,7 @@ from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
 from gateway.routing.commands import agency
 from gateway.trust import pki
+from gateway.vxp.commands import vxp
 from gateway.witness.commands import witness
 
 
@@ -844,7 +845,7 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
     click.echo(jwt.encode(claims, signing_key, algorithm=alg))
 
 
-for command in (agency, audit, worker, deliveries, witness):
+for command in (agency, audit, worker, deliveries, witness, vxp):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ class Config:
     operators: tuple[str, ...] = ()  # the same kinds of identity, allowed to look after deliveries
     # Witnesses (issue 13) each checkpoint is sent to: "<witness vkey> <submission prefix URL>" each.
     witnesses: tuple[str, ...] = ()
+    # The national document axis (issue 14): where `gateway vxp receive` takes the city's documents.
+    vxp_endpoint: str | None = None
+    vxp_systemid: str | None = None
+    vxp_secret_file: Path | None = None
+    vxp_poll_seconds: int = 30
     # The quorum the workbench's checkpoint page requires (a C2SP tlog-policy file, as auditors use).
     witness_policy: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -425,6 +430,7 @@ def _coerce(name: str, value: Any) -> Any:
         "audit_key",
         "audit_state_dir",
         "audit_vkeys",
+        "vxp_secret_file",
         "procedures_file",
         "witness_policy",
     ):

@@ -343,3 +343,13 @@ def test_a_process_run_from_a_folder_called_gateway_is_not_taken_for_the_server(
         for p in (other, server):
             p.kill()
             p.wait()
+
+
+def test_vxp_receive_says_which_settings_it_needs_and_agency_add_which_agencies_need_no_client_key(env):
+    code, out = run("init", "--demo")
+    assert code == 0
+    code, out = run("vxp", "receive", "--once")
+    assert code == 1 and "GATEWAY_VXP_ENDPOINT" in out and "GATEWAY_VXP_SECRET_FILE" in out
+    cert = env / "keys" / "agencies" / "000.00.04.H29" / "signing.crt"
+    code, out = run("agency", "add", "000.00.00.G09", "--name", "Bộ X", "--cert", str(cert))
+    assert code == 1 and "--client-key" in out and "--adapter vxp" in out

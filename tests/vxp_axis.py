@@ -58,6 +58,7 @@ class Axis:
     documents: dict[str, AxisDocument] = field(default_factory=dict)
     agencies: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False  # answer 503 to everything, as a proxy in front of a stopped axis would
+    refuse_updates: bool = False  # answer 503 to updateStatus only: an answer lost on the way
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -77,6 +78,8 @@ class Axis:
         if self.down:
             return Response("service unavailable", 503)(environ, start_response)
         method = request.path.rstrip("/").rsplit("/", 1)[-1]
+        if self.refuse_updates and method == "updateStatus":
+            return Response("service unavailable", 503)(environ, start_response)
         try:
             headers, code = self._authenticated(request)
         except _Fail as fail:

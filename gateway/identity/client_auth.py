@@ -108,7 +108,10 @@ class ClientAssertionVerifier:
             raise Refusal(CODE, "client_id does not match the assertion's iss")
         keys = self._client_key(issuer)
         if not keys:
-            raise Refusal(CODE, "no enabled agency is registered with this code")
+            raise Refusal(
+                CODE, "no enabled agency with a client key is registered with this code (one reached through the "
+                "national axis has none: it does not log in here)"
+            )
         claims: dict[str, Any] | None = None
         failure: Refusal | None = None
         for key in keys:  # the current key, then a rotated-out one still within its overlap

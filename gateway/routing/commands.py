@@ -34,9 +34,9 @@ def agency() -> None:
 )
 @click.option(
     "--client-key",
-    required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="The agency's client public key (PEM) for private_key_jwt.",
+    help="The agency's client public key (PEM) for private_key_jwt; none for an agency reached through the "
+    "national axis (--adapter vxp).",
 )
 @click.option("--organization-in-charge", default="", help="Parent organisation (OrganizationInCharge).")
 @click.option("--adapter", default="inbox", show_default=True, help="Delivery adapter.")
@@ -54,7 +54,7 @@ def agency_add(
     code: str,
     name: str,
     certs: tuple[Path, ...],
-    client_key: Path,
+    client_key: Path | None,
     organization_in_charge: str,
     adapter: str,
     adapter_settings: tuple[str, ...],
@@ -65,6 +65,11 @@ def agency_add(
     from gateway.routing.registry import NewAgency
 
     settings = _adapter_settings(adapter_settings)
+    if client_key is None and adapter != "vxp":
+        fail(
+            "--client-key FILE is needed: the agency's systems log in with it. Only an agency outside the city, "
+            "reached through the national axis (--adapter vxp), is registered without one"
+        )
     try:
         certificates = [c for path in certs for c in pki.load_certificates(path)]
     except ValueError as exc:
@@ -77,7 +82,7 @@ def agency_add(
                     NewAgency(
                         code=code,
                         name=name,
-                        client_public_key_pem=client_key.read_text(),
+                        client_public_key_pem=client_key.read_text() if client_key else "",
                         certificates=certificates,
                         organization_in_charge=organization_in_charge,
                         adapter=adapter,

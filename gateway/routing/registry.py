@@ -20,6 +20,10 @@ from gateway.store.tables import agencies, agency_certificates, registry_generat
 from gateway.trust import pki
 from gateway.trust.chain import TrustStore
 
+# An agency outside the city, reached through the national document axis: it never logs in here
+# (it has no client key); its documents arrive through the axis receiver (gateway.vxp.receiver).
+AXIS_ADAPTER = "vxp"
+
 
 @dataclass(frozen=True)
 class Agency:
@@ -37,7 +41,7 @@ class Agency:
 
     def client_keys(self, now: datetime) -> list[str]:
         """PEM client keys that authenticate at ``now``: the current one, and a rotated-out one in its overlap."""
-        keys = [self.client_public_key]
+        keys = [self.client_public_key] if self.client_public_key else []  # none: reached through the axis only
         if self.previous_client_public_key and self.previous_client_key_until and now < self.previous_client_key_until:
             keys.append(self.previous_client_public_key)
         return keys
@@ -53,7 +57,9 @@ class Agency:
             "adapter": self.adapter,
             "adapter_settings": self.adapter_settings,
             "may_send_to": list(self.may_send_to),
-            "client_key_id": pki.key_id(pki.load_public_key(self.client_public_key)),
+            "client_key_id": pki.key_id(pki.load_public_key(self.client_public_key))
+            if self.client_public_key
+            else None,
             "certificates": list(self.certificates),
         }
 
@@ -103,10 +109,11 @@ class AgencyRegistry:
         signers, intermediates = split_chain(new.certificates)
         if not signers:
             raise Refusal("certificate-missing", "register at least one signing certificate for the agency")
-        try:
-            pki.load_public_key(new.client_public_key_pem)
-        except ValueError as exc:
-            raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
+        if new.client_public_key_pem or new.adapter != AXIS_ADAPTER:
+            try:
+                pki.load_public_key(new.client_public_key_pem)
+            except ValueError as exc:
+                raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
         _check_adapter(new.adapter, new.adapter_settings, self._deployment)
         for cert in signers:
             trust.verify(cert, intermediates)
@@ -237,7 +244,7 @@ class AgencyRegistry:
             new_id = pki.key_id(pki.load_public_key(public_key_pem))
         except ValueError as exc:
             raise Refusal("client-key-invalid", f"client public key cannot be read: {exc}") from None
-        if new_id == pki.key_id(pki.load_public_key(agency.client_public_key)):
+        if new_id == _key_id(agency.client_public_key):
             raise Refusal("client-key-invalid", "that is already the agency's client key")
         now = datetime.now(UTC)
         conn.execute(
@@ -424,3 +431,7 @@ def _agency(row: Any, certs: Sequence[Any]) -> Agency:
             for c in certs
         ),
     )
+
+
+def _key_id(pem: str) -> str | None:
+    return pki.key_id(pki.load_public_key(pem)) if pem else None

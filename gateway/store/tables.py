@@ -194,6 +194,23 @@ audit_cosignatures = sa.Table(
     sa.Column("cosigned_at", sa.BigInteger, nullable=False),  # the cosignature's own timestamp (seconds)
 )
 
+# Documents taken from the national axis (gateway.vxp.receiver): the axis's docId once, what the
+# gateway decided, and whether the axis was told (updateStatus), so a restart neither submits twice
+# nor leaves the axis unanswered.
+vxp_received = sa.Table(
+    "vxp_received",
+    metadata,
+    sa.Column("doc_id", sa.String(64), primary_key=True),
+    sa.Column("sender", sa.String(35), nullable=False),
+    sa.Column("message_type", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # accepted | refused
+    sa.Column("gateway_id", sa.String(36), nullable=True),
+    sa.Column("code", sa.String(64), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("received_at", UTC_DATETIME, nullable=False),
+    sa.Column("answered_at", UTC_DATETIME, nullable=True),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
 
 # What auditors search by, copied out of each entry at append time.  Derived data, not part of the

@@ -1,0 +1,111 @@
+"""Calls to the national document axis as the SDK makes them (KnobstickServiceImp), for the receiver.
+
+Each call is a POST to ``<endpoint>/<method>`` with freshly signed headers (gateway.vxp.protocol)
+and the body the SDK sends (``{}`` for getEdoc and updateStatus, nothing for the lists); the answer
+is the axis's JSON, read as the SDK reads it: ``status`` ``OK`` or anything else a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from gateway.fetch import Bounds, FetchError, exchange
+from gateway.vxp.protocol import SERVICE_TYPE, sdk_timestamp, sign_call
+
+VIETNAM = timezone(timedelta(hours=7))  # the SDK's timestamps carry no zone: the axis's, Vietnam's
+MAX_ANSWER_BYTES = 600 * 1024 * 1024  # getEdoc carries the whole document, base64
+
+
+def header_text(text: str) -> str:
+    """Vietnamese reasons as header-safe ASCII (diacritics dropped, đ → d): what bytes the SDK's
+    server expects beyond ASCII is not in the public code, and latin-1 would garble them anyway."""
+    folded = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in folded if c.isascii() and (c.isprintable() or c == " "))
+
+
+class AxisUnavailable(Exception):
+    """No answer, or not the axis's JSON: try again later."""
+
+
+class AxisRefused(Exception):
+    """The axis answered FAIL: ``code`` and ``desc`` are its ErrorCode and ErrorDesc."""
+
+    def __init__(self, code: str, desc: str) -> None:
+        super().__init__(f"{code} {desc}".strip())
+        self.code, self.desc = code, desc
+
+
+@dataclass(frozen=True)
+class Received:
+    doc_id: str
+    sender: str  # "from": the sending agency's code
+    message_type: str  # edoc | status
+
+
+@dataclass(frozen=True)
+class AxisClient:
+    endpoint: str
+    systemid: str
+    secret: str
+    timeout: float = 30.0
+
+    def call(self, method: str, fields: dict[str, str], *, body: bytes = b"") -> dict[str, Any]:
+        headers = sign_call(
+            self.systemid,
+            self.secret,
+            fields,
+            content_type="application/json",
+            timestamp=sdk_timestamp(datetime.now(VIETNAM)),
+        )
+        url = f"{self.endpoint.rstrip('/')}/{method}"
+        try:
+            answer = exchange(
+                url,
+                method="POST",
+                body=body,
+                headers=dict(headers),
+                bounds=Bounds(timeout=self.timeout, max_bytes=MAX_ANSWER_BYTES),
+            )
+        except FetchError as exc:
+            raise AxisUnavailable(f"{method}: {exc.reason}") from None
+        try:
+            found = json.loads(answer.body)
+            status = found["status"]
+        except (ValueError, KeyError, TypeError):
+            raise AxisUnavailable(f"{method}: HTTP {answer.status} without the axis's JSON") from None
+        if status != "OK":
+            raise AxisRefused(str(found.get("ErrorCode", "?")), str(found.get("ErrorDesc", ""))[:500])
+        return dict(found)
+
+    def received(self, message_type: str) -> list[Received]:
+        """getReceivedEdocList: what waits for this system, of one message type."""
+        found = self.call("getReceivedEdocList", {"servicetype": SERVICE_TYPE, "messagetype": message_type})
+        items = found.get("data") or []
+        if not isinstance(items, list):
+            raise AxisUnavailable("getReceivedEdocList: data is not a list")
+        return [
+            Received(str(i["docId"]), str(i.get("from", "")), str(i.get("messageType") or message_type))
+            for i in items
+            if isinstance(i, dict) and i.get("docId")
+        ]
+
+    def document(self, doc_id: str) -> bytes:
+        """getEdoc: the edXML bytes (``data`` is their base64)."""
+        found = self.call("getEdoc", {"docId": doc_id}, body=b"{}")
+        try:
+            return base64.b64decode(str(found.get("data", "")), validate=True)
+        except (ValueError, binascii.Error):
+            raise AxisUnavailable(f"getEdoc {doc_id}: data is not base64") from None
+
+    def update_status(self, doc_id: str, status: str, description: str = "") -> None:
+        """updateStatus done | fail | processing, with the reason when it failed."""
+        fields = {"docId": doc_id, "status": status}
+        if description:
+            fields["description"] = header_text(description)[:1000]
+        self.call("updateStatus", fields, body=b"{}")
