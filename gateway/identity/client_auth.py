@@ -109,8 +109,9 @@ class ClientAssertionVerifier:
         keys = self._client_key(issuer)
         if not keys:
             raise Refusal(
-                CODE, "no enabled agency with a client key is registered with this code (one reached through the "
-                "national axis has none: it does not log in here)"
+                CODE,
+                "no enabled agency with a client key is registered with this code (one reached through the "
+                "national axis has none: it does not log in here)",
             )
         claims: dict[str, Any] | None = None
         failure: Refusal | None = None
