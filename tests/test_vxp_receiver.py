@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.routing.registry import NewAgency
-from gateway.store.tables import audit_entries, documents, vxp_received
+from gateway.store.tables import audit_entries, documents, vxp_directory, vxp_received
 from gateway.vxp.client import AxisClient
 from gateway.vxp.receiver import AxisReceiver
 from tests.conftest import AgencyKeys
@@ -116,3 +116,97 @@ def test_only_an_agency_reached_through_the_axis_may_be_registered_without_a_cli
             NewAgency(code="000.00.00.G02", name="Bộ Nội vụ", client_public_key_pem="", certificates=[keys.cert]),
             svc.keys.trust,
         )
+
+
+def _unit(code: str, name: str, version: int, *, deleted: bool = False) -> dict[str, object]:
+    return {
+        "code": code,
+        "id": version,
+        "mail": f"{code}@example.gov.vn",
+        "name": name,
+        "pid": "000.00.00.G00",
+        "version": version,
+        "centerCode": "",
+        "deleted": deleted,
+        "modifyDate": f"0{version}/12/2026",
+        "isAgency": True,
+    }
+
+
+def test_the_directory_sync_shows_additions_renames_and_deletions_then_applies_them(env_axis):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    axis, svc = env_axis
+    axis.agencies = [
+        {"code": "000.00.00.G01", "id": 1, "mail": "", "name": "Văn phòng Chính phủ", "pid": "", "oldCode": ""}
+    ]
+    axis.agencies_qd20 = [
+        {"code": "000.00.00.G01", "id": 1, "mail": "", "name": "Văn phòng Chính phủ", "code102": "G01"}
+    ]
+    axis.units = [_unit("000.00.00.G01", "Văn phòng Chính phủ", 1), _unit("000.00.00.G02", "Bộ Nội vụ", 1)]
+
+    def sync(*args: str) -> dict:  # type: ignore[type-arg]
+        import json
+
+        result = CliRunner().invoke(main, ["agency", "sync-vxp", "--json", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output))
+
+    shown = sync()
+    assert [(c["kind"], c["code"]) for c in shown["changes"]] == [
+        ("added", "000.00.00.G01"),
+        ("added", "000.00.00.G02"),
+    ]
+    assert sync()["changes"] == shown["changes"]  # only shown: nothing written
+    sync("--apply")
+    assert sync()["changes"] == []
+    with svc.db.read() as conn:
+        stored = {r.code: r for r in conn.execute(sa.select(vxp_directory))}
+    assert stored["000.00.00.G01"].code102 == "G01" and stored["000.00.00.G02"].name == "Bộ Nội vụ"
+    axis.units = [
+        _unit("000.00.00.G01", "Văn phòng Chính phủ (VPCP)", 2),
+        _unit("000.00.00.G02", "Bộ Nội vụ", 2, deleted=True),
+        _unit("000.00.00.G03", "Bộ Tài chính", 1),
+    ]
+    axis.agencies = axis.agencies_qd20 = []
+    changed = sync("--apply")["changes"]
+    assert [(c["kind"], c["code"]) for c in changed] == [
+        ("renamed", "000.00.00.G01"),
+        ("changed", "000.00.00.G01"),  # code102 no longer listed by the QD20 call
+        ("deleted", "000.00.00.G02"),
+        ("added", "000.00.00.G03"),
+    ]
+    with svc.db.read() as conn:
+        events = [
+            r.body
+            for r in conn.execute(
+                sa.select(audit_entries.c.body).where(audit_entries.c.event == "vxp.directory-synced")
+            )
+        ]
+    assert len(events) == 2
+
+
+@pytest.fixture
+def env_axis(svc, dev_pki, database_url, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The CLI pointed at this test's database and at a served axis double."""
+    axis = Axis()
+    axis.register("hcm", SECRET, HCM)
+    secret = tmp_path / "axis.secret"
+    secret.write_text(SECRET)
+    with serving(axis) as endpoint:
+        for name, value in {
+            "GATEWAY_DATABASE_URL": database_url,
+            "GATEWAY_KEYS_DIR": str(dev_pki.keys_dir),
+            "GATEWAY_DEMO": "true",
+            "GATEWAY_PUBLIC_URL": svc.config.public_url,
+            "GATEWAY_AUDIT_STATE_DIR": str(svc.config.published_checkpoints_dir),
+            "GATEWAY_VXP_ENDPOINT": endpoint,
+            "GATEWAY_VXP_SYSTEMID": "hcm",
+            "GATEWAY_VXP_SECRET_FILE": str(secret),
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+        monkeypatch.chdir(tmp_path)
+        yield axis, svc

@@ -56,7 +56,9 @@ class Axis:
 
     systems: dict[str, tuple[str, str]] = field(default_factory=dict)
     documents: dict[str, AxisDocument] = field(default_factory=dict)
-    agencies: list[dict[str, Any]] = field(default_factory=list)
+    agencies: list[dict[str, Any]] = field(default_factory=list)  # getAgenciesList items
+    agencies_qd20: list[dict[str, Any]] = field(default_factory=list)  # getAgenciesListQD20 items
+    units: list[dict[str, Any]] = field(default_factory=list)  # getSynchronizeUnit items
     down: bool = False  # answer 503 to everything, as a proxy in front of a stopped axis would
     refuse_updates: bool = False  # answer 503 to updateStatus only: an answer lost on the way
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -170,6 +172,12 @@ class Axis:
 
     def _getAgenciesList(self, request: Request, fields: dict[str, str], code: str) -> dict[str, Any]:
         return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success", "data": list(self.agencies)}
+
+    def _getAgenciesListQD20(self, request: Request, fields: dict[str, str], code: str) -> dict[str, Any]:
+        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success", "data": list(self.agencies_qd20)}
+
+    def _getSynchronizeUnit(self, request: Request, fields: dict[str, str], code: str) -> dict[str, Any]:
+        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success", "data": list(self.units)}
 
 
 class _Fail(Exception):

@@ -211,6 +211,21 @@ vxp_received = sa.Table(
     sa.Column("answered_at", UTC_DATETIME, nullable=True),
 )
 
+# The axis's agency directory (gateway.vxp.directory): both code forms, as last synced.
+vxp_directory = sa.Table(
+    "vxp_directory",
+    metadata,
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("code102", sa.String(64), nullable=True),
+    sa.Column("parent", sa.String(64), nullable=True),
+    sa.Column("mail", sa.String(255), nullable=True),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("modified", sa.String(64), nullable=True),
+    sa.Column("synced_at", UTC_DATETIME, nullable=False),
+    sa.Column("deleted_at", UTC_DATETIME, nullable=True),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
 
 # What auditors search by, copied out of each entry at append time.  Derived data, not part of the

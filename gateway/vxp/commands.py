@@ -5,10 +5,38 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli_support import cli_services, fail, load_config
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, table
+from gateway.config import Config
+
+if TYPE_CHECKING:
+    from gateway.vxp.client import AxisClient
+
+
+def axis_client(config: Config) -> AxisClient:
+    """The axis as this deployment's settings name it, or one line saying which settings are missing."""
+    from gateway.vxp.client import AxisClient
+
+    missing = [
+        name
+        for name, value in (
+            ("GATEWAY_VXP_ENDPOINT", config.vxp_endpoint),
+            ("GATEWAY_VXP_SYSTEMID", config.vxp_systemid),
+            ("GATEWAY_VXP_SECRET_FILE", config.vxp_secret_file),
+        )
+        if not value
+    ]
+    if missing:
+        fail(f"set {', '.join(missing)}: the axis's endpoint, and the system id and secret it issued this city")
+    assert config.vxp_secret_file is not None and config.vxp_endpoint and config.vxp_systemid
+    try:
+        secret = Path(config.vxp_secret_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        fail(f"GATEWAY_VXP_SECRET_FILE {config.vxp_secret_file}: {exc.strerror}")
+    return AxisClient(config.vxp_endpoint, config.vxp_systemid, secret)
 
 
 @click.group()
@@ -27,27 +55,10 @@ def vxp_receive(once: bool, interval: float | None) -> None:
     `done`, or `fail` with the reason.  Needs GATEWAY_VXP_ENDPOINT, GATEWAY_VXP_SYSTEMID and
     GATEWAY_VXP_SECRET_FILE.
     """
-    from gateway.vxp.client import AxisClient
     from gateway.vxp.receiver import AxisReceiver
 
     config = load_config()
-    missing = [
-        name
-        for name, value in (
-            ("GATEWAY_VXP_ENDPOINT", config.vxp_endpoint),
-            ("GATEWAY_VXP_SYSTEMID", config.vxp_systemid),
-            ("GATEWAY_VXP_SECRET_FILE", config.vxp_secret_file),
-        )
-        if not value
-    ]
-    if missing:
-        fail(f"set {', '.join(missing)}: the axis's endpoint, and the system id and secret it issued this city")
-    assert config.vxp_secret_file is not None and config.vxp_endpoint and config.vxp_systemid
-    try:
-        secret = Path(config.vxp_secret_file).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        fail(f"GATEWAY_VXP_SECRET_FILE {config.vxp_secret_file}: {exc.strerror}")
-    client = AxisClient(config.vxp_endpoint, config.vxp_systemid, secret)
+    client = axis_client(config)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -64,3 +75,54 @@ def vxp_receive(once: bool, interval: float | None) -> None:
                 )
             if once or stop.wait(every):
                 return
+
+
+@click.command("sync-vxp")
+@click.option(
+    "--apply", "do_apply", is_flag=True, help="Write the changes shown (audited); without it, only show them."
+)
+@json_option
+def agency_sync_vxp(do_apply: bool, as_json: bool) -> None:
+    """The national axis's agency directory: what changed since the last sync (added, renamed, deleted).
+
+    Both code forms are kept (QCVN 102 `code` and Decision 20 `code102`).  Run it without --apply to
+    see the changes, then with --apply to write them.
+    """
+    from dataclasses import asdict
+
+    from gateway.audit.log import AuditEvent
+    from gateway.vxp import directory
+    from gateway.vxp.client import AxisRefused, AxisUnavailable
+
+    config = load_config()
+    client = axis_client(config)
+    try:
+        now = directory.fetch(client)
+    except (AxisUnavailable, AxisRefused) as exc:
+        fail(f"the axis's directory cannot be had: {exc}; try again later")
+    with cli_services() as svc:
+        with svc.db.read() as conn:
+            found = directory.changes(directory.stored(conn), now)
+        if do_apply and found:
+            with svc.db.write() as conn:
+                directory.apply(conn, now, found)
+                counts = {k: sum(c.kind == k for c in found) for k in ("added", "renamed", "changed", "deleted")}
+                svc.audit.append(
+                    conn,
+                    AuditEvent(
+                        event="vxp.directory-synced",
+                        outcome="ok",
+                        actor="operator",
+                        reason=", ".join(f"{n} {k}" for k, n in counts.items() if n)[:500],
+                    ),
+                )
+    rows: list[dict[str, Any]] = [asdict(c) for c in found]
+    emit(
+        {"applied": do_apply, "agencies": len(now), "changes": rows},
+        as_json,
+        lambda d: (
+            f"{len(rows)} change(s) in the axis's directory of {d['agencies']} agencies"
+            + (" (applied)" if do_apply else " (not applied: run again with --apply)" if rows else "")
+            + ("\n" + table(rows, ["kind", "code", "before", "after"]) if rows else "")
+        ),
+    )
