@@ -72,14 +72,12 @@ class DemoDeployment:
         return self.home / "gw.db"
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            check=check,
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args], env=self.env, cwd=self.home, capture_output=True, text=True
         )
+        if check and done.returncode != 0:  # say why, not only that it failed
+            raise RuntimeError(f"gateway {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
+        return done
 
     def stop(self) -> None:
         self.server.send_signal(signal.SIGTERM)

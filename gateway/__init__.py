@@ -14,7 +14,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
-    from gateway.api import audit, auditors, citizens, deliveries, documents, evidence, oauth, ops, tiles
+    from gateway.api import audit, auditors, citizens, deliveries, documents, evidence, oauth, ops, tiles, vxp_facade
     from gateway.api.headers import install_security_headers
     from gateway.api.problems import register_error_handlers
     from gateway.documents import schema
@@ -53,6 +53,7 @@ def create_app(config: Config | None = None) -> Flask:
         audit.bp,
         auditors.bp,
         tiles.bp,
+        vxp_facade.bp,
         deliveries.bp,
         workbench,
         home,

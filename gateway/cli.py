@@ -29,7 +29,7 @@ from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
 from gateway.routing.commands import agency
 from gateway.trust import pki
-from gateway.vxp.commands import agency_sync_vxp, vxp
+from gateway.vxp.commands import agency_sync_vxp, agency_vxp_credentials, vxp
 from gateway.witness.commands import witness
 
 
@@ -848,6 +848,7 @@ def client_assertion(code: str, key: Path, audience: str | None, lifetime: int) 
 for command in (agency, audit, worker, deliveries, witness, vxp):
     main.add_command(command)
 agency.add_command(agency_sync_vxp)
+agency.add_command(agency_vxp_credentials)
 
 if __name__ == "__main__":
     main()

@@ -104,6 +104,8 @@ class Config:
     vxp_systemid: str | None = None
     vxp_secret_file: Path | None = None
     vxp_poll_seconds: int = 30
+    # How far an SDK call's timestamp may be from now: the SDK sets it once per service object.
+    vxp_window_seconds: int = 900
     # The quorum the workbench's checkpoint page requires (a C2SP tlog-policy file, as auditors use).
     witness_policy: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -307,8 +309,8 @@ class Config:
         if not 1 <= self.refusal_summary_seconds <= 3600:
             problems.append("GATEWAY_REFUSAL_SUMMARY_SECONDS: between 1 and 3600")
         for name in ("token_requests_per_minute", "logins_per_minute"):
-            if not 1 <= getattr(self, name) <= 1_000_000:
-                problems.append(f"GATEWAY_{name.upper()}: between 1 and 1000000 (per source address and minute)")
+            if not 1 <= getattr(self, name) <= 10**9:
+                problems.append(f"GATEWAY_{name.upper()}: between 1 and 1000000000 (per source address and minute)")
         if not 30 <= self.access_token_ttl <= 3600:
             problems.append("GATEWAY_ACCESS_TOKEN_TTL: must be between 30 and 3600 seconds")
         if not 10 <= self.client_assertion_max_lifetime <= 3600:

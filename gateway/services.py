@@ -56,6 +56,7 @@ from gateway.trust.pki import Issued, PublicKey, fingerprint, load_certificates,
 from gateway.trust.revocation import RevocationChecker, RevocationSettings
 from gateway.trust.timestamper import Timestamper
 from gateway.trust.timestamps import Timestamp
+from gateway.vxp.credentials import VxpCredentials
 
 DEMO_PORTAL = ("000.00.99.H29", "Cổng Dịch vụ công Thành phố Hồ Chí Minh (demo)")
 EDXML_SIGNATURE_PARENT = f"{edxml.q('edXMLEnvelope')}/{edxml.q('edXMLHeader')}"
@@ -84,6 +85,7 @@ class Services:
     checkpoints: CheckpointLog
     witnesses: WitnessPublisher
     witness_policy: WitnessPolicy | None  # what the workbench requires of a checkpoint's cosignatures
+    vxp_credentials: VxpCredentials  # departmental systems built on the national SDK (issue 14)
     deliveries: DeliveryQueue
     revocation: RevocationChecker
     timestamper: Timestamper
@@ -262,6 +264,7 @@ class Services:
             checkpoints=checkpoints,
             witnesses=WitnessPublisher(db, checkpoints, [WitnessEndpoint.parse(w) for w in config.witnesses]),
             witness_policy=WitnessPolicy.load(config.witness_policy) if config.witness_policy else None,
+            vxp_credentials=VxpCredentials(db, keys.pepper),
             deliveries=deliveries,
             revocation=revocation,
             timestamper=timestamper,

@@ -226,6 +226,16 @@ vxp_directory = sa.Table(
     sa.Column("deleted_at", UTC_DATETIME, nullable=True),
 )
 
+# Departmental systems built on the national SDK (gateway.vxp.credentials): their secret, sealed.
+vxp_credentials = sa.Table(
+    "vxp_credentials",
+    metadata,
+    sa.Column("systemid", sa.String(64), primary_key=True),
+    sa.Column("agency", sa.String(35), nullable=False),
+    sa.Column("secret_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTC_DATETIME, nullable=False),
+)
+
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints")
 
 # What auditors search by, copied out of each entry at append time.  Derived data, not part of the

@@ -126,3 +126,37 @@ def agency_sync_vxp(do_apply: bool, as_json: bool) -> None:
             + ("\n" + table(rows, ["kind", "code", "before", "after"]) if rows else "")
         ),
     )
+
+
+@click.command("vxp-credentials")
+@click.argument("code")
+@json_option
+def agency_vxp_credentials(code: str, as_json: bool) -> None:
+    """Issue the systemid and secret a departmental system built on the national SDK logs in with.
+
+    Point the SDK's service.endpoint at GATEWAY_PUBLIC_URL/vxp and give it these; the secret is shown
+    once (it is stored sealed) and a new one replaces the old at once.  Audited.
+    """
+    from gateway.audit.log import AuditEvent
+
+    config = load_config()
+    with cli_services() as svc:
+        with svc.db.read() as conn:
+            found = svc.registry.get(conn, code)
+        if found is None:
+            fail(f"agency {code} is not registered; see `gateway agency list`")
+        with svc.db.write() as conn:
+            issued = svc.vxp_credentials.issue(conn, code)
+            svc.audit.append(
+                conn,
+                AuditEvent(event="vxp.credentials-issued", outcome="ok", actor="operator", sender=code),
+            )
+    endpoint = config.public_url.rstrip("/") + "/vxp"
+    emit(
+        {"systemid": issued.systemid, "secret": issued.secret, "endpoint": endpoint},
+        as_json,
+        lambda d: (
+            f"service.endpoint = {d['endpoint']}\nsystemid = {d['systemid']}\nsecret = {d['secret']}\n"
+            "(the secret is shown this once: give it to the system's administrator now)"
+        ),
+    )
