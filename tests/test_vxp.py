@@ -11,6 +11,7 @@ import pytest
 
 from adapters import Delivery, get_adapter_class
 from adapters.base import AdapterSettingsError, Deployment
+from gateway.vxp.dev_axis import Axis, serving
 from gateway.vxp.protocol import (
     CallRefused,
     file_hash_matches,
@@ -22,7 +23,6 @@ from gateway.vxp.protocol import (
     verify_call,
 )
 from tests.support import sample
-from tests.vxp_axis import Axis, serving
 
 VIETNAM = timezone(timedelta(hours=7))
 CITY = "000.00.00.H29"

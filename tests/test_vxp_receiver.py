@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from gateway.routing.registry import NewAgency
 from gateway.store.tables import audit_entries, documents, vxp_directory, vxp_received
 from gateway.vxp.client import AxisClient
+from gateway.vxp.dev_axis import Axis, serving
 from gateway.vxp.receiver import AxisReceiver
 from tests.conftest import AgencyKeys
 from tests.support import HCM, sample
-from tests.vxp_axis import Axis, serving
 
 MINISTRY = "000.00.00.G01"
 SECRET = "issued-by-the-government-office"
@@ -210,3 +210,44 @@ def env_axis(svc, dev_pki, database_url, tmp_path, monkeypatch):  # type: ignore
         monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
         monkeypatch.chdir(tmp_path)
         yield axis, svc
+
+
+def _to_ministry(dev_pki, number: int = 1031) -> bytes:  # type: ignore[no-untyped-def]
+    """HCM's letter with the Ministry in place of one of its city recipients."""
+    data = sample("cong-van.edxml").replace(b"000.00.31.H29", MINISTRY.encode())
+    return dev_pki.agencies[HCM].sign(data.replace(b"1024/UBND-VX</", f"{number}/UBND-VX</".encode()))
+
+
+def test_the_worker_delivers_to_an_agency_reached_through_the_axis(app, svc, ministry, dev_pki):
+    """Review of the demo: the worker died building this recipient's adapter (no client key to load)."""
+    from tests.support import GatewayClient
+
+    axis = Axis()
+    axis.register("hcm", SECRET, HCM)
+    letter = _to_ministry(dev_pki)
+    with serving(axis) as endpoint:
+        with svc.db.read() as conn:
+            settings = dict(svc.registry.get(conn, MINISTRY).adapter_settings)  # type: ignore[union-attr]
+        with svc.db.write() as conn:
+            svc.registry.set_adapter(conn, MINISTRY, "vxp", {**settings, "endpoint": endpoint})
+        sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+        assert sender.submit(letter).status_code == 202
+        worker = svc.delivery_worker()
+        for _ in range(3):
+            worker.run_once()
+    sent = [d for d in axis.documents.values() if d.sender == HCM]
+    assert len(sent) == 1 and sent[0].to == [MINISTRY] and sent[0].content == letter
+
+
+def test_a_recipient_whose_adapter_cannot_be_built_is_postponed_and_the_worker_lives(app, svc, ministry, dev_pki):
+    from gateway.store.tables import agencies, routes
+    from tests.support import GatewayClient
+
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    assert sender.submit(_to_ministry(dev_pki, 1032)).status_code == 202
+    with svc.db.write() as conn:  # a registration damaged behind the registry's back
+        conn.execute(sa.update(agencies).where(agencies.c.code == MINISTRY).values(adapter_settings={"bogus": 1}))
+    svc.delivery_worker().run_once()  # no exception
+    with svc.db.read() as conn:
+        error = conn.execute(sa.select(routes.c.last_error).where(routes.c.recipient == MINISTRY)).scalar_one()
+    assert "cannot be built" in error

@@ -16,7 +16,7 @@ RECEIPT_TYPE = "receipt+jwt"
 class GatewayCredentials:
     """Implements :class:`adapters.GatewaySide` for one recipient, whose registered client key signs receipts."""
 
-    def __init__(self, tokens: TokenAuthority, recipient_key: PublicKey) -> None:
+    def __init__(self, tokens: TokenAuthority, recipient_key: PublicKey | None) -> None:
         self._tokens = tokens
         self._recipient_key = recipient_key
 
@@ -27,6 +27,8 @@ class GatewayCredentials:
 
     def verify_receipt(self, receipt: bytes, delivery: Delivery) -> None:
         """A compact JWS (``typ`` ``receipt+jwt``) by the recipient's client key naming this document and its hash."""
+        if self._recipient_key is None:
+            raise ValueError(f"{delivery.recipient} has no client key registered: it cannot sign receipts")
         try:
             token = receipt.decode("ascii")
             header = peek(token, "receipt-invalid").header

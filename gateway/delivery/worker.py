@@ -66,7 +66,9 @@ class AdapterCache:
         cached = self._built.get(code)
         if cached is None or cached[0] != fingerprint:
             settings = dict(row.adapter_settings)
-            side = GatewayCredentials(self._tokens, load_public_key(row.client_public_key))
+            # An agency reached through the national axis has no client key (it signs no receipts here).
+            key = load_public_key(row.client_public_key) if row.client_public_key else None
+            side = GatewayCredentials(self._tokens, key)
             adapter = get_adapter_class(row.adapter)(settings, side, self._deployment)
             cached = (fingerprint, _Recipient(adapter, RetryPolicy.from_settings(settings), bool(row.enabled)))
             self._built[code] = cached
@@ -120,7 +122,14 @@ class DeliveryWorker:
                 self._queue.wakeup.wait(self._idle)
 
     def _handle(self, claim: Claim) -> None:
-        recipient = self._adapters.for_recipient(claim.recipient)
+        try:
+            recipient = self._adapters.for_recipient(claim.recipient)
+        except Exception as exc:  # a registration the adapter cannot be built from must not kill the worker
+            log.exception("cannot prepare the adapter for %s (route %s)", claim.recipient, claim.route_id)
+            self._queue.postpone(
+                claim, DISABLED_WAIT, f"the adapter for {claim.recipient} cannot be built: {type(exc).__name__}: {exc}"
+            )
+            return
         if not recipient.enabled and claim.state != CHECKING:
             self._queue.postpone(
                 claim, DISABLED_WAIT, f"{claim.recipient} is disabled; delivery waits until it is enabled"

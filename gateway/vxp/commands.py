@@ -160,3 +160,41 @@ def agency_vxp_credentials(code: str, as_json: bool) -> None:
             "(the secret is shown this once: give it to the system's administrator now)"
         ),
     )
+
+
+@vxp.command("dev-axis")
+@click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--system",
+    "systems",
+    multiple=True,
+    required=True,
+    metavar="SYSTEMID:CODE:SECRET_FILE",
+    help="A system the axis knows: its id, its agency code, a file with its secret. Repeatable.",
+)
+def vxp_dev_axis(port: int, host: str, systems: tuple[str, ...]) -> None:
+    """A development double of the national axis, for the demo and tests: never for production.
+
+    Its endpoint is http://HOST:PORT/XrdAdapter; it keeps what it is sent in memory only.
+    """
+    from werkzeug.serving import make_server
+
+    from gateway.vxp.dev_axis import Axis
+
+    axis = Axis()
+    for entry in systems:
+        systemid, _, rest = entry.partition(":")
+        code, _, secret_file = rest.partition(":")
+        if not (systemid and code and secret_file):
+            fail(f"--system {entry!r}: write SYSTEMID:CODE:SECRET_FILE")
+        try:
+            axis.register(systemid, Path(secret_file).read_text(encoding="utf-8").strip(), code)
+        except OSError as exc:
+            fail(f"--system {entry!r}: {secret_file}: {exc.strerror}")
+    server = make_server(host, port, axis, threaded=True)
+    click.echo(
+        f"development axis on http://{host}:{port}/XrdAdapter for {', '.join(s.split(':')[0] for s in systems)} "
+        "(in memory; Ctrl-C to stop; never for production)"
+    )
+    server.serve_forever()

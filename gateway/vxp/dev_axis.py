@@ -1,4 +1,5 @@
-"""A test double of the national document axis (VXP), faithful to what its public SDK sends and reads.
+"""A development double of the national document axis (VXP), faithful to what its public SDK sends
+and reads: the tests' axis, and `gateway vxp dev-axis` for the demo (never a production component).
 
 Built from the Government Office's SDK as published (decompiled ``SDKVXP-2.0.1.jar`` in the GitHub
 repository williamdunbar/SDK, commit f3a67b38, ``com/vpcp/services/``; its use in
@@ -18,6 +19,7 @@ PVN-Organization/API-Gateway-iOffice):
 What the public code does not show — the axis's own error codes and texts, whether it checks the
 timestamp — is this double's choice, marked ``# chosen:`` below.  The checks are written here
 independently of gateway.vxp.protocol (its own HMAC and hex), so a shared mistake cannot pass.
+State is in memory: the axis forgets everything when its process stops.
 """
 
 from __future__ import annotations
