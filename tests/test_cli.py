@@ -353,3 +353,32 @@ def test_vxp_receive_says_which_settings_it_needs_and_agency_add_which_agencies_
     cert = env / "keys" / "agencies" / "000.00.04.H29" / "signing.crt"
     code, out = run("agency", "add", "000.00.00.G09", "--name", "Bộ X", "--cert", str(cert))
     assert code == 1 and "--client-key" in out and "--adapter vxp" in out
+
+
+def test_vxp_credentials_are_refused_for_an_agency_reached_through_the_axis(env):
+    assert run("init", "--demo")[0] == 0
+    (env / "axis.secret").write_text("s")
+    taken = env / "keys" / "agencies" / "000.00.04.H29" / "signing.crt"
+    code, out = run(
+        "agency", "add", "000.00.00.G08", "--name", "Bộ Y", "--cert", str(taken), "--client-key", str(taken)
+    )
+    assert code == 1 and "registered to 000.00.04.H29" in out  # a clear refusal, not a database error
+    assert run("keys", "agency", "000.00.00.G09")[0] == 0
+    cert = env / "keys" / "agencies" / "000.00.00.G09" / "signing.crt"
+    settings = [f"--adapter-setting={k}" for k in ("endpoint=http://127.0.0.1:9/X", "systemid=hcm", "from_code=X")]
+    code, out = run(
+        "agency",
+        "add",
+        "000.00.00.G09",
+        "--name",
+        "Bộ X",
+        "--cert",
+        str(cert),
+        "--adapter",
+        "vxp",
+        *settings,
+        f"--adapter-setting=secret_file={env / 'axis.secret'}",
+    )
+    assert code == 0, out
+    code, out = run("agency", "vxp-credentials", "000.00.00.G09")
+    assert code == 1 and "national axis" in out

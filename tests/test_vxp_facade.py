@@ -138,3 +138,89 @@ def test_credentials_are_issued_once_by_the_cli_and_stored_sealed(app, svc):
         renewed = svc.vxp_credentials.issue(conn, Q4)
     assert renewed.secret != issued.secret and svc.vxp_credentials.lookup(Q4).secret == renewed.secret  # type: ignore[union-attr]
     assert json and CliRunner
+
+
+def _raw_call(app, path: str, headers: dict[str, str], body: bytes = b"{}") -> dict:  # type: ignore[no-untyped-def,type-arg]
+    response = app.test_client().post(path, data=body, headers=headers)
+    assert response.status_code == 200 and response.is_json, (response.status_code, response.data[:200])
+    return dict(response.get_json())
+
+
+@pytest.mark.parametrize(
+    "sign_header",
+    [
+        "[" * 5000,  # deeper than the JSON parser's recursion limit
+        '{"XroadVnpt-systemid":"\\ud800"}',  # a lone surrogate the database cannot encode
+        '{"XroadVnpt-systemid":"a\\u0000b"}',  # NUL, which PostgreSQL text cannot hold
+        '{"XroadVnpt-systemid":"000.00.00.H29","XroadVnpt-systemid":"000.00.04.H29"}',  # one name signed twice
+        "{" + ",".join(f'"XroadVnpt-k{i}":"v"' for i in range(3000)) + "}",  # oversize
+    ],
+)
+def test_a_malformed_signature_is_a_fail_answer_never_a_server_error(app, svc, sign_header):
+    answer = _raw_call(
+        app, "/vxp/countReceiveEdoc", {"XroadVnpt-sign-header": sign_header, "XroadVnpt-hash-header": "00"}
+    )
+    assert answer["status"] == "FAIL" and answer["ErrorCode"] == "401", answer
+    assert summarise_refusals(svc) == 1  # counted like every unauthenticated refusal
+
+
+def test_a_signed_timestamp_out_of_the_calendar_is_refused(app, systems):
+    hcm, _ = systems
+    broken = SdkClient(app.test_client(), hcm.systemid, hcm.secret)
+    broken.timestamp = "31129999T235959+9999"
+    assert broken.json("countReceiveEdoc", {})["status"] == "FAIL"
+
+
+def test_headers_signed_for_a_change_do_not_also_read(app, systems, svc, dev_pki):
+    """Review: updateStatus's single-use headers replayed to getEdoc and downloadEdoc returned the document."""
+    hcm, q4 = systems
+    doc_id = hcm.send_edoc(_signed(dev_pki), sender=HCM)["DocId"]
+    update = q4.headers({"docId": doc_id, "status": "done"}, "application/json")
+    for path in ("/vxp/getEdoc", "/vxp/countReceiveEdoc"):
+        assert _raw_call(app, path, dict(update))["status"] == "FAIL"
+    assert app.test_client().get("/vxp/downloadEdoc", headers=update).get_json()["status"] == "FAIL"
+
+
+def test_sendedoc_through_the_facade_keeps_the_agency_rate_limit(database_url, dev_pki):
+    from gateway import create_app
+    from tests.conftest import make_config, register_agencies
+
+    app = create_app(make_config(database_url, dev_pki, agency_submissions_per_minute=1))
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    with svc.db.write() as conn:
+        hcm = svc.vxp_credentials.issue(conn, HCM)
+    client = SdkClient(app.test_client(), hcm.systemid, hcm.secret)
+    first = client.send_edoc(_signed(dev_pki, 3001), sender=HCM)
+    second = client.send_edoc(_signed(dev_pki, 3002), sender=HCM)
+    svc.db.dispose()
+    assert first["status"] == "OK" and second["status"] == "FAIL" and second["ErrorCode"] == "rate-limited"
+
+
+def test_refusals_of_an_authenticated_system_are_audited_naming_it(app, systems, svc, dev_pki):
+    import json
+
+    hcm, q4 = systems
+    bad_hash = hcm.headers({"from": HCM, "servicetype": "eDoc", "messagetype": "edoc", "hash-file": "00"}, "x")
+    assert _raw_call(app, "/vxp/sendEdoc", dict(bad_hash), _signed(dev_pki) + b"\r\n")["status"] == "FAIL"
+    assert q4.json("getEdoc", {"docId": "00000000-0000-0000-0000-000000000000"})["status"] == "FAIL"
+    with svc.db.read() as conn:
+        bodies = [json.loads(b) for b in conn.execute(sa.select(audit_entries.c.body)).scalars()]
+    refused = [(e["actor"], e["code"]) for e in bodies if e["event"] == "vxp.refused"]
+    assert (HCM, "vxp-400") in refused and (Q4, "vxp-document-not-found") in refused
+
+
+def test_a_vietnamese_description_signed_as_utf8_is_accepted(systems, dev_pki):
+    hcm, q4 = systems
+    doc_id = hcm.send_edoc(_signed(dev_pki, 3003), sender=HCM)["DocId"]
+    answer = q4.json("updateStatus", {"docId": doc_id, "status": "fail", "description": "Sai thể thức văn bản"})
+    assert answer["status"] == "OK", answer
+
+
+def test_a_sealed_secret_opens_only_for_its_systemid_and_agency(svc):
+    from gateway.store.tables import vxp_credentials
+
+    with svc.db.write() as conn:
+        svc.vxp_credentials.issue(conn, Q4)
+        conn.execute(sa.update(vxp_credentials).where(vxp_credentials.c.systemid == Q4).values(agency=HCM))
+    assert svc.vxp_credentials.lookup(Q4) is None

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from gateway.routing.registry import NewAgency
 from gateway.store.tables import audit_entries, documents, vxp_directory, vxp_received
 from gateway.vxp.client import AxisClient
-from gateway.vxp.dev_axis import Axis, serving
+from gateway.vxp.dev_axis import Axis, AxisDocument, serving
 from gateway.vxp.receiver import AxisReceiver
 from tests.conftest import AgencyKeys
 from tests.support import HCM, sample
@@ -251,3 +251,29 @@ def test_a_recipient_whose_adapter_cannot_be_built_is_postponed_and_the_worker_l
     with svc.db.read() as conn:
         error = conn.execute(sa.select(routes.c.last_error).where(routes.c.recipient == MINISTRY)).scalar_one()
     assert "cannot be built" in error
+
+
+def test_entries_the_tables_cannot_hold_are_skipped_and_the_next_one_is_still_taken(svc, ministry):
+    """Review: a 100-character sender stopped the receiver for good on PostgreSQL."""
+    axis = Axis()
+    axis.register("hcm", SECRET, HCM)
+    for bad in ({"docId": "d1", "from": "Z" * 100}, {"docId": "x" * 100, "from": MINISTRY}, {"docId": None}):
+        axis.documents[str(bad.get("docId"))] = AxisDocument(
+            str(bad.get("docId")), str(bad.get("from")), [HCM], "edoc", b"<x/>"
+        )
+    good = axis.deposit(MINISTRY, HCM, _from_ministry(ministry))
+    with serving(axis) as endpoint:
+        done = AxisReceiver(svc, AxisClient(endpoint, "hcm", SECRET)).run_once()
+    assert done.accepted == 1 and axis.documents[good].status == "done"
+
+
+def test_the_axis_cannot_have_a_document_taken_in_as_a_city_agency(svc, ministry, dev_pki):
+    """Review: from = a city agency was accepted as that agency's new document."""
+    axis = Axis()
+    axis.register("hcm", SECRET, HCM)
+    forged = axis.deposit(HCM, HCM, dev_pki.agencies[HCM].sign(sample("cong-van.edxml")))
+    with serving(axis) as endpoint:
+        done = AxisReceiver(svc, AxisClient(endpoint, "hcm", SECRET)).run_once()
+    assert (done.accepted, done.refused) == (0, 1)
+    assert axis.documents[forged].status == "fail" and "sender-not-via-axis" in axis.documents[forged].status_desc
+    assert _count(svc, documents) == 0

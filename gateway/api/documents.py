@@ -20,7 +20,7 @@ from gateway.store.blob_io import blob_pieces
 bp = Blueprint("documents", __name__)
 
 
-def _body_within_limit(event: str) -> bytes:
+def body_within_limit(event: str) -> bytes:
     """The request body, refused (and audited) when it is larger than the limit: before reading it when
     Content-Length says so, while reading it for a chunked body."""
     svc = services()
@@ -48,7 +48,7 @@ def _body_within_limit(event: str) -> bytes:
     raise refusal
 
 
-def _within_rate(event: str) -> None:
+def within_rate(event: str) -> None:
     """Per-agency submissions a minute (``GATEWAY_AGENCY_SUBMISSIONS_PER_MINUTE``): shared through Redis when
     configured, else counted by each server process (no write on the request path; see ProcessRateLimiter)."""
     svc = services()
@@ -62,8 +62,8 @@ def _within_rate(event: str) -> None:
 
 def _submit(kind: str, submit: Callable[[str, bytes], Accepted]) -> Response:
     try:
-        _within_rate(f"{kind}.refused")
-        accepted = submit(g.agency, _body_within_limit(f"{kind}.refused"))
+        within_rate(f"{kind}.refused")
+        accepted = submit(g.agency, body_within_limit(f"{kind}.refused"))
     except Refusal as refusal:
         count_document(kind, "refused", refusal.code)
         raise

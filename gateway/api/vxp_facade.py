@@ -22,31 +22,37 @@ import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.api.auth import refused_unauthenticated
+from gateway.api.documents import body_within_limit, within_rate
 from gateway.audit.log import AuditEvent
 from gateway.citizen.dossier import LOCAL
+from gateway.observability import count_document
 from gateway.policy import Refusal
 from gateway.routing import inbox
 from gateway.services import services
 from gateway.store.blob_io import blob_pieces
 from gateway.store.tables import documents, routes
 from gateway.vxp.client import VIETNAM
-from gateway.vxp.protocol import SERVICE_TYPE, CallRefused, file_hash_matches, verify_call
+from gateway.vxp.protocol import SERVICE_TYPE, CallRefused, file_hash_matches, verify_call, wire_text
 
 bp = Blueprint("vxp", __name__, url_prefix="/vxp")
+# Signed names only calls that change something carry (sendEdoc's hash-file, updateStatus's status).
+CHANGING_FIELDS = frozenset({"hash-file", "status", "description"})
 R = TypeVar("R")
 
 
 class _Fail(Exception):
-    def __init__(self, code: str, desc: str) -> None:
+    """A FAIL answer; ``audited`` when what raised it already wrote its audit entry."""
+
+    def __init__(self, code: str, desc: str, *, audited: bool = False) -> None:
         super().__init__(desc)
-        self.code, self.desc = code, desc
+        self.code, self.desc, self.audited = code, desc, audited
 
 
 def _answer(**fields: Any) -> Response:
@@ -80,8 +86,9 @@ def _caller(*, changes: bool) -> tuple[str, dict[str, str]]:
         found = svc.vxp_credentials.lookup(systemid)
         return found.secret if found is not None else None
 
+    headers = {k: wire_text(v) if k.lower().startswith("xroadvnpt-") else v for k, v in request.headers.items()}
     try:
-        call = verify_call(dict(request.headers), secret_for, now=now, zone=VIETNAM, window=window)
+        call = verify_call(headers, secret_for, now=now, zone=VIETNAM, window=window)
     except CallRefused as refused:
         refused_unauthenticated("vxp.refused", Refusal("vxp-signature", refused.reason))
         raise _Fail(refused.code, refused.reason) from None
@@ -89,12 +96,20 @@ def _caller(*, changes: bool) -> tuple[str, dict[str, str]]:
     assert credential is not None
     agency = svc.agencies.agency(credential.agency)
     if agency is None or not agency.enabled:
-        raise _Fail("403", f"agency {credential.agency} is not registered or is disabled")
+        _audited_fail(credential.agency, "403", f"agency {credential.agency} is not registered or is disabled")
     if changes and not svc.state.first_use("vxp-signature", call.signature, int((now + 2 * window).timestamp())):
-        refusal = Refusal("vxp-replayed", "this signed call was already received; sign each call afresh")
-        svc.audit.refused(svc.db, "vxp.refused", refusal, actor=credential.agency)
-        raise _Fail("401", refusal.reason)
+        _audited_fail(credential.agency, "401", "this signed call was already received; sign each call afresh")
+    if not changes and CHANGING_FIELDS & set(call.fields):
+        # The SDK signs neither the method nor the path: a call signed to change something is not
+        # also a read (review: updateStatus headers replayed to getEdoc returned the document).
+        _audited_fail(credential.agency, "401", "these signed headers belong to a call that changes something")
     return credential.agency, call.fields
+
+
+def _audited_fail(agency: str, code: str, reason: str) -> NoReturn:
+    svc = services()
+    svc.audit.refused(svc.db, "vxp.refused", Refusal("vxp-" + code, reason), actor=agency)
+    raise _Fail(code, reason, audited=True)
 
 
 def _time(moment: datetime | None) -> str:
@@ -109,10 +124,21 @@ def _kind(fields: dict[str, str]) -> str:
 
 
 def signed_call(changes: bool = False) -> Callable[[Callable[[str, dict[str, str]], R]], Callable[[], R]]:
+    """The view runs as the signing agency; what it refuses is audited once, naming that agency."""
+
     def decorate(view: Callable[[str, dict[str, str]], R]) -> Callable[[], R]:
         @wraps(view)
         def wrapper() -> R:
-            return view(*_caller(changes=changes))
+            agency, fields = _caller(changes=changes)
+            g.agency = agency
+            try:
+                return view(agency, fields)
+            except _Fail as fail:
+                if not fail.audited:
+                    _audited_fail(agency, fail.code, fail.desc)
+                raise
+            except Refusal as refusal:  # from the inbox (not found, not visible): audited here
+                _audited_fail(agency, refusal.code, refusal.reason)
 
         return wrapper
 
@@ -122,13 +148,25 @@ def signed_call(changes: bool = False) -> Callable[[Callable[[str, dict[str, str
 @bp.post("/sendEdoc")
 @signed_call(changes=True)
 def send_edoc(agency: str, fields: dict[str, str]) -> Response:
+    """As ``POST /v1/documents`` (or ``/v1/status``): the same rate limit, body limit, checks and audit."""
     svc = services()
-    body = request.get_data()
+    kind = _kind(fields)
+    event = f"{kind}.refused"
+    try:
+        within_rate(event)
+        body = body_within_limit(event)
+    except Refusal as refusal:  # audited by those two
+        raise _Fail(refusal.code, refusal.reason, audited=True) from None
     data = body[:-2] if body.endswith(b"\r\n") else body  # the SDK writes the file, then CRLF
     if not file_hash_matches(fields.get("hash-file", ""), data):
         raise _Fail("400", "hash-file is not the SHA-256 of the file sent")
-    submit = svc.submissions.submit_status if _kind(fields) == "status" else svc.submissions.submit_document
-    accepted = submit(agency, data)  # a Refusal is audited there and answered FAIL here
+    submit = svc.submissions.submit_status if kind == "status" else svc.submissions.submit_document
+    try:
+        accepted = submit(agency, data)
+    except Refusal as refusal:  # audited by the submission path
+        count_document(kind, "refused", refusal.code)
+        raise _Fail(refusal.code, refusal.reason, audited=True) from None
+    count_document(kind, "duplicate" if accepted.duplicate else "accepted", "")
     return _answer(DocId=accepted.id)
 
 

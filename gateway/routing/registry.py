@@ -117,6 +117,17 @@ class AgencyRegistry:
         _check_adapter(new.adapter, new.adapter_settings, self._deployment)
         for cert in signers:
             trust.verify(cert, intermediates)
+            owner = conn.execute(
+                sa.select(agency_certificates.c.agency_code).where(
+                    agency_certificates.c.fingerprint == pki.fingerprint(cert)
+                )
+            ).scalar_one_or_none()
+            if owner is not None:  # one signing certificate names one agency: else whose document is it?
+                raise Refusal(
+                    "certificate-exists",
+                    f"certificate {pki.fingerprint(cert)[:16]}… is registered to {owner}; each agency signs "
+                    "with its own (development keys: `gateway keys agency CODE`)",
+                )
         now = datetime.now(UTC)
         conn.execute(
             sa.insert(agencies).values(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,6 +20,7 @@ from typing import Any
 from gateway.fetch import Bounds, FetchError, exchange
 from gateway.vxp.protocol import SERVICE_TYPE, sdk_timestamp, sign_call
 
+log = logging.getLogger("gateway.vxp")
 VIETNAM = timezone(timedelta(hours=7))  # the SDK's timestamps carry no zone: the axis's, Vietnam's
 MAX_ANSWER_BYTES = 600 * 1024 * 1024  # getEdoc carries the whole document, base64
 
@@ -46,6 +49,22 @@ class Received:
     doc_id: str
     sender: str  # "from": the sending agency's code
     message_type: str  # edoc | status
+
+
+_DOC_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CODE = re.compile(r"[A-Za-z0-9.]{1,35}")
+
+
+def _received(item: Any, wanted: str) -> Received | None:
+    """One list entry, only when every field is what the tables and the submission path can hold."""
+    if not isinstance(item, dict):
+        return None
+    doc_id, sender, kind = item.get("docId"), item.get("from"), item.get("messageType") or wanted
+    if not (isinstance(doc_id, str | int) and _DOC_ID.fullmatch(str(doc_id))):
+        return None
+    if not (isinstance(sender, str) and _CODE.fullmatch(sender)) or kind not in ("edoc", "status"):
+        return None
+    return Received(str(doc_id), sender, str(kind))
 
 
 @dataclass(frozen=True)
@@ -85,15 +104,18 @@ class AxisClient:
 
     def received(self, message_type: str) -> list[Received]:
         """getReceivedEdocList: what waits for this system, of one message type."""
-        found = self.call("getReceivedEdocList", {"servicetype": SERVICE_TYPE, "messagetype": message_type})
-        items = found.get("data") or []
+        answer = self.call("getReceivedEdocList", {"servicetype": SERVICE_TYPE, "messagetype": message_type})
+        items = answer.get("data") or []
         if not isinstance(items, list):
             raise AxisUnavailable("getReceivedEdocList: data is not a list")
-        return [
-            Received(str(i["docId"]), str(i.get("from", "")), str(i.get("messageType") or message_type))
-            for i in items
-            if isinstance(i, dict) and i.get("docId")
-        ]
+        found = []
+        for item in items:
+            received = _received(item, message_type)
+            if received is None:
+                log.warning("the axis listed an entry this gateway cannot use; skipped: %.200r", item)
+            else:
+                found.append(received)
+        return found
 
     def document(self, doc_id: str) -> bytes:
         """getEdoc: the edXML bytes (``data`` is their base64)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -66,7 +67,14 @@ def vxp_receive(once: bool, interval: float | None) -> None:
         receiver = AxisReceiver(svc, client)
         every = interval or float(config.vxp_poll_seconds)
         while True:
-            done = receiver.run_once()
+            try:
+                done = receiver.run_once()
+            except Exception:  # the database away, say: said, and the next pass tries again
+                logging.getLogger("gateway.vxp").exception("an axis pass failed; the next one tries again")
+                if once:
+                    raise
+                stop.wait(every)
+                continue
             if once or done.accepted or done.refused or done.problems:
                 click.echo(
                     f"axis pass: {done.accepted} accepted, {done.refused} refused, {done.answered} answered, "
@@ -145,6 +153,11 @@ def agency_vxp_credentials(code: str, as_json: bool) -> None:
             found = svc.registry.get(conn, code)
         if found is None:
             fail(f"agency {code} is not registered; see `gateway agency list`")
+        if not found.client_public_key:
+            fail(
+                f"{code} is reached through the national axis (no client key): its own systems use the axis, "
+                "not this gateway's /vxp/"
+            )
         with svc.db.write() as conn:
             issued = svc.vxp_credentials.issue(conn, code)
             svc.audit.append(

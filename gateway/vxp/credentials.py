@@ -41,7 +41,7 @@ class VxpCredentials:
         """A new secret for ``agency`` (its systemid is its code): any earlier one stops working."""
         systemid, secret = agency, secrets.token_urlsafe(32)
         nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, secret.encode(), systemid.encode())
+        sealed = nonce + self._aead.encrypt(nonce, secret.encode(), _bound(systemid, agency))
         values = {"agency": agency, "secret_sealed": sealed, "created_at": datetime.now(UTC)}
         if not conn.execute(
             sa.update(vxp_credentials).where(vxp_credentials.c.systemid == systemid).values(**values)
@@ -58,7 +58,13 @@ class VxpCredentials:
             return None
         sealed = bytes(row.secret_sealed)
         try:
-            secret = self._aead.decrypt(sealed[:12], sealed[12:], row.systemid.encode()).decode()
-        except InvalidTag:  # sealed under another deployment's pepper: as good as none
+            secret = self._aead.decrypt(sealed[:12], sealed[12:], _bound(row.systemid, row.agency)).decode()
+        except InvalidTag:  # another deployment's pepper, or moved to another systemid or agency: none
             return None
         return Credential(row.systemid, row.agency, secret)
+
+
+def _bound(systemid: str, agency: str) -> bytes:
+    """What the sealed secret is bound to (AES-GCM's associated data): moving it to another systemid
+    or pointing its systemid at another agency in the database makes it open to nothing."""
+    return f"{systemid}\n{agency}".encode()

@@ -28,9 +28,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 HEADER_PREFIX = "XroadVnpt-"
 SIGN_KEY_HEADER = "XroadVnpt-sign-header-key"
@@ -41,6 +43,29 @@ VERSION = "3.0.201608"
 USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
 SERVICE_TYPE = "eDoc"
 TIMESTAMP_FORMAT = "%d%m%YT%H%M%S"
+
+
+MAX_SIGN_HEADER = 16 * 1024  # a few dozen headers; the front refuses heads over 16 KiB anyway
+_SYSTEMID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Two values for one signed name would let the server read one and the HMAC cover another."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"{key} is signed twice")
+        found[key] = value
+    return found
+
+
+def wire_text(value: str) -> str:
+    """A header value as the client's UTF-8 bytes: WSGI hands headers over decoded as latin-1, and the
+    SDK signs its (Gson, non-ASCII kept) JSON as UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 class CallRefused(Exception):
@@ -87,7 +112,7 @@ def sdk_timestamp(moment: datetime) -> str:
 def parse_sdk_timestamp(value: str, zone: timezone) -> datetime:
     """The SDK's timestamp read in ``zone`` (it carries no zone; Vietnam's systems run on UTC+7)."""
     stamp, plus, millis = value.partition("+")
-    if not plus or len(millis) != 4 or not millis.isdigit():
+    if not plus or len(millis) != 4 or not millis.isdigit() or int(millis) > 999:
         raise ValueError("not ddMMyyyy'T'HHmmss+SSSS")
     moment = datetime.strptime(stamp, TIMESTAMP_FORMAT).replace(tzinfo=zone)
     return moment + timedelta(milliseconds=int(millis))
@@ -167,15 +192,17 @@ def verify_call(
     given_hash = lookup.get(HASH_HEADER.lower())
     if not sign_header or not given_hash:
         raise CallRefused("401", "the call is not signed: XroadVnpt-sign-header and XroadVnpt-hash-header are needed")
+    if len(sign_header) > MAX_SIGN_HEADER:
+        raise CallRefused("401", f"XroadVnpt-sign-header is longer than {MAX_SIGN_HEADER} characters")
     try:
-        signed = json.loads(sign_header)
-    except ValueError:
+        signed = json.loads(sign_header, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
         raise CallRefused("401", "XroadVnpt-sign-header is not a JSON object") from None
     if not isinstance(signed, dict) or not all(isinstance(v, str) for v in signed.values()):
         raise CallRefused("401", "XroadVnpt-sign-header is not a JSON object of strings")
     systemid = signed.get(HEADER_PREFIX + "systemid")
-    if not systemid:
-        raise CallRefused("401", "the signed headers do not name the systemid")
+    if not isinstance(systemid, str) or not _SYSTEMID.fullmatch(systemid):
+        raise CallRefused("401", "the signed headers do not name a systemid (letters, digits, '.', '_', '-')")
     secret = secret_for(systemid)
     if secret is None:
         raise CallRefused("401", f"unknown systemid {systemid[:64]!r}")
@@ -191,7 +218,7 @@ def verify_call(
         fields[name[len(HEADER_PREFIX) :]] = value
     try:
         moment = parse_sdk_timestamp(fields.get("timestamp", ""), zone)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise CallRefused("401", "the signed timestamp is not ddMMyyyy'T'HHmmss+SSSS") from None
     if abs(now - moment) > window:
         raise CallRefused("401", f"the signed timestamp {fields['timestamp']} is outside the accepted window")

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from gateway.audit.log import AuditEvent
 from gateway.policy import Refusal
+from gateway.routing.registry import AXIS_ADAPTER
 from gateway.store.tables import vxp_received
 from gateway.vxp.client import AxisClient, AxisRefused, AxisUnavailable, Received
 
@@ -59,6 +60,9 @@ class AxisReceiver:
                     self._take(item, done)
                 except (AxisUnavailable, AxisRefused) as exc:
                     log.warning("axis document %s: %s; tried again next pass", item.doc_id, exc)
+                    done.problems += 1
+                except Exception:  # one entry's trouble never stops the others (review finding)
+                    log.exception("axis document %s could not be taken; tried again next pass", item.doc_id)
                     done.problems += 1
         return done
 
@@ -102,8 +106,14 @@ class AxisReceiver:
             "received_at": datetime.now(UTC),
         }
         try:
-            if not item.sender:
-                raise Refusal("sender-unknown", "the axis named no sending agency")
+            sender = svc.agencies.agency(item.sender)
+            if sender is None or sender.adapter != AXIS_ADAPTER or sender.client_public_key:
+                # A city agency sends through the gateway, never through the axis: the axis (or whoever
+                # is between it and us) cannot have documents taken in as one of them.
+                raise Refusal(
+                    "sender-not-via-axis",
+                    f"{item.sender} is not registered here as an agency reached through the national axis",
+                )
             submit = svc.submissions.submit_status if item.message_type == "status" else svc.submissions.submit_document
             accepted = submit(item.sender, data)
         except Refusal as refusal:  # audited by the submission path (document.refused / status.refused)
