@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from adapters.base import Adapter, AdapterSettingsError, Delivery, DeliveryResult, Deployment, SettingSpec
-from gateway.fetch import Bounds, FetchError, exchange
-from gateway.vxp.protocol import SERVICE_TYPE, sdk_file_hash, sdk_timestamp, sign_call
+from gateway.vxp.client import AxisClient, AxisRefused, AxisUnavailable
+from gateway.vxp.protocol import SERVICE_TYPE, sdk_file_hash
 
-RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 MAX_ANSWER_BYTES = 64 * 1024
-# The SDK writes its timestamp in the JVM's local zone, with no offset: Vietnam's, UTC+7.
-VIETNAM = timezone(timedelta(hours=7))
 
 
 class VxpAdapter(Adapter):
@@ -86,34 +82,20 @@ class VxpAdapter(Adapter):
             secret = self._secret()
         except OSError as exc:
             return DeliveryResult("retryable", f"the axis secret cannot be read ({exc.strerror}): fix secret_file")
-        headers = sign_call(
-            str(self.settings["systemid"]),
-            secret,
-            fields,
-            content_type="application/octet-stream",
-            timestamp=sdk_timestamp(datetime.now(VIETNAM)),
-        )
-        url = f"{endpoint}/sendEdoc"
+        client = AxisClient(endpoint, str(self.settings["systemid"]), secret, timeout=self.deadline)
         try:
-            answer = exchange(
-                url,
-                method="POST",
+            found = client.call(
+                "sendEdoc",
+                fields,
                 body=delivery.content + b"\r\n",  # what the SDK's MultipartUtility writes: the bytes, then CRLF
-                headers=dict(headers),
-                bounds=Bounds(timeout=self.deadline, max_bytes=MAX_ANSWER_BYTES),
+                content_type="application/octet-stream",
+                max_answer=MAX_ANSWER_BYTES,
             )
-        except FetchError as exc:
-            return DeliveryResult("retryable", f"the axis did not answer: {exc.reason}")
-        if answer.status in RETRYABLE_STATUS:
-            return DeliveryResult("retryable", f"the axis answered HTTP {answer.status}")
-        try:
-            found = json.loads(answer.body)
-            status = found["status"]
-        except (ValueError, KeyError, TypeError):
-            return DeliveryResult("retryable", f"the axis answered HTTP {answer.status} without its JSON")
-        if status == "OK" and found.get("DocId"):
-            return DeliveryResult(
-                "delivered", f"the axis accepted it as {found['DocId']}", reference=str(found["DocId"])
-            )
-        code, desc = found.get("ErrorCode", "?"), str(found.get("ErrorDesc", ""))[:300]
-        return DeliveryResult("permanent", f"the axis refused it: {code} {desc}".strip())
+        except AxisUnavailable as exc:
+            return DeliveryResult("retryable", f"the axis did not take it: {exc}")
+        except AxisRefused as exc:
+            return DeliveryResult("permanent", f"the axis refused it: {exc}")
+        if not found.get("DocId"):
+            return DeliveryResult("retryable", "the axis answered OK without a DocId")
+        doc_id = str(found["DocId"])
+        return DeliveryResult("delivered", f"the axis accepted it as {doc_id}", reference=doc_id)

@@ -23,6 +23,7 @@ from gateway.vxp.protocol import SERVICE_TYPE, sdk_timestamp, sign_call
 log = logging.getLogger("gateway.vxp")
 VIETNAM = timezone(timedelta(hours=7))  # the SDK's timestamps carry no zone: the axis's, Vietnam's
 MAX_ANSWER_BYTES = 600 * 1024 * 1024  # getEdoc carries the whole document, base64
+RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
 def header_text(text: str) -> str:
@@ -74,12 +75,22 @@ class AxisClient:
     secret: str
     timeout: float = 30.0
 
-    def call(self, method: str, fields: dict[str, str], *, body: bytes = b"") -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        fields: dict[str, str],
+        *,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        max_answer: int = MAX_ANSWER_BYTES,
+    ) -> dict[str, Any]:
+        """One signed call; its JSON when ``status`` is OK.  :class:`AxisUnavailable` for what is worth
+        trying again (no answer, 408/425/429/5xx, not the axis's JSON), :class:`AxisRefused` for FAIL."""
         headers = sign_call(
             self.systemid,
             self.secret,
             fields,
-            content_type="application/json",
+            content_type=content_type,
             timestamp=sdk_timestamp(datetime.now(VIETNAM)),
         )
         url = f"{self.endpoint.rstrip('/')}/{method}"
@@ -89,10 +100,12 @@ class AxisClient:
                 method="POST",
                 body=body,
                 headers=dict(headers),
-                bounds=Bounds(timeout=self.timeout, max_bytes=MAX_ANSWER_BYTES),
+                bounds=Bounds(timeout=self.timeout, max_bytes=max_answer),
             )
         except FetchError as exc:
             raise AxisUnavailable(f"{method}: {exc.reason}") from None
+        if answer.status in RETRYABLE_STATUS:
+            raise AxisUnavailable(f"{method}: the axis answered HTTP {answer.status}")
         try:
             found = json.loads(answer.body)
             status = found["status"]
