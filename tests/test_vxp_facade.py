@@ -224,3 +224,9 @@ def test_a_sealed_secret_opens_only_for_its_systemid_and_agency(svc):
         svc.vxp_credentials.issue(conn, Q4)
         conn.execute(sa.update(vxp_credentials).where(vxp_credentials.c.systemid == Q4).values(agency=HCM))
     assert svc.vxp_credentials.lookup(Q4) is None
+
+
+def test_a_from_that_is_not_the_calling_system_is_refused_as_the_axis_refuses_it(systems, dev_pki):
+    hcm, _ = systems
+    answer = hcm.send_edoc(_signed(dev_pki, 3004), sender=Q4)
+    assert answer["status"] == "FAIL" and answer["ErrorCode"] == "403" and "from" in answer["ErrorDesc"]

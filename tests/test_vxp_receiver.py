@@ -277,3 +277,35 @@ def test_the_axis_cannot_have_a_document_taken_in_as_a_city_agency(svc, ministry
     assert (done.accepted, done.refused) == (0, 1)
     assert axis.documents[forged].status == "fail" and "sender-not-via-axis" in axis.documents[forged].status_desc
     assert _count(svc, documents) == 0
+
+
+def test_a_refusal_is_reported_with_its_reason_where_it_was_taken(svc, ministry, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+    from gateway.vxp import commands
+
+    axis = Axis()
+    axis.register("hcm", SECRET, HCM)
+    axis.deposit(MINISTRY, HCM, _from_ministry(ministry).replace(b"<edXML:Subject>", b"<edXML:Subject>X"))
+    with serving(axis) as endpoint:
+        monkeypatch.setattr(commands, "cli_services", _services_of(svc))
+        monkeypatch.setattr(commands, "axis_client", lambda _config: AxisClient(endpoint, "hcm", SECRET))
+        result = CliRunner().invoke(main, ["vxp", "receive", "--once"], catch_exceptions=False)
+    assert "1 refused" in result.output and "refused axis document" in result.output and "signature" in result.output
+
+
+def _services_of(svc):  # type: ignore[no-untyped-def]
+    from contextlib import contextmanager
+
+    @contextmanager
+    def given():  # type: ignore[no-untyped-def]
+        yield svc
+
+    return given
+
+
+def test_the_development_axis_lists_the_agencies_it_was_given():
+    axis = Axis()
+    axis.list_agency("000.00.00.G01", "Văn phòng Chính phủ")
+    assert [a["code"] for a in axis.units] == [a["code"] for a in axis.agencies_qd20] == ["000.00.00.G01"]

@@ -157,6 +157,8 @@ def send_edoc(agency: str, fields: dict[str, str]) -> Response:
         body = body_within_limit(event)
     except Refusal as refusal:  # audited by those two
         raise _Fail(refusal.code, refusal.reason, audited=True) from None
+    if fields.get("from", agency) != agency:  # as the axis answers it; the signed From decides anyway
+        raise _Fail("403", f"from {fields['from'][:35]} is not this system's agency {agency}")
     data = body[:-2] if body.endswith(b"\r\n") else body  # the SDK writes the file, then CRLF
     if not file_hash_matches(fields.get("hash-file", ""), data):
         raise _Fail("400", "hash-file is not the SHA-256 of the file sent")

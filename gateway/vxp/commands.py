@@ -47,7 +47,9 @@ def vxp() -> None:
 
 @vxp.command("receive")
 @click.option("--once", is_flag=True, help="One pass over what waits at the axis, then exit.")
-@click.option("--interval", type=click.FloatRange(1, 3600), help="Seconds between passes [GATEWAY_VXP_POLL_SECONDS].")
+@click.option(
+    "--interval", type=click.FloatRange(1, 3600), help="Seconds between passes (default GATEWAY_VXP_POLL_SECONDS, 30)."
+)
 def vxp_receive(once: bool, interval: float | None) -> None:
     """Take what other provinces and ministries sent the city through the axis, and answer each.
 
@@ -81,6 +83,8 @@ def vxp_receive(once: bool, interval: float | None) -> None:
                     f"{done.problems} problem(s)",
                     err=not once,
                 )
+            for doc_id, code, reason in done.refusals:  # what the axis was told, said here too
+                click.echo(f"  refused axis document {doc_id}: {code}: {reason}", err=not once)
             if once or stop.wait(every):
                 return
 
@@ -186,7 +190,14 @@ def agency_vxp_credentials(code: str, as_json: bool) -> None:
     metavar="SYSTEMID:CODE:SECRET_FILE",
     help="A system the axis knows: its id, its agency code, a file with its secret. Repeatable.",
 )
-def vxp_dev_axis(port: int, host: str, systems: tuple[str, ...]) -> None:
+@click.option(
+    "--agency",
+    "listed",
+    multiple=True,
+    metavar="CODE=NAME",
+    help="An agency in the axis's directory (what `gateway agency sync-vxp` reads). Repeatable.",
+)
+def vxp_dev_axis(port: int, host: str, systems: tuple[str, ...], listed: tuple[str, ...]) -> None:
     """A development double of the national axis, for the demo and tests: never for production.
 
     Its endpoint is http://HOST:PORT/XrdAdapter; it keeps what it is sent in memory only.
@@ -205,6 +216,11 @@ def vxp_dev_axis(port: int, host: str, systems: tuple[str, ...]) -> None:
             axis.register(systemid, Path(secret_file).read_text(encoding="utf-8").strip(), code)
         except OSError as exc:
             fail(f"--system {entry!r}: {secret_file}: {exc.strerror}")
+    for entry in listed:
+        code, sep, name = entry.partition("=")
+        if not sep or not code or not name:
+            fail(f"--agency {entry!r}: write CODE=NAME")
+        axis.list_agency(code, name)
     server = make_server(host, port, axis, threaded=True)
     click.echo(
         f"development axis on http://{host}:{port}/XrdAdapter for {', '.join(s.split(':')[0] for s in systems)} "

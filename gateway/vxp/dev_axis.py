@@ -33,11 +33,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+VIETNAM = timezone(timedelta(hours=7))  # the axis's clock, as the gateway's façade writes its times
 
 
 @dataclass
@@ -49,7 +51,7 @@ class AxisDocument:
     content: bytes
     status: str = "inbox"
     status_desc: str = ""
-    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%d/%m/%Y %H:%M:%S"))
+    created: str = field(default_factory=lambda: datetime.now(VIETNAM).strftime("%d/%m/%Y %H:%M:%S"))
 
 
 @dataclass
@@ -68,6 +70,26 @@ class Axis:
 
     def register(self, systemid: str, secret: str, code: str) -> None:
         self.systems[systemid] = (secret, code)
+
+    def list_agency(self, code: str, name: str, *, parent: str = "") -> None:
+        """An agency in the axis's directory, in all three of its lists (the demo's sync-vxp reads them)."""
+        n = len(self.units) + 1
+        self.agencies.append({"code": code, "id": n, "mail": "", "name": name, "pid": parent, "oldCode": ""})
+        self.agencies_qd20.append({"code": code, "id": n, "mail": "", "name": name, "code102": code})
+        self.units.append(
+            {
+                "code": code,
+                "id": n,
+                "mail": "",
+                "name": name,
+                "pid": parent,
+                "version": 1,
+                "centerCode": "",
+                "deleted": False,
+                "modifyDate": datetime.now(VIETNAM).strftime("%d/%m/%Y"),
+                "isAgency": True,
+            }
+        )
 
     def deposit(self, sender: str, to: str, content: bytes, message_type: str = "edoc") -> str:
         """A document another province sent through the axis, waiting for ``to``."""

@@ -15,7 +15,7 @@ duplicate, which is the same acceptance.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ class Pass:
     refused: int = 0
     answered: int = 0
     problems: int = 0
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (axis docId, code, reason)
 
 
 class AxisReceiver:
@@ -119,6 +120,7 @@ class AxisReceiver:
         except Refusal as refusal:  # audited by the submission path (document.refused / status.refused)
             values.update(outcome="refused", code=refusal.code, reason=refusal.reason[:2000])
             done.refused += 1
+            done.refusals.append((item.doc_id, refusal.code, refusal.reason))
         else:
             values.update(outcome="accepted", gateway_id=accepted.id)
             done.accepted += 1
