@@ -88,8 +88,7 @@ def write_rotation(config: Config, rotation: Rotation) -> None:
     folder = rotation_dir(config)
     folder.mkdir(mode=0o700, exist_ok=True)
     body = {k: getattr(rotation, k) for k in ("phase", "new", "old", "started", "until")}
-    pki.write_private_file(folder / f".{rotation.kind}.json.tmp", json.dumps(body, indent=1).encode())
-    os.replace(folder / f".{rotation.kind}.json.tmp", folder / f"{rotation.kind}.json")
+    write_durably(folder / f"{rotation.kind}.json", json.dumps(body, indent=1).encode())
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ def write_vkeys(config: Config, vkeys: list[str]) -> None:
     try:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
-        write_durably(path, text.encode("utf-8"))
+        write_durably(path, text.encode("utf-8"), mode=0o644)  # public: the other processes' users read it
     except OSError as exc:
         log.warning("could not write the audit verifier keys to %s (%s)", path, exc.strerror)
 
@@ -231,10 +230,8 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _replace(target: Path, data: bytes) -> None:
-    """Write ``target`` whole or not at all: readers see the old file or the new one."""
-    temporary = target.with_name(f".{target.name}.rotating")
-    pki.write_private_file(temporary, data)
-    os.replace(temporary, target)
+    """Write ``target`` whole or not at all: readers see the old file or the new one (owner-only)."""
+    write_durably(target, data)
 
 
 def start_rotation(

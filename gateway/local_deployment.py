@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.store.durable import write_durably
+
 SETTINGS_FILE = Path("gateway.toml")
 SERVING_FILE = Path("var") / "serving.json"
 # What `gateway init` writes down: the settings that decide which deployment a command talks to.
@@ -96,12 +98,10 @@ def _is_gateway(pid: int) -> bool:
 
 def record_served(public_url: str, host: str, port: int) -> None:
     SERVING_FILE.parent.mkdir(parents=True, exist_ok=True)
-    temporary = SERVING_FILE.with_suffix(".tmp")
-    temporary.write_text(
-        json.dumps({"public_url": public_url, "host": host, "port": port, "pid": os.getpid()}) + "\n",
-        encoding="utf-8",
-    )
-    temporary.replace(SERVING_FILE)
+    # A unique temporary name: two `gateway serve` started at once in one folder both wrote
+    # var/serving.tmp, and the second rename found it gone (a fault test's cluster did exactly that).
+    record = {"public_url": public_url, "host": host, "port": port, "pid": os.getpid()}
+    write_durably(SERVING_FILE, (json.dumps(record) + "\n").encode("utf-8"), mode=0o644)
 
 
 def url_for_listener(host: str, port: int) -> str:

@@ -253,6 +253,17 @@ def test_a_production_init_writes_no_settings_file_and_no_password_is_ever_writt
     assert written is not None and "S3cret" not in written.read_text() and "database_url" not in written.read_text()
 
 
+def _until_exec(pid: int) -> None:
+    """A child just started can still show its parent's command line for a moment."""
+    import time
+    from pathlib import Path
+
+    for _ in range(200):
+        if b"gateway.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+        time.sleep(0.01)
+
+
 def test_a_stale_serving_file_names_no_server(env):
     import subprocess
     import sys
@@ -260,6 +271,7 @@ def test_a_stale_serving_file_names_no_server(env):
     from gateway import local_deployment
 
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "gateway.cli", "serve"])  # live
+    _until_exec(server.pid)
     try:
         (env / "var").mkdir(exist_ok=True)
         (env / "var" / "serving.json").write_text(
@@ -336,6 +348,7 @@ def test_a_process_run_from_a_folder_called_gateway_is_not_taken_for_the_server(
     sleeping = "import time; time.sleep(30)"
     other = subprocess.Popen([sys.executable, "-c", sleeping, str(folder / "anything")], cwd=folder)
     server = subprocess.Popen([sys.executable, "-c", sleeping, "gateway.cli", "serve"])
+    _until_exec(server.pid)
     try:
         assert not _is_gateway(other.pid)
         assert _is_gateway(server.pid)
@@ -382,3 +395,27 @@ def test_vxp_credentials_are_refused_for_an_agency_reached_through_the_axis(env)
     assert code == 0, out
     code, out = run("agency", "vxp-credentials", "000.00.00.G09")
     assert code == 1 and "national axis" in out
+
+
+def test_two_servers_recording_where_they_serve_at_once_do_not_trip_over_each_other(env):
+    """Full-suite finding: two `gateway serve` in one folder shared var/serving.tmp; one crashed."""
+    import threading
+
+    from gateway import local_deployment
+
+    errors: list[BaseException] = []
+
+    def record(port: int) -> None:
+        try:
+            for _ in range(200):
+                local_deployment.record_served(f"http://127.0.0.1:{port}", "127.0.0.1", port)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record, args=(p,)) for p in (8101, 8102)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (env / "var" / "serving.json").stat().st_mode & 0o777 == 0o644

@@ -9,13 +9,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Written beside ``path`` under a unique name, flushed, renamed over it, and the rename flushed
-    with the folder (POSIX; a platform that cannot open folders keeps the rename unflushed)."""
+def write_durably(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Written beside ``path`` under a unique name (so writers never share a temporary file), with
+    ``mode`` (owner-only unless said: keys are written this way too), flushed, renamed over it, and
+    the rename flushed with the folder (POSIX; a platform that cannot open folders keeps it unflushed)."""
     folder = path.parent if str(path.parent) else Path(".")
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
