@@ -53,7 +53,8 @@ def b64url_decode(segment: str, code: str, what: str) -> bytes:
     return raw
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a JSON object with a member twice: parsers disagree on which wins."""
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
@@ -64,7 +65,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def strict_json_object(raw: bytes, code: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_members)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Refusal(code, f"{what} is not a JSON object without duplicate members: {exc}") from None
     if not isinstance(value, dict):

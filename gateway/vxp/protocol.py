@@ -32,7 +32,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+
+from gateway.identity.jws import no_duplicate_members
 
 HEADER_PREFIX = "XroadVnpt-"
 SIGN_KEY_HEADER = "XroadVnpt-sign-header-key"
@@ -47,16 +48,6 @@ TIMESTAMP_FORMAT = "%d%m%YT%H%M%S"
 
 MAX_SIGN_HEADER = 16 * 1024  # a few dozen headers; the front refuses heads over 16 KiB anyway
 _SYSTEMID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Two values for one signed name would let the server read one and the HMAC cover another."""
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise ValueError(f"{key} is signed twice")
-        found[key] = value
-    return found
 
 
 def wire_text(value: str) -> str:
@@ -195,7 +186,7 @@ def verify_call(
     if len(sign_header) > MAX_SIGN_HEADER:
         raise CallRefused("401", f"XroadVnpt-sign-header is longer than {MAX_SIGN_HEADER} characters")
     try:
-        signed = json.loads(sign_header, object_pairs_hook=_no_duplicates)
+        signed = json.loads(sign_header, object_pairs_hook=no_duplicate_members)
     except (ValueError, RecursionError):
         raise CallRefused("401", "XroadVnpt-sign-header is not a JSON object") from None
     if not isinstance(signed, dict) or not all(isinstance(v, str) for v in signed.values()):
