@@ -230,3 +230,13 @@ def test_a_from_that_is_not_the_calling_system_is_refused_as_the_axis_refuses_it
     hcm, _ = systems
     answer = hcm.send_edoc(_signed(dev_pki, 3004), sender=Q4)
     assert answer["status"] == "FAIL" and answer["ErrorCode"] == "403" and "from" in answer["ErrorDesc"]
+
+
+def test_the_counts_count_everything_waiting_not_one_page_of_it(systems, dev_pki, monkeypatch):
+    from gateway.routing import inbox
+
+    hcm, q4 = systems
+    for n in (3005, 3006):
+        assert hcm.send_edoc(_signed(dev_pki, n), sender=HCM)["status"] == "OK"
+    monkeypatch.setattr(inbox, "MAX_PAGE", 1)  # a page of one: a count taken from the list would say 1
+    assert q4.json("countReceiveEdoc", {})["count"] == 2

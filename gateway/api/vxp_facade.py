@@ -39,6 +39,7 @@ from gateway.services import services
 from gateway.store.blob_io import blob_pieces
 from gateway.store.tables import documents, routes
 from gateway.vxp.client import VIETNAM
+from gateway.vxp.credentials import Credential
 from gateway.vxp.protocol import SERVICE_TYPE, CallRefused, file_hash_matches, verify_call, wire_text
 
 bp = Blueprint("vxp", __name__, url_prefix="/vxp")
@@ -82,9 +83,14 @@ def _caller(*, changes: bool) -> tuple[str, dict[str, str]]:
     now = datetime.now(UTC)
     window = timedelta(seconds=svc.config.vxp_window_seconds)
 
+    looked_up: list[Credential] = []  # one read and one unseal per call: verify_call asks once
+
     def secret_for(systemid: str) -> str | None:
         found = svc.vxp_credentials.lookup(systemid)
-        return found.secret if found is not None else None
+        if found is None:
+            return None
+        looked_up.append(found)
+        return found.secret
 
     headers = {k: wire_text(v) if k.lower().startswith("xroadvnpt-") else v for k, v in request.headers.items()}
     try:
@@ -92,8 +98,7 @@ def _caller(*, changes: bool) -> tuple[str, dict[str, str]]:
     except CallRefused as refused:
         refused_unauthenticated("vxp.refused", Refusal("vxp-signature", refused.reason))
         raise _Fail(refused.code, refused.reason) from None
-    credential = svc.vxp_credentials.lookup(call.systemid)
-    assert credential is not None
+    credential = looked_up[0]
     agency = svc.agencies.agency(credential.agency)
     if agency is None or not agency.enabled:
         _audited_fail(credential.agency, "403", f"agency {credential.agency} is not registered or is disabled")
@@ -172,17 +177,29 @@ def send_edoc(agency: str, fields: dict[str, str]) -> Response:
     return _answer(DocId=accepted.id)
 
 
+def _waiting(agency: str, kind: str) -> Any:
+    """The caller's undelivered documents (or status messages): one condition for the list and the counts."""
+    return sa.and_(routes.c.recipient == agency, routes.c.state == "pending", documents.c.kind == kind)
+
+
 def _pending(agency: str, kind: str) -> list[Any]:
     with services().db.read() as conn:
         return list(
             conn.execute(
                 sa.select(documents)
                 .join(routes, routes.c.document == documents.c.id)
-                .where(routes.c.recipient == agency, routes.c.state == "pending", documents.c.kind == kind)
+                .where(_waiting(agency, kind))
                 .order_by(routes.c.id)
                 .limit(inbox.MAX_PAGE)
             )
         )
+
+
+def _count(agency: str, kind: str) -> int:
+    """All of them, not the first page's (a count capped at the list's page was wrong past 500)."""
+    with services().db.read() as conn:
+        query = sa.select(sa.func.count()).select_from(routes.join(documents, routes.c.document == documents.c.id))
+        return int(conn.execute(query.where(_waiting(agency, kind))).scalar_one())
 
 
 @bp.post("/getReceivedEdocList")
@@ -209,13 +226,13 @@ def received_list(agency: str, fields: dict[str, str]) -> Response:
 @bp.post("/countReceiveEdoc")
 @signed_call()
 def count_received(agency: str, fields: dict[str, str]) -> Response:
-    return _answer(count=len(_pending(agency, "document")))
+    return _answer(count=_count(agency, "document"))
 
 
 @bp.post("/countReceiveStatus")
 @signed_call()
 def count_statuses(agency: str, fields: dict[str, str]) -> Response:
-    return _answer(count=len(_pending(agency, "status")))
+    return _answer(count=_count(agency, "status"))
 
 
 def _content(agency: str, doc_id: str) -> bytes:
