@@ -105,6 +105,47 @@ def read_document_header(root: etree._Element) -> DocumentHeader:
     )
 
 
+@dataclass(frozen=True)
+class DocumentFacts:
+    """What a reader of the letter sees on its first page, beyond the routing header: its number and
+    notation (số và ký hiệu), kind, date and place of issue, and who signed it for whom."""
+
+    code_number: str
+    code_notation: str
+    type_name: str
+    promulgation_date: str
+    promulgation_place: str
+    signer: str
+    security_classification: str | None
+
+    @property
+    def number_and_notation(self) -> str:
+        """As the letter itself prints it: ``1024/UBND-VX``."""
+        return "/".join(part for part in (self.code_number, self.code_notation) if part)
+
+
+def read_document_facts(root: etree._Element) -> DocumentFacts:
+    header = _header(root)
+    signer = ", ".join(
+        part
+        for part in (
+            _text(header, "e:SignerInfo/e:Competence"),
+            _text(header, "e:SignerInfo/e:Position"),
+            _text(header, "e:SignerInfo/e:FullName"),
+        )
+        if part
+    )
+    return DocumentFacts(
+        code_number=_text(header, "e:Code/e:CodeNumber"),
+        code_notation=_text(header, "e:Code/e:CodeNotation"),
+        type_name=_text(header, "e:DocumentType/e:TypeName"),
+        promulgation_date=_text(header, "e:PromulgationInfo/e:PromulgationDate"),
+        promulgation_place=_text(header, "e:PromulgationInfo/e:Place"),
+        signer=signer,
+        security_classification=_text(header, "e:OtherInfo/e:SecurityClassification") or None,
+    )
+
+
 def read_status_header(root: etree._Element) -> StatusHeader:
     header = _header(root)
     return StatusHeader(

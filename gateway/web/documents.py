@@ -108,15 +108,14 @@ def _recipients(conn: Connection, doc: Any, names: dict[str, str]) -> list[Recip
     return found
 
 
-def _classification(conn: Connection, sha256: str) -> str | None:
+def _facts(conn: Connection, sha256: str) -> edxml.DocumentFacts | None:
+    """Read from the stored bytes, which are the signed document: number, kind, signer, classification."""
     content = conn.execute(sa.select(blobs.c.content).where(blobs.c.sha256 == sha256)).scalar_one_or_none()
     if content is None:
         return None
     try:
         stored = bytes(content)  # accepted under the deployment's size limit, whatever it was then
-        return edxml.read_document_header(
-            xmlsafe.parse(stored, xmlsafe.XmlLimits(max_bytes=len(stored)))
-        ).security_classification
+        return edxml.read_document_facts(xmlsafe.parse(stored, xmlsafe.XmlLimits(max_bytes=len(stored))))
     except (Refusal, ValueError):
         return None
 
@@ -157,7 +156,7 @@ def timeline(auditor: Auditor, doc_id: str) -> str | tuple[str, int]:
             if doc is not None
             else []
         )
-        classification = _classification(conn, doc.sha256) if doc is not None else None
+        facts = _facts(conn, doc.sha256) if doc is not None else None
     record_read(auditor, "auditor.timeline", f"workbench document {doc_id}")
     return page(
         "timeline.html",
@@ -167,7 +166,7 @@ def timeline(auditor: Auditor, doc_id: str) -> str | tuple[str, int]:
         names=names,
         recipients=recipients,
         history=history,
-        classification=classification,
+        facts=facts,
         checkpoint_size=checkpoint.size,
     )
 
