@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.audit.periods import preset_days
 from gateway.audit.statistics import TrendPoint
+from gateway.policy import Refusal
 from gateway.web.chart import nice_top, trend_chart
 from gateway.working_days import add_working_days, is_working_day, working_days_between
 
@@ -52,6 +53,30 @@ def test_the_fast_count_agrees_with_walking_the_calendar(start, span):
 )
 def test_report_periods_run_from_their_first_day_to_today(preset, first):
     assert preset_days(preset, date(2026, 11, 20)) == (first, date(2026, 11, 20))
+
+
+@pytest.mark.parametrize(
+    ("preset", "today", "first", "last"),
+    [
+        ("previous-week", date(2026, 11, 20), date(2026, 11, 9), date(2026, 11, 15)),
+        ("previous-month", date(2026, 11, 20), date(2026, 10, 1), date(2026, 10, 31)),
+        ("previous-month", date(2026, 3, 1), date(2026, 2, 1), date(2026, 2, 28)),
+        ("previous-quarter", date(2026, 11, 20), date(2026, 7, 1), date(2026, 9, 30)),
+        ("previous-quarter", date(2026, 1, 5), date(2025, 10, 1), date(2025, 12, 31)),
+        ("previous-half", date(2026, 11, 20), date(2026, 1, 1), date(2026, 6, 30)),
+        ("previous-half", date(2026, 3, 1), date(2025, 7, 1), date(2025, 12, 31)),
+        ("previous-year", date(2026, 11, 20), date(2025, 1, 1), date(2025, 12, 31)),
+    ],
+)
+def test_a_previous_period_is_the_whole_period_before_this_one(preset, today, first, last):
+    """ "Which agencies were late last quarter" is one click, not two dates to work out."""
+    assert preset_days(preset, today) == (first, last)
+
+
+def test_an_unknown_period_is_refused_with_the_names_to_use():
+    with pytest.raises(Refusal) as refused:
+        preset_days("lastquarter", date(2026, 11, 20))
+    assert "previous-quarter" in refused.value.reason
 
 
 def test_the_charts_axis_ends_on_a_round_number_above_every_bar():

@@ -69,6 +69,32 @@ def test_the_overview_gives_the_city_reports_figures_per_agency_by_name(city):
     assert 'class="bar received"' in page and 'id="legend"' in page and "Số văn bản" in page  # axis, legend
 
 
+def test_last_quarter_is_one_click_and_holds_last_quarters_figures(city):
+    """The issue's question "which agencies were late last quarter": move the city's activity into the
+    quarter before this one, and the quick pick shows it there and not in this quarter."""
+    from datetime import timedelta
+
+    from gateway.audit.periods import preset_days
+    from gateway.store.tables import dossier_ratings, routes, statuses
+    from gateway.web.periods import today
+
+    first, last = preset_days("previous-quarter", today())
+    back = timedelta(days=(today() - last).days + 10)  # ten days before the end of last quarter
+    with city["svc"].db.write() as conn:
+        for table, column in ((routes, "created_at"), (statuses, "received_at"), (dossier_ratings, "rated_at")):
+            key = next(iter(table.primary_key.columns))
+            for row in conn.execute(sa.select(key, table.c[column])).all():  # in Python: SQLite keeps text
+                conn.execute(sa.update(table).where(key == row[0]).values({column: row[1] - back}))
+    workbench = city["workbench"]
+    page = workbench.get("/audit/?period=previous-quarter").get_data(as_text=True)
+    assert f"{first:%d/%m/%Y} – {last:%d/%m/%Y}" in page and 'id="preset-previous-quarter" aria-current' in page
+    assert 'id="city-late">1<' in page and "Quý trước" in page
+    late = page[page.index('data-agency="000.00.04.H29"') :].split("</tr>")[0]
+    assert 'class="num bad">1 (100.00 %)' in late  # Quận 4 finished its one letter late
+    now = workbench.get("/audit/?period=quarter").get_data(as_text=True)
+    assert 'id="city-late">0<' in now and 'id="city-received">0<' in now
+
+
 def test_the_overview_exports_as_xlsx_and_csv_holding_the_figures_shown(city):
     workbench = city["workbench"]
     xlsx = workbench.get("/audit/overview.xlsx?period=month")

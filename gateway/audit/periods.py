@@ -55,27 +55,38 @@ def entries_between(conn: Connection, start_us: int | None, end_us: int | None) 
     return None if first is None else (int(first), int(last))
 
 
-PRESETS = ("week", "month", "quarter", "half", "year")
+CURRENT = ("week", "month", "quarter", "half", "year")
+PREVIOUS_PREFIX = "previous-"
+# "This quarter" to date, and the whole quarter before it: the periods leaders' reports are written for.
+PRESETS = CURRENT + tuple(PREVIOUS_PREFIX + name for name in CURRENT)
+
+
+def _first_day(name: str, day: date) -> date:
+    """The first day of the week (from Monday), month, quarter, half-year or year that holds ``day``."""
+    if name == "week":
+        return day - timedelta(days=day.weekday())
+    if name == "month":
+        return day.replace(day=1)
+    if name == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if name == "half":
+        return day.replace(month=1 if day.month <= 6 else 7, day=1)
+    return day.replace(month=1, day=1)
 
 
 def preset_days(name: str, today: date) -> tuple[date, date]:
-    """The first day of this week (from Monday), month, quarter, half-year or year, and today.
+    """The first and last day of a quick pick.
 
-    The reports' periods run to date: "this quarter" on 20 November is 1 October to 20 November.
+    The current periods run to date: "this quarter" on 20 November is 1 October to 20 November.  A
+    previous one is whole: "previous-quarter" on 20 November is 1 July to 30 September.
     """
-    if name == "week":
-        first = today - timedelta(days=today.weekday())
-    elif name == "month":
-        first = today.replace(day=1)
-    elif name == "quarter":
-        first = today.replace(month=(today.month - 1) // 3 * 3 + 1, day=1)
-    elif name == "half":
-        first = today.replace(month=1 if today.month <= 6 else 7, day=1)
-    elif name == "year":
-        first = today.replace(month=1, day=1)
-    else:
+    if name not in PRESETS:
         raise Refusal("invalid-request", f"period must be one of {', '.join(PRESETS)}")
-    return first, today
+    if not name.startswith(PREVIOUS_PREFIX):
+        return _first_day(name, today), today
+    unit = name[len(PREVIOUS_PREFIX) :]
+    last = _first_day(unit, today) - timedelta(days=1)
+    return _first_day(unit, last), last
 
 
 def local_day_bounds(first: date, last: date) -> tuple[datetime, datetime]:

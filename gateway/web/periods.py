@@ -56,9 +56,7 @@ def report_period() -> ChosenPeriod:
     """The period of a report (the overview, its files): never the whole log, at most ten years."""
     period = chosen_period("month")
     if period is None:
-        raise Refusal(
-            "invalid-request", "a report is for a period: this week, month, quarter, half-year, year or two dates"
-        )
+        raise Refusal("invalid-request", f"a report is for a period: one of {', '.join(PRESETS)}, or two dates")
     if (period.last - period.first).days >= MAX_REPORT_DAYS:
         raise Refusal("invalid-request", "a report covers at most ten years: choose a shorter period")
     return period
