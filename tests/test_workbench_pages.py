@@ -177,7 +177,9 @@ def test_an_auditors_own_reads_are_hidden_unless_asked_for(city):
 def test_a_documents_page_names_its_parties_delivery_statuses_and_verdict(city):
     workbench, doc = city["workbench"], city["ids"][0]
     text = workbench.get(f"/audit/documents/{doc}").get_data(as_text=True)
-    assert "1024/UBND-VX" in text and 'id="subject"' in text
+    assert 'id="number-notation">1024/UBND-VX<' in text and 'id="subject"' in text
+    assert "<h1>Công văn số 1024/UBND-VX</h1>" in text and "Nguyễn Văn An" in text  # as the letter prints it
+    assert 'id="document-id">000.00.00.H29,2020/03/05,1024/UBND-VX<' in text
     assert ("Quận 4" in text and "UBND Thành phố Hồ Chí Minh" in text) or HCM in text
     assert "Hoàn thành" in text and "Trễ hạn" in text and "2020-03-31" in text
     assert "ngày làm việc" in text and f"/audit/documents/{doc}/evidence" in text
