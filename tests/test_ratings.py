@@ -17,7 +17,9 @@ from tests.test_citizen_flow import BINH, HOUSEHOLD_BUSINESS, bearer, login
 
 def _entries(svc: Any, event: str) -> list[dict[str, Any]]:
     with svc.db.read() as conn:
-        rows = conn.execute(sa.select(audit_entries.c.body).where(audit_entries.c.event == event)).scalars()
+        rows = conn.execute(
+            sa.select(audit_entries.c.body).where(audit_entries.c.event == event).order_by(audit_entries.c.idx)
+        ).scalars()
         return [json.loads(bytes(b)) for b in rows]
 
 
@@ -154,3 +156,47 @@ def test_rating_attempts_are_limited_and_a_made_up_dossier_id_is_not_echoed(file
         for _ in range(limit + 1)
     ]
     assert codes[-1] == 429 and set(codes[:-2]) == {404}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"score": 1, "score": 5}', '{"score": 5, "comment": "a", "comment": "b"}', "[" * 5000 + "]" * 5000],
+    ids=["score-twice", "comment-twice", "nested-5000"],
+)
+def test_a_body_parsers_would_read_differently_is_refused_not_guessed(filed, agency, svc, raw):
+    """Issue 11 review: ``{"score":1,"score":5}`` was stored as 5 while a proxy reading the first saw 1."""
+    client, tokens, dossier = filed
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    answer = client.post(
+        f"/v1/dossiers/{dossier['id']}/rating", data=raw, content_type="application/json", headers=bearer(tokens)
+    )
+    assert answer.status_code == 422 and answer.get_json()["code"] == "rating-invalid", answer.get_json()
+    assert "not JSON we accept" in answer.get_json()["detail"]
+    [refused] = _entries(svc, "dossier.rating-refused")
+    assert refused["code"] == "rating-invalid"
+    with svc.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 0
+
+
+def test_every_refused_rating_names_the_dossier_it_aimed_at(filed, agency, app, svc):
+    """Issue 11 review: only ``dossier-not-found`` said which dossier; the auditor could not tell the others apart."""
+    client, tokens, dossier = filed
+    url = f"/v1/dossiers/{dossier['id']}/rating"
+    client.post(url, json={"score": 5}, headers=bearer(tokens))  # dossier-not-finished
+    _finish(agency, dossier["document_id"], Q11, TAX)
+    client.post(url, json={"score": 9}, headers=bearer(tokens))  # rating-invalid
+    client.post(url, json={"score": 5}, headers=bearer(login(app.test_client(), level=1)))  # level-insufficient
+    client.post(url, json={"score": 5}, headers=bearer(tokens))
+    client.post(url, json={"score": 4}, headers=bearer(tokens))  # rating-exists
+    client.post("/v1/dossiers/not-a-dossier/rating", json={"score": 5}, headers=bearer(tokens))
+    refused = _entries(svc, "dossier.rating-refused")
+    assert [e["code"] for e in refused] == [
+        "dossier-not-finished",
+        "rating-invalid",
+        "level-insufficient",
+        "rating-exists",
+        "dossier-not-found",
+    ]
+    assert [e.get("dossier") for e in refused] == [dossier["id"]] * 4 + [None]  # made-up text is not recorded
+    [rated] = _entries(svc, "dossier.rated")
+    assert rated["dossier"] == dossier["id"] and "document" not in rated

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -13,6 +13,7 @@ from gateway.audit import AuditEvent
 from gateway.citizen.service import citizen_actor
 from gateway.identity.jws import parse_compact, strict_json_object
 from gateway.identity.national_id import CitizenIdentity
+from gateway.json_input import read_body
 from gateway.policy import Refusal
 from gateway.services import services
 
@@ -79,6 +80,11 @@ def me() -> Response:
     return jsonify(g.citizen.public_view())
 
 
+def _json_body() -> Any:
+    """The body as JSON, or why it is not (the service refuses it, audited): duplicate members, nesting."""
+    return read_body(request.get_data(cache=False), declared_json=request.is_json)
+
+
 @bp.get("/v1/procedures")
 def procedures() -> Response:
     return jsonify({"items": [p.public_view() for p in services().dossiers.catalog.values()]})
@@ -87,11 +93,7 @@ def procedures() -> Response:
 @bp.post("/v1/dossiers")
 @require_citizen
 def submit_dossier() -> Response:
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nesting deeper than the parser's recursion limit (issue 10, finding 7)
-        body = None
-    created = services().dossiers.submit(g.citizen, body)
+    created = services().dossiers.submit(g.citizen, _json_body())
     response = jsonify(created)
     response.status_code = 202
     response.headers["Location"] = f"/v1/dossiers/{created['id']}"
@@ -114,10 +116,6 @@ def get_dossier(dossier_id: str) -> Response:
 @require_citizen
 def rate_dossier(dossier_id: str) -> Response:
     """The citizen's satisfaction with a finished dossier: once, 1-5 and an optional comment."""
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:
-        body = None
-    response = jsonify(services().dossiers.rate(g.citizen, dossier_id, body))
+    response = jsonify(services().dossiers.rate(g.citizen, dossier_id, _json_body()))
     response.status_code = 201
     return response

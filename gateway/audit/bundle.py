@@ -30,6 +30,7 @@ from gateway.audit.log import StoredTree, stored_node
 from gateway.audit.merkle import consistency_path, hash_children, hash_leaf, verify_consistency
 from gateway.audit.witness_policy import WitnessPolicy
 from gateway.audit.witnessing import cosigned_note
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 from gateway.store.tables import audit_checkpoints, audit_entries
 
@@ -208,7 +209,7 @@ def verify_bundle(
     cosigned: tuple[str, ...] = ()
     try:
         with zipfile.ZipFile(path) as archive:
-            manifest = json.loads(archive.read("manifest.json"))
+            manifest = parse_json(archive.read("manifest.json"))
             if manifest.get("format") != FORMAT:
                 raise BundleBroken(f"not an audit bundle ({FORMAT})")
             first, end = int(manifest["from_index"]), int(manifest["to_index"])
@@ -232,8 +233,8 @@ def verify_bundle(
                 except Refusal as refusal:
                     raise BundleBroken(f"checkpoint of size {end}: {refusal.reason}") from None
             verdict.checkpoints = len(checkpoints)
-            _check_consistency_chain(checkpoints, json.loads(_read(archive, "consistency.json", manifest)))
-            frontier = json.loads(_read(archive, "frontier.json", manifest))
+            _check_consistency_chain(checkpoints, parse_json(_read(archive, "consistency.json", manifest)))
+            frontier = parse_json(_read(archive, "frontier.json", manifest))
             if [(f["level"], f["index"]) for f in frontier] != frontier_of(first):
                 raise BundleBroken(f"the frontier does not describe leaves [0, {first})")
             tree = CompactRange([(int(f["level"]), base64.b64decode(f["hash"])) for f in frontier])
@@ -243,7 +244,7 @@ def verify_bundle(
             previous_time, checked_from, index = "", first, first
             for line in _lines(entries):
                 try:
-                    entry = json.loads(line)
+                    entry = parse_json(line)
                 except ValueError:
                     raise BundleBroken(f"the entry at index {index} is not JSON") from None
                 if index >= end:  # hashed and counted, but no signature vouches for them

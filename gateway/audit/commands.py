@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from gateway.cli_support import cli_services, emit, fail, json_option, load_config
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 
 
@@ -104,7 +104,7 @@ def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], policy_path: Pat
 
     verifier, policy = _trust(vkeys, policy_path)
     try:
-        data = json.loads(receipt.read_text(encoding="utf-8"))
+        data = parse_json(receipt.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         fail(f"{receipt} is not a JSON receipt: {exc}")
     report = verify_receipt(data, verifier, policy)

@@ -53,6 +53,7 @@ class AuditEvent:
     status_code: str | None = None
     issuer: str | None = None  # national-ID issuer, for citizen events
     procedure: str | None = None  # administrative procedure code, for dossier events
+    dossier: str | None = None  # the gateway's dossier id, for ratings (never its document: receipts leave it out)
     rating: int | None = None  # a citizen's satisfaction score, 1-5 (dossier.rated)
     comment_hash: str | None = None  # HMAC-SHA256 (the pepper) of the rating's comment
     reason: str | None = None

@@ -20,6 +20,7 @@ from gateway.audit.log import StoredTree
 from gateway.audit.merkle import hash_leaf, inclusion_path, verify_inclusion
 from gateway.audit.witness_policy import WitnessPolicy
 from gateway.audit.witnessing import cosigned_note
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 from gateway.store.tables import audit_entries
 
@@ -93,7 +94,7 @@ def verify_receipt(
                 raise Refusal("receipt-invalid", f"entry #{n} is malformed") from None
             if not verify_inclusion(index, checkpoint.size, hash_leaf(body), proof, checkpoint.root):
                 raise Refusal("receipt-invalid", f"entry at index {index} is not in the signed log")
-            entry = json.loads(body)
+            entry = parse_json(body)
             if entry.get("index") != index or entry.get("document") != receipt.get("document"):
                 raise Refusal("receipt-invalid", f"entry at index {index} is about another index or document")
             events.append(f"{index} {entry.get('time')} {entry.get('event')} {entry.get('outcome')}")

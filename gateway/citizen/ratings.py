@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.json_input import Unreadable
 from gateway.policy import Refusal
 
 MAX_COMMENT_CHARS = 1000
@@ -37,8 +38,11 @@ class Rating:
 
 def parse_rating(body: Any, check_text: Callable[[str, str], str]) -> Rating:
     """``{"score": 1-5, "comment": "…"}``; ``check_text`` refuses characters a document cannot hold."""
+    expected = 'send a JSON object {"score": 1-5, "comment": "optional text"}'
+    if isinstance(body, Unreadable):
+        raise Refusal("rating-invalid", body.explained(expected))
     if not isinstance(body, dict) or set(body) - {"score", "comment"}:
-        raise Refusal("rating-invalid", 'send a JSON object {"score": 1-5, "comment": "optional text"}')
+        raise Refusal("rating-invalid", expected)
     score = body.get("score")
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise Refusal("rating-invalid", "score must be a whole number from 1 (very dissatisfied) to 5 (very satisfied)")

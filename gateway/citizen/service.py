@@ -24,6 +24,7 @@ from gateway.documents.edxml import STATUS_CODES
 from gateway.documents.signing import sign_edxml
 from gateway.identity.national_id import CitizenIdentity
 from gateway.identity.state import RateLimiter
+from gateway.json_input import Unreadable
 from gateway.keys import GatewayKeys
 from gateway.policy import RateLimited, Refusal
 from gateway.routing.registry_cache import RegistryCache
@@ -87,7 +88,11 @@ class DossierService:
 
     @contextmanager
     def _refusals_audited(
-        self, citizen: CitizenIdentity, procedure: str | None, event: str = "dossier.refused"
+        self,
+        citizen: CitizenIdentity,
+        procedure: str | None,
+        event: str = "dossier.refused",
+        dossier: str | None = None,
     ) -> Iterator[None]:
         try:
             yield
@@ -99,6 +104,7 @@ class DossierService:
                 actor=citizen_actor(citizen),
                 issuer=citizen.issuer,
                 procedure=procedure,
+                dossier=dossier,
             )
             raise
 
@@ -120,8 +126,11 @@ class DossierService:
     def submit(self, citizen: CitizenIdentity, request: Any) -> dict[str, Any]:
         code = request.get("procedure") if isinstance(request, dict) else None
         with self._refusals_audited(citizen, code if isinstance(code, str) else None):
+            expected = "send a JSON object with procedure, fields and attachments"
+            if isinstance(request, Unreadable):
+                raise Refusal("dossier-invalid", request.explained(expected))
             if not isinstance(request, dict):
-                raise Refusal("dossier-invalid", "send a JSON object with procedure, fields and attachments")
+                raise Refusal("dossier-invalid", expected)
             if self._portal is None:
                 raise Refusal("dossiers-unavailable", "no citizen portal agency is configured (GATEWAY_PORTAL_AGENCY)")
             procedure = self._catalog.get(str(code))
@@ -220,8 +229,10 @@ class DossierService:
         """Once per finished dossier, by its citizen with a login of at least the level that filed it."""
         # Over the limit: a 429 with no audit entry, or the limit would not bound the log's growth.
         self._within_hourly_limit(citizen, "ratings")
-        with self._refusals_audited(citizen, None, "dossier.rating-refused"):
-            if not _UUID.fullmatch(dossier_id):
+        # Which dossier was aimed at, when the path names one (any other text is not recorded).
+        named = dossier_id if _UUID.fullmatch(dossier_id) else None
+        with self._refusals_audited(citizen, None, "dossier.rating-refused", dossier=named):
+            if named is None:
                 raise Refusal("dossier-not-found", "no such dossier belongs to this citizen")
             rating = parse_rating(body, _xml_text)
             try:
@@ -257,7 +268,8 @@ class DossierService:
                     actor=citizen_actor(citizen),
                     issuer=citizen.issuer,
                     procedure=row.procedure,
-                    reason=f"dossier {row.id}",  # not its document: receipts for the agencies leave it out
+                    reason=f"dossier {row.id}",  # as before the dossier field, for readers of older entries
+                    dossier=row.id,
                     rating=rating.score,
                     comment_hash=rating.comment_hash(self._keys.pepper),
                 ),

@@ -37,6 +37,8 @@ def peek(token: str, code: str) -> Unverified:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise Refusal(code, f"not a well-formed JWT: {exc}") from None
+    except RecursionError:  # PyJWT's json.loads on a deeply nested segment (gateway.json_input)
+        raise Refusal(code, "not a well-formed JWT: a segment is nested too deeply") from None
     if header.get("crit"):
         raise Refusal(code, "critical header parameters are not supported")
     return Unverified(header, claims)
@@ -88,3 +90,5 @@ def decode_verified(
         raise Refusal(code, "token signature does not verify") from None
     except jwt.PyJWTError as exc:
         raise Refusal(code, f"token is not valid: {exc}") from None
+    except RecursionError:
+        raise Refusal(code, "token is not valid: a segment is nested too deeply") from None

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gateway.identity.jws import JwkSet
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 
 DEFAULT_MAX_AGE = 300
@@ -76,7 +77,7 @@ def fetch_json(session: requests.Session, url: str, timeout: float) -> tuple[dic
         body = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
         if len(body) > MAX_RESPONSE_BYTES:
             raise ValueError(f"{url} sent more than {MAX_RESPONSE_BYTES} bytes")
-        document = json.loads(body)
+        document = parse_json(body)
         if not isinstance(document, dict):
             raise ValueError(f"{url} did not send a JSON object")
         match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 from gateway.trust.keypolicy import check_public_key_strength
 
@@ -53,20 +53,10 @@ def b64url_decode(segment: str, code: str, what: str) -> bytes:
     return raw
 
 
-def no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` refusing a JSON object with a member twice: parsers disagree on which wins."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate member {key!r}")
-        seen[key] = value
-    return seen
-
-
 def strict_json_object(raw: bytes, code: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_members)
-    except (UnicodeDecodeError, ValueError) as exc:
+        value = parse_json(raw)
+    except ValueError as exc:
         raise Refusal(code, f"{what} is not a JSON object without duplicate members: {exc}") from None
     if not isinstance(value, dict):
         raise Refusal(code, f"{what} is not a JSON object")

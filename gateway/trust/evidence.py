@@ -40,6 +40,7 @@ from gateway.documents.verification import (
     find_signature,
     signature_value,
 )
+from gateway.json_input import parse_json
 from gateway.policy import Refusal
 from gateway.trust import crl, ocsp
 from gateway.trust.chain import TrustStore
@@ -148,7 +149,7 @@ def _open(data: bytes) -> tuple[dict[str, bytes], dict[str, Any]]:
         raise Refusal("evidence-malformed", f"the package is larger than {MAX_PACKAGE_BYTES} bytes")
     if data[:1] == b"{":  # a problem+json answer saved where the package should be (curl -o)
         try:
-            problem = json.loads(data)
+            problem = parse_json(data)
             said = f"{problem.get('code')}: {problem.get('detail')}"
         except (ValueError, AttributeError):
             said = "JSON"
@@ -169,7 +170,7 @@ def _open(data: bytes) -> tuple[dict[str, bytes], dict[str, Any]]:
     if files.get("mimetype") != MIMETYPE.encode():
         raise Refusal("evidence-malformed", f"the mimetype entry is not {MIMETYPE}")
     try:
-        manifest = json.loads(files[MANIFEST])
+        manifest = parse_json(files[MANIFEST])
     except (KeyError, ValueError):
         raise Refusal("evidence-malformed", f"{MANIFEST} is missing or not JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -357,7 +358,7 @@ def verify_package(
 
 def _receipt(files: dict[str, bytes], vkey: str | None, facts: Any, policy: WitnessPolicy | None) -> dict[str, Any]:
     try:
-        receipt = json.loads(files[RECEIPT])
+        receipt = parse_json(files[RECEIPT])
         verifier = NoteVerifier.parse(vkey) if vkey else None
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise Refusal("receipt-invalid", "the receipt or the audit log's verifier key cannot be read") from None
@@ -370,7 +371,7 @@ def _receipt(files: dict[str, bytes], vkey: str | None, facts: Any, policy: Witn
     sealed = [e for e in receipt["entries"] if int(e["index"]) == facts.audit_index]
     if not sealed:
         raise Refusal("receipt-invalid", f"the receipt does not include the sealed audit entry {facts.audit_index}")
-    entry = json.loads(base64.b64decode(sealed[0]["entry"]))
+    entry = parse_json(base64.b64decode(sealed[0]["entry"]))
     # A status message's entries are filed under the document it answers; the message is named in each.
     about = entry.get("message") if facts.kind == "status" else entry.get("document")
     if about != facts.document_uuid or entry.get("sha256") != facts.sha256:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from gateway.identity.jws import no_duplicate_members
+from gateway.json_input import no_duplicate_members
 
 HEADER_PREFIX = "XroadVnpt-"
 SIGN_KEY_HEADER = "XroadVnpt-sign-header-key"
