@@ -300,3 +300,49 @@ def test_requests_gunicorn_answered_with_html_are_problem_json(server, raw, stat
     assert head.startswith(b"HTTP/1.1 %d" % status), head
     assert b"content-type: application/problem+json" in head.lower()
     assert json.loads(body)["code"] == code
+
+
+def _raw_answer(server, raw: bytes) -> tuple[bytes, bytes]:
+    port = int(server[0].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (
+            b"GET /audit/search?agency=" + b"a" * 16000 + b" HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n",
+            414,
+            "uri-too-long",
+        ),
+        (
+            b"GET /audit/search?agency=\xff\xfe HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n",
+            400,
+            "malformed-request",
+        ),
+        (b"GET /audit/ HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * 20000 + b"\r\n\r\n", 431, "headers-too-large"),
+    ],
+    ids=["pasted-search", "raw-bytes", "large-cookie"],
+)
+def test_a_browser_refused_by_the_front_on_a_workbench_page_gets_the_workbench_error_page(server, raw, status, code):
+    """Issue 11 review: a search pasted into the workbench came back as raw problem+json (414)."""
+    head, body = _raw_answer(server, raw)
+    assert head.startswith(b"HTTP/1.1 %d" % status), head
+    assert b"content-type: text/html; charset=utf-8" in head.lower()
+    assert b"content-security-policy: default-src 'none'; style-src 'unsafe-inline'" in head.lower()
+    page = body.decode()
+    assert code in page and 'href="/audit/' in page and "<form" in page  # the frame, the code, a way back
+
+
+def test_a_script_refused_by_the_front_outside_the_workbench_still_gets_problem_json(server):
+    import json
+
+    head, body = _raw_answer(server, b"GET /v1/documents?x=" + b"a" * 16000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["code"] == "uri-too-long"

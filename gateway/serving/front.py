@@ -16,7 +16,9 @@ connection costs a coroutine and a few kilobytes until its request is complete:
 Parsing is h11's (strict RFC 9112 framing: conflicting lengths, bad chunk sizes, control bytes in a
 header are refused); a request carrying both ``Content-Length`` and ``Transfer-Encoding`` is refused
 too (request smuggling through a proxy in front).  Whatever the front refuses is answered with
-``application/problem+json`` and reported to ``on_refusal`` so that refused submissions are audited.
+``application/problem+json`` and reported to ``on_refusal`` so that refused submissions are audited;
+a browser's request for one of the workbench's pages gets that page's own HTML error instead, from
+``refusal_page`` (issue 11: an over-long search pasted into the workbench showed raw JSON).
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ class RefusedRequest:
     remote_addr: str
 
 
+@dataclass(frozen=True)
+class RefusalPage:
+    """An HTML error page for a refused request to a page people read, with its Content-Security-Policy."""
+
+    body: bytes
+    policy: str
+
+
 # Every answer the front writes itself carries the headers the app adds to its own (finding 10).
 _REFUSAL_HEADERS = (
     b"Content-Type: application/problem+json\r\n"
@@ -96,6 +106,7 @@ class Front:
         *,
         threads: int,
         on_refusal: Callable[[RefusedRequest], None] | None = None,
+        refusal_page: Callable[[FrontRefusal, str | None, str | None], RefusalPage | None] | None = None,
         access_log: Callable[[str], None] | None = None,
         max_pending_refusals: int = 64,
     ) -> None:
@@ -103,6 +114,7 @@ class Front:
         self.limits = limits
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gateway-app")
         self.on_refusal = on_refusal
+        self.refusal_page = refusal_page
         self.access_log = access_log
         self.stopping = False
         self.open_connections = 0
@@ -187,9 +199,11 @@ class Front:
         *,
         retry_after: bool = False,
     ) -> None:
-        body = problem_body(refusal, path or "/")
+        page = None if retry_after else await self._page_for(refusal, method, path)
+        body = problem_body(refusal, path or "/") if page is None else page.body
         head = b"HTTP/1.1 %d %s\r\n" % (refusal.status, _title(refusal).encode())
-        head += _REFUSAL_HEADERS + b"Date: " + self.date() + b"\r\nContent-Length: %d\r\n" % len(body)
+        head += _REFUSAL_HEADERS if page is None else _page_headers(page)
+        head += b"Date: " + self.date() + b"\r\nContent-Length: %d\r\n" % len(body)
         if retry_after:
             head += b"Retry-After: 5\r\n"
         with contextlib.suppress(Exception):
@@ -198,6 +212,16 @@ class Front:
             await _linger(reader, writer)
         self._log_access(address, method, path, refusal.status, len(body), 0.0)
         self._report(RefusedRequest(refusal, method, path, address))
+
+    async def _page_for(self, refusal: FrontRefusal, method: str | None, path: str | None) -> RefusalPage | None:
+        """The app's HTML page for this refusal, rendered on a thread; None (problem+json) when it has none."""
+        if self.refusal_page is None:
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.refusal_page, refusal, method, path)
+        except Exception:
+            log.exception("rendering the error page for a refused request failed")
+            return None
 
     def _report(self, refused: RefusedRequest) -> None:
         """Hand a refusal to ``on_refusal`` on a thread; a flood of them is counted, not queued without bound."""
@@ -486,3 +510,18 @@ def _title(refusal: FrontRefusal) -> str:
     from http import HTTPStatus
 
     return HTTPStatus(refusal.status).phrase
+
+
+def _page_headers(page: RefusalPage) -> bytes:
+    """:data:`_REFUSAL_HEADERS` for an HTML page: its own type and policy, the rest the same."""
+    lines = [
+        line
+        for line in _REFUSAL_HEADERS.split(b"\r\n")
+        if line and not line.startswith((b"Content-Type:", b"Content-Security-Policy:", b"Referrer-Policy:"))
+    ]
+    lines += [
+        b"Content-Type: text/html; charset=utf-8",
+        b"Content-Security-Policy: " + page.policy.encode("ascii"),
+        b"Referrer-Policy: same-origin",
+    ]
+    return b"".join(line + b"\r\n" for line in lines)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.workers.base import Worker
 
 from gateway.policy import Refusal
-from gateway.serving.front import Front, FrontLimits, RefusedRequest
+from gateway.serving.front import Front, FrontLimits, RefusalPage, RefusedRequest
+from gateway.serving.refusals import FrontRefusal
 
 # Refusals of requests that could have changed something (a submission, a token request) are audited;
 # a refused GET changes nothing and is only logged and counted.
@@ -29,6 +31,7 @@ class FrontWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hints
             limits_for(app, self.cfg),
             threads=max(1, int(self.cfg.threads)),
             on_refusal=audit_refusal(app),
+            refusal_page=refusal_page(app),
             access_log=self.log.access_log.info if self.cfg.accesslog else None,
         )
         sockets = [(listener.sock, _ssl_context(self.cfg)) for listener in self.sockets]
@@ -69,6 +72,30 @@ def audit_refusal(app: Any) -> Any:
             metrics.unauthenticated_refusals.labels("request.refused", refused.refusal.code).inc()
 
     return record
+
+
+def refusal_page(app: Any) -> Callable[[FrontRefusal, str | None, str | None], RefusalPage | None]:
+    """The app's own HTML error page for a browser's GET of a page people read (the workbench).
+
+    The front refused the request before it was whole, so nothing of it is known but its method and
+    path: the page is the one a request for the section's root would get (its default language,
+    signed out), which still names the code and offers the way back.
+    """
+    from gateway.api.headers import PAGE_POLICY
+    from gateway.api.problems import CODES
+
+    def render(refusal: FrontRefusal, method: str | None, path: str | None) -> RefusalPage | None:
+        if method != "GET" or path is None:
+            return None
+        for prefix, error_page in app.extensions.get("gateway.error_pages", {}).items():
+            if path.startswith(prefix):
+                status, title = CODES[refusal.code]
+                with app.test_request_context(prefix, headers={"Accept": "text/html"}):
+                    page = error_page(refusal.code, title, refusal.detail, status)
+                return None if page is None else RefusalPage(page.get_data(), PAGE_POLICY)
+        return None
+
+    return render
 
 
 def _ssl_context(cfg: Any) -> Any:

@@ -178,6 +178,7 @@ def search(auditor: Auditor) -> str:
         "search.html",
         items=items,
         args=request.args,
+        max_text=MAX_TEXT,
         total=total,
         number=number,
         pages=pages,
