@@ -15,6 +15,7 @@ __all__ = ["create_app"]
 def create_app(config: Config | None = None) -> Flask:
     """Build one gateway app.  Configuration, keys and the database handle are loaded here, once."""
     from gateway.api import audit, auditors, citizens, deliveries, documents, evidence, oauth, ops, tiles, vxp_facade
+    from gateway.api.converters import install_converters
     from gateway.api.headers import install_security_headers
     from gateway.api.problems import register_error_handlers
     from gateway.documents import schema
@@ -26,6 +27,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     config = config or Config.load()
     app = Flask(__name__)
+    install_converters(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_document_bytes + 64 * 1024
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -57,8 +57,14 @@ def city(app, dev_pki) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {"ids": ids, "dossier": dossier, "workbench": workbench, "svc": svc}
 
 
+def _csv_rows(client, path: str) -> list[dict[str, str]]:
+    """The CSV as a reporting system reads it: UTF-8 with its byte order mark."""
+    return list(csv.DictReader(io.StringIO(client.get(path).get_data().decode("utf-8-sig"))))
+
+
 def test_the_overview_gives_the_city_reports_figures_per_agency_by_name(city):
     page = city["workbench"].get("/audit/?period=month").get_data(as_text=True)
+    assert 'id="as-of-note"' in page  # past periods are judged as of now: said on the page (issue 11 review)
     # Each letter goes to Quận 4 and Quận 11, the dossier to Quận 11 and the tax office: six handlings.
     assert 'id="city-received">6<' in page and 'id="city-on-time">2<' in page
     assert 'id="city-done">3<' in page and 'id="city-late">1<' in page and 'id="city-overdue">3<' in page
@@ -107,11 +113,36 @@ def test_the_overview_exports_as_xlsx_and_csv_holding_the_figures_shown(city):
     q4 = next(row for row in per_agency if row[1] == Q4)
     assert q4[0].startswith("UBND Quận 4") or "Quận 4" in q4[0]
     assert [r[0] for r in book.worksheets[2].iter_rows(values_only=True)][1:] == ["xml-malformed"]
-    rows = list(csv.DictReader(io.StringIO(workbench.get("/audit/overview.csv?period=month").get_data(as_text=True))))
+    rows = _csv_rows(workbench, "/audit/overview.csv?period=month")
     by_agency = {r["agency"]: r for r in rows}
     assert by_agency[Q4]["received"] == "2" and by_agency[Q4]["late"] == "1" and by_agency[Q4]["overdue_open"] == "1"
     assert by_agency["*"]["received"] == "6" and by_agency[Q11]["satisfaction_rate"] == "1.0"
     assert all(r["period_start"] and r["generated_at"] for r in rows)
+
+
+def test_refused_submissions_add_up_the_same_on_the_page_and_in_both_files(city, app, dev_pki):
+    """Issue 11 review: the card and the summary row counted documents, statuses and dossiers refused while
+    the per-agency column, under the same words, counted documents only (5 against 3)."""
+    q4 = GatewayClient(app.test_client(), dev_pki.agencies[Q4])
+    q4.token()
+    unknown = status_message("000.00.00.H29,2020/01/01,1/KHONG-CO", HCM, Q4, "03")
+    assert q4.submit(q4.keys.sign(unknown), "/v1/status").status_code >= 400  # a status refused, sent by Quận 4
+    citizen = app.test_client()
+    refused = citizen.post("/v1/dossiers", json={"procedure": "no-such"}, headers=bearer(login(citizen)))
+    assert refused.status_code == 422  # a citizen's dossier refused
+    workbench = city["workbench"]
+    page = workbench.get("/audit/?period=month").get_data(as_text=True)
+    assert 'id="city-refused">3<' in page and "cơ quan gửi 2, công dân nộp 1" in page
+    book = load_workbook(io.BytesIO(workbench.get("/audit/overview.xlsx?period=month").data))
+    summary = {row[0]: row[1] for row in book.worksheets[0].iter_rows(values_only=True) if row and row[0]}
+    assert summary["Lượt gửi bị từ chối (toàn bộ)"] == 3 and summary["Hồ sơ công dân bị từ chối"] == 1
+    assert summary["Lượt gửi bị từ chối"] == 2
+    per_agency = list(book.worksheets[1].iter_rows(values_only=True))
+    column = per_agency[0].index("Lượt gửi bị từ chối")
+    assert per_agency[-1][column] == 2 == sum(row[column] for row in per_agency[1:-1])  # the city row adds up
+    assert sum(row[2] for row in list(book.worksheets[2].iter_rows(values_only=True))[1:]) == 3  # by reason
+    rows = {r["agency"]: r for r in _csv_rows(workbench, "/audit/overview.csv?period=month")}
+    assert rows["*"]["refused_sent"] == "2" and rows[HCM]["refused_sent"] == "1" and rows[Q4]["refused_sent"] == "1"
 
 
 @pytest.mark.parametrize("typed", ["Quận 4", "quận 4", "000.00.04.H29", "00.04"])
@@ -195,6 +226,16 @@ def test_an_unknown_document_is_a_not_found_page(city):
     response = city["workbench"].get("/audit/documents/no-such-document")
     assert response.status_code == 404 and response.mimetype == "text/html"
     assert 'id="not-found"' in response.get_data(as_text=True)
+    scripted = city["workbench"].get("/audit/documents/no-such-document", headers={"Accept": "application/json"})
+    assert scripted.status_code == 404 and scripted.get_json()["code"] == "not-found"  # as every workbench 404
+
+
+@pytest.mark.parametrize("spelling", ["\u0663", "\uff13", "\u09e9"], ids=["arabic-indic", "full-width", "bengali"])
+def test_an_entry_has_one_address_in_ascii_digits_only(city, spelling):
+    """Issue 11 review: Werkzeug's int converter took any script's digits, so /audit/entries/٣ opened entry 3."""
+    assert city["workbench"].get("/audit/entries/3", headers=BROWSER).status_code == 200
+    assert city["workbench"].get(f"/audit/entries/{spelling}", headers=BROWSER).status_code == 404
+    assert city["workbench"].get(f"/audit/entries/{spelling}.json", headers=BROWSER).status_code == 404
 
 
 def test_an_entry_opens_with_its_fields_and_proof_and_downloads_as_a_receipt_that_verifies(city):
@@ -251,10 +292,38 @@ def test_text_that_looks_like_a_formula_stays_text_in_the_xlsx_and_csv(app, dev_
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
 
 
+@pytest.mark.parametrize(
+    "name",
+    ['Sở X;=cmd|" /C calc"!A0;', " =1+1", "\uff1d1+1", "\u3000@SUM(A1)", "Sở Y,\t=1"],
+    ids=["after-semicolon", "leading-space", "full-width", "ideographic-space", "tab"],
+)
+def test_a_name_a_spreadsheet_could_still_read_as_a_formula_is_quoted_and_neutralised(app, dev_pki, name):
+    """Issue 11 review: only the first character was checked, and fields were quoted only for commas and quotes,
+    so in a ``;``-separated Excel (Vietnamese settings) ``Sở X;=cmd…`` became a formula cell."""
+    svc = app.extensions["gateway"]
+    register_agencies(svc, dev_pki)
+    with svc.db.write() as conn:
+        conn.execute(sa.update(agencies).where(agencies.c.code == Q4).values(name=name))
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    assert sender.submit(sender.keys.sign(sample("cong-van.edxml"))).status_code == 202
+    workbench = app.test_client()
+    sign_in_workbench(workbench, svc)
+    raw = workbench.get("/audit/overview.csv").get_data()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel shows Vietnamese names, not mojibake
+    line = next(line for line in raw.decode("utf-8-sig").splitlines() if Q4 in line)
+    for separator in (",", ";", "\t"):  # however a spreadsheet splits the line, no cell starts a formula
+        [cells] = list(csv.reader([line], delimiter=separator))
+        started = [c for c in cells if c.lstrip('" \u3000\u00a0')[:1] in ("=", "+", "@", "\uff1d", "\t")]
+        assert not started, (separator, cells)
+    shown = next(r for r in _csv_rows(workbench, "/audit/overview.csv") if r["agency"] == Q4)["name"]
+    assert shown.replace("'", "") == name  # the name itself is all there, defused with apostrophes only
+
+
 def test_the_city_counts_each_rating_once_however_many_agencies_finished_the_dossier(city):
     page = city["workbench"].get("/audit/").get_data(as_text=True)
     assert 'id="city-satisfaction">100.0 %<' in page and "(1 lượt đánh giá)" in page
-    rows = list(csv.DictReader(io.StringIO(city["workbench"].get("/audit/overview.csv").get_data(as_text=True))))
+    rows = _csv_rows(city["workbench"], "/audit/overview.csv")
     city_row = next(r for r in rows if r["agency"] == "*")
     assert city_row["rated"] == "1" and {r["rated"] for r in rows if r["agency"] in (Q11, TAX)} == {"1"}
 

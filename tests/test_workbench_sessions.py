@@ -200,13 +200,16 @@ def test_login_fetches_the_issuers_discovery_document_once_not_per_visit(databas
         issuer.close()
 
 
-def test_a_page_opened_from_another_site_is_not_viewed_in_the_auditors_name(app):
-    """Issue 10, finding 8: cross-site navigation to a page made an audit entry for the signed-in auditor."""
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_page_opened_from_another_site_is_not_viewed_in_the_auditors_name(app, site):
+    """Issue 10, finding 8: cross-site navigation to a page made an audit entry for the signed-in auditor;
+    issue 11 review: so did a link from another port of this host or a sibling subdomain (same-site)."""
     client = app.test_client()
     sign_in_workbench(client, app.extensions["gateway"])
     before = len(_events(app, "auditor.search"))
-    response = client.get("/audit/search?event=document.routed", headers={"Sec-Fetch-Site": "cross-site"})
+    response = client.get("/audit/search?event=document.routed", headers={"Sec-Fetch-Site": site})
     assert response.status_code == 302 and response.headers["Location"].endswith("/audit/welcome")
     assert len(_events(app, "auditor.search")) == before
     assert client.get("/audit/search", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
-    assert len(_events(app, "auditor.search")) == before + 1
+    assert client.get("/audit/search", headers={"Sec-Fetch-Site": "none"}).status_code == 200  # typed, bookmarked
+    assert len(_events(app, "auditor.search")) == before + 2

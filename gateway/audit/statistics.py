@@ -15,8 +15,6 @@ done): the cost follows the number of agencies and days, not of documents.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import threading
@@ -32,6 +30,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.audit.spreadsheet import csv_table
 from gateway.citizen.ratings import SATISFIED
 from gateway.documents.edxml import due_day
 from gateway.store.db import Database
@@ -49,7 +48,11 @@ from gateway.store.tables import (
 from gateway.working_days import working_days_between
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
-REFUSAL_EVENTS = ("document.refused", "status.refused", "dossier.refused")
+# Submissions refused: an agency's documents and status messages (counted for the sender) and citizens'
+# dossiers (counted for the city); the by-reason table reads all three, so its total is theirs.
+AGENCY_REFUSALS = ("document.refused", "status.refused")
+CITIZEN_REFUSALS = ("dossier.refused",)
+REFUSAL_EVENTS = AGENCY_REFUSALS + CITIZEN_REFUSALS
 MAX_REFUSALS_READ = 50_000  # refusal entries read for the by-reason table; beyond that it says so
 LISTED = 10  # documents in the "most overdue" list, agencies in "slowest"
 MAX_CHUNK = 200
@@ -183,9 +186,15 @@ class Overview:
     agencies: list[AgencyFigures]
     refusals: list[RefusalCount]
     refusals_truncated: bool
+    refused_citizens: int  # citizens' dossiers refused; the agencies' own are ``city.refused_sent``
     trend: list[TrendPoint]
     trend_unit: str  # "day" | "week" | "month"
     overdue: list[OverdueDocument]
+
+    @property
+    def refused_total(self) -> int:
+        """Every submission refused in the period: what the by-reason table adds up to (unless truncated)."""
+        return self.city.refused_sent + self.refused_citizens
 
     @property
     def slowest(self) -> list[AgencyFigures]:
@@ -324,10 +333,13 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
     in_log_period = sa.and_(audit_search.c.time_us >= start_us, audit_search.c.time_us < end_us)
     for sender, count in conn.execute(
         sa.select(audit_search.c.sender, sa.func.count())
-        .where(audit_search.c.event == "document.refused", audit_search.c.sender.is_not(None), in_log_period)
+        .where(audit_search.c.event.in_(AGENCY_REFUSALS), audit_search.c.sender.is_not(None), in_log_period)
         .group_by(audit_search.c.sender)
     ):
         of(sender).refused_sent = int(count)
+    refused_citizens = conn.execute(
+        sa.select(sa.func.count()).where(audit_search.c.event.in_(CITIZEN_REFUSALS), in_log_period)
+    ).scalar_one()
     _add_ratings(conn, start, end, of)
     names = agency_names(conn)
     for f in figures.values():
@@ -345,6 +357,7 @@ def build_overview(conn: Connection, start: datetime, end: datetime, now: dateti
         agencies=sorted(figures.values(), key=lambda f: f.agency),
         refusals=refusals,
         refusals_truncated=truncated,
+        refused_citizens=int(refused_citizens),
         trend=[TrendPoint(b, received_by[b], on_time_by[b], late_by[b]) for b in _buckets(first_day, last_day, unit)],
         trend_unit=unit,
         overdue=_most_overdue(conn, start, end, today, first_done, names),
@@ -493,21 +506,6 @@ class StatisticsCache:
         return self.overview(start, end, now).agencies
 
 
-# A text cell starting with one of these is a formula to a spreadsheet (CSV/formula injection, OWASP):
-# an agency name or a subject "=HYPERLINK(…)" must stay text in the reports people open.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_text(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def as_csv(rows: Iterable[AgencyFigures]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_text(v) for k, v in row.as_dict().items()})
-    return buffer.getvalue()
+    """The API's CSV (``/v1/audit/statistics?format=csv``), for scripts: no byte order mark."""
+    return csv_table(FIELDS, (row.as_dict() for row in rows), for_people=False)

@@ -33,6 +33,9 @@ R = TypeVar("R")
 
 
 LANG_COOKIE = "gateway_lang"
+# Where a request may come from and still act in the session (Fetch Metadata, W3C): this origin, or
+# the auditor typing the address or following a bookmark ("none").
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 
 
 def language() -> str:
@@ -56,9 +59,11 @@ def current_session() -> WorkbenchSession | None:
     if "workbench_session" not in g:
         svc = services()
         token = request.cookies.get(WORKBENCH_COOKIE)
-        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        if request.headers.get("Sec-Fetch-Site") in FOREIGN_FETCH_SITES:
             # Browsers hold the Strict cookie back on links from other sites; those that say where a
             # request came from are believed too: another site cannot make a page view in an auditor's name.
+            # "same-site" is foreign as well (issue 11 review): another port of this host or a sibling
+            # subdomain is a different application, and SameSite lets the cookie go along from there.
             token = None
         found = svc.sessions.current(token)
         if found is not None and found.actor not in _auditor_actors():

@@ -34,7 +34,7 @@ from gateway.policy import Refusal
 from gateway.services import services
 from gateway.store.helpers import as_utc
 from gateway.store.tables import audit_entries, audit_search, blobs, documents, routes, statuses
-from gateway.web.blueprint import auditor_page, bp, page
+from gateway.web.blueprint import auditor_page, bp, page, wants_json
 from gateway.working_days import working_days_between
 
 
@@ -137,6 +137,8 @@ def timeline(auditor: Auditor, doc_id: str) -> str | tuple[str, int]:
         ).all()
         if doc is None and not found:
             record_read(auditor, "auditor.timeline", f"workbench document {doc_id[:100]} (not found)")
+            if wants_json():  # as every other workbench 404 answers a script
+                raise Refusal("not-found", "no document with this gateway id; search at /audit/search")
             return page("not_found.html", doc_id=doc_id), 404
         names = agency_names(conn)
         tree = StoredTree(conn)

@@ -95,7 +95,10 @@ TEXT: dict[str, dict[str, str]] = {
         "late": "Trễ hạn",
         "overdue_open": "Quá hạn chưa giải quyết",
         "unresolved": "Chưa giải quyết",
-        "refused_sent": "Bị từ chối (đã gửi)",
+        "refused_sent": "Lượt gửi bị từ chối",
+        "refused_total": "Lượt gửi bị từ chối (toàn bộ)",
+        "refused_split": "cơ quan gửi {agencies}, công dân nộp {citizens}",
+        "refused_citizens": "Hồ sơ công dân bị từ chối",
         "average_days": "Thời gian xử lý trung bình",
         "p90_days": "90% xong trong",
         "working_days": "ngày làm việc",
@@ -104,8 +107,12 @@ TEXT: dict[str, dict[str, str]] = {
         "no_ratings": "chưa có đánh giá",
         "city": "Toàn thành phố",
         "city_note": "Một văn bản gửi hai cơ quan được tính cho cả hai.",
+        "as_of_note": (
+            "Văn bản nhận trong kỳ được xét đúng hạn, trễ hạn và quá hạn theo trạng thái lúc lập báo cáo, "
+            "kể cả với kỳ đã qua."
+        ),
         "per_agency": "Theo cơ quan",
-        "refusals": "Văn bản bị từ chối theo lý do",
+        "refusals": "Lượt gửi bị từ chối theo lý do",
         "code": "Mã",
         "count": "Số lượng",
         "example": "Lý do gần nhất",
@@ -260,7 +267,10 @@ TEXT: dict[str, dict[str, str]] = {
         "late": "Late",
         "overdue_open": "Overdue, unresolved",
         "unresolved": "Unresolved",
-        "refused_sent": "Refused (sent)",
+        "refused_sent": "Submissions refused",
+        "refused_total": "Submissions refused (all)",
+        "refused_split": "sent by agencies {agencies}, filed by citizens {citizens}",
+        "refused_citizens": "Citizens' dossiers refused",
         "average_days": "Average processing time",
         "p90_days": "90 % resolved within",
         "working_days": "working days",
@@ -269,8 +279,12 @@ TEXT: dict[str, dict[str, str]] = {
         "no_ratings": "no ratings yet",
         "city": "Whole city",
         "city_note": "A document sent to two agencies counts for both.",
+        "as_of_note": (
+            "Documents received in the period are judged on time, late or overdue by their state when the "
+            "report is generated, for past periods too."
+        ),
         "per_agency": "Per agency",
-        "refusals": "Refused documents by reason",
+        "refusals": "Refused submissions by reason",
         "code": "Code",
         "count": "Count",
         "example": "Latest reason",

@@ -6,14 +6,14 @@ is one row per agency plus the city's, with the API's column names, for machines
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from gateway.audit.statistics import FIELDS, AgencyFigures, Overview, spreadsheet_text
+from gateway.audit.spreadsheet import csv_table
+from gateway.audit.statistics import FIELDS, AgencyFigures, Overview
 from gateway.citizen.dossier import LOCAL
 from gateway.web.i18n import TEXT, Words
 
@@ -65,6 +65,7 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
     summary.append([t["title"]])
     summary.append([t["period"], report.start.isoformat(), report.end.isoformat()])
     summary.append([t["generated"], _generated(report)])
+    summary.append([t["as_of_note"]])
     summary.append([])
     city = report.city
     for label, value in (
@@ -82,7 +83,9 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
         (t["p90_days"] + f" ({t['working_days']})", city.p90_days),
         (t["satisfaction"] + " (%)", round(city.satisfaction_rate * 100, 2) if city.rated else None),
         (t["rated"], city.rated),
-        (t["refused_sent"], sum(r.count for r in report.refusals)),
+        (t["refused_total"], report.refused_total),
+        (t["refused_sent"], city.refused_sent),  # the per-agency sheet's column adds up to this
+        (t["refused_citizens"], report.refused_citizens),
     ):
         summary.append([label, value])
     summary.column_dimensions["A"].width = 44
@@ -116,15 +119,12 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
 
 
 def as_csv(report: Overview) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*FIELDS, "period_start", "period_end", "generated_at"])
-    writer.writeheader()
+    """The overview's per-agency rows and the city's (``*``), each stamped with the period and generation time."""
     stamp = {
         "period_start": report.start.isoformat(),
         "period_end": report.end.isoformat(),
         "generated_at": report.generated_at.isoformat(timespec="seconds"),
     }
-    for row in report.agencies:
-        writer.writerow({k: spreadsheet_text(v) for k, v in {**row.as_dict(), **stamp}.items()})
-    writer.writerow({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
-    return buffer.getvalue()
+    rows = [{**row.as_dict(), **stamp} for row in report.agencies]
+    rows.append({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
+    return csv_table([*FIELDS, *stamp], rows, for_people=True)
