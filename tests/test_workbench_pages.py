@@ -57,6 +57,16 @@ def city(app, dev_pki) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {"ids": ids, "dossier": dossier, "workbench": workbench, "svc": svc}
 
 
+def _entries(svc: Any, event: str) -> list[dict[str, Any]]:
+    from gateway.store.tables import audit_entries
+
+    with svc.db.read() as conn:
+        rows = conn.execute(
+            sa.select(audit_entries.c.body).where(audit_entries.c.event == event).order_by(audit_entries.c.idx)
+        ).scalars()
+        return [json.loads(bytes(b)) for b in rows]
+
+
 def _csv_rows(client, path: str) -> list[dict[str, str]]:
     """The CSV as a reporting system reads it: UTF-8 with its byte order mark."""
     return list(csv.DictReader(io.StringIO(client.get(path).get_data().decode("utf-8-sig"))))
@@ -150,6 +160,20 @@ def test_search_finds_an_agency_by_name_or_code_in_part(city, typed):
     page = city["workbench"].get("/audit/search", query_string={"agency": typed, "category": "documents"})
     text = page.get_data(as_text=True)
     assert "Văn bản được chuyển tới nơi nhận" in text and "2048/UBND-VX" in text
+
+
+@pytest.mark.parametrize("typed", ["1031/UBND-VX", "1031", "1031/ubnd"])
+def test_a_refused_document_is_found_by_the_number_it_claimed_with_its_code_and_reason(city, app, dev_pki, typed):
+    """Issue 11 newcomer: "why was 1031/UBND-VX refused" found nothing, the refusal entry held only a hash."""
+    sender = GatewayClient(app.test_client(), dev_pki.agencies[HCM])
+    sender.token()
+    unsigned = sample("cong-van.edxml").replace(b"1024/UBND-VX<", b"1031/UBND-VX<")
+    assert sender.submit(unsigned).get_json()["code"] == "signature-missing"
+    text = city["workbench"].get("/audit/search", query_string={"document": typed}).get_data(as_text=True)
+    assert "signature-missing" in text and "1031/UBND-VX" in text and "chưa xác minh" in text
+    assert ",1024/UBND-VX" not in text  # (the placeholder shows 1024/UBND-VX as an example)
+    entry = next(e for e in _entries(city["svc"], "document.refused") if e.get("code") == "signature-missing")
+    assert entry["claimed_document_id"].endswith(",1031/UBND-VX") and "document_id" not in entry
 
 
 @pytest.mark.parametrize("typed", ["1024/UBND", "1024/ubnd-vx", "UBND-VX"])

@@ -45,6 +45,9 @@ class AuditEvent:
     actor: str | None = None
     document: str | None = None  # the gateway's document id
     document_id: str | None = None  # the edXML DocumentId
+    # The DocumentId a refused submission said it was (or answered), never verified: what an auditor
+    # searches by when asked why a document was refused.
+    claimed_document_id: str | None = None
     sender: str | None = None
     recipient: str | None = None
     sha256: str | None = None
@@ -231,7 +234,7 @@ def write_entries(conn: Connection, appended: Sequence[AppendedEntry], events: S
                 "sender": e.sender,
                 "recipient": e.recipient,
                 "document": e.document,
-                "document_id": e.document_id,
+                "document_id": (e.document_id or e.claimed_document_id or "")[:255] or None,
             }
             for a, e in zip(appended, events, strict=True)
         ],

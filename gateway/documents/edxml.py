@@ -158,6 +158,18 @@ def read_status_header(root: etree._Element) -> StatusHeader:
     )
 
 
+def claimed_document_id(root: etree._Element) -> str:
+    """The DocumentId an unverified tree says it is (a status message: the one it answers), or "".
+
+    Only for the audit entry of a refusal, so that an auditor can find "why was 1032/UBND-VX
+    refused" by its number; never trusted for anything else."""
+    try:
+        header = _header(root)
+    except Refusal:
+        return ""
+    return _text(header, "e:DocumentId") or _text(header, "e:ResponseFor/e:DocumentId")
+
+
 def claimed_sender(root: etree._Element) -> str:
     """``From/OrganId`` of an unverified tree: only for refusing early a caller who is not the sender."""
     return _text(_header(root), "e:From/e:OrganId")

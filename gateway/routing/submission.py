@@ -46,6 +46,13 @@ from gateway.trust.pki import cert_pem, fingerprint
 from gateway.trust.timestamper import Timestamper
 
 
+@dataclass
+class _Claimed:
+    """What an unverified submission says about itself, for its refusal's audit entry."""
+
+    document_id: str | None = None
+
+
 @dataclass(frozen=True)
 class Accepted:
     id: str
@@ -136,8 +143,8 @@ class SubmissionService:
         self, caller: str, data: bytes, *, sequential: bool = False, on_stored: StoredHook | None = None
     ) -> Accepted:
         sha = hashlib.sha256(data).hexdigest()
-        with self._refusals_audited("document.refused", caller, sha):
-            signed = self._parse_and_verify(caller, data, "document")
+        with self._refusals_audited("document.refused", caller, sha) as claimed:
+            signed = self._parse_and_verify(caller, data, "document", claimed)
             header = edxml.read_document_header(signed.root)
             self._require_sender(caller, header.sender)
             parts = parse_document_id(header.document_id)
@@ -173,8 +180,8 @@ class SubmissionService:
 
     def submit_status(self, caller: str, data: bytes) -> Accepted:
         sha = hashlib.sha256(data).hexdigest()
-        with self._refusals_audited("status.refused", caller, sha):
-            signed = self._parse_and_verify(caller, data, "status")
+        with self._refusals_audited("status.refused", caller, sha) as claimed:
+            signed = self._parse_and_verify(caller, data, "status", claimed)
             status = edxml.read_status_header(signed.root)
             self._require_sender(caller, status.sender)
             with self._db.read() as conn:
@@ -223,8 +230,9 @@ class SubmissionService:
 
     # --- shared steps -----------------------------------------------------------------------
 
-    def _parse_and_verify(self, caller: str, data: bytes, kind: schema.Kind) -> SignedContent:
+    def _parse_and_verify(self, caller: str, data: bytes, kind: schema.Kind, claimed: _Claimed) -> SignedContent:
         root = xmlsafe.parse(data, self._limits)
+        claimed.document_id = edxml.claimed_document_id(root) or None
         if root.tag != edxml.q("edXML"):
             raise Refusal(
                 "schema-invalid",
@@ -471,10 +479,20 @@ class SubmissionService:
     # --- refusals ---------------------------------------------------------------------------
 
     @contextmanager
-    def _refusals_audited(self, event: str, caller: str, sha: str) -> Iterator[None]:
-        """A :class:`Refusal` escaping the block is audited in its own transaction, then re-raised."""
+    def _refusals_audited(self, event: str, caller: str, sha: str) -> Iterator[_Claimed]:
+        """A :class:`Refusal` escaping the block is audited in its own transaction, then re-raised,
+        with the DocumentId the submission claimed when it could be read."""
+        claimed = _Claimed()
         try:
-            yield
+            yield claimed
         except Refusal as refusal:
-            self._audit.refused(self._db, event, refusal, actor=caller, sender=caller, sha256=sha)
+            self._audit.refused(
+                self._db,
+                event,
+                refusal,
+                actor=caller,
+                sender=caller,
+                sha256=sha,
+                claimed_document_id=claimed.document_id[:255] if claimed.document_id else None,
+            )
             raise
