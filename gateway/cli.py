@@ -267,7 +267,12 @@ def serve(host: str, port: int, workers: int, delivery_workers: int, signer: boo
     for child in children:
         child.terminate()
     for child in children:
-        child.wait(timeout=30)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a child that will not stop is not left running on its own
+            click.echo(f"a helper process (pid {child.pid}) did not stop in 30 s: killed", err=True)
+            child.kill()
+            child.wait()
     sys.exit(code)
 
 

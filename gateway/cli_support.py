@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -66,3 +69,30 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set when SIGTERM or SIGINT arrives, for long-running commands to stop after their batch.
+
+    Not set from the signal handler: Python runs handlers in the main thread between bytecodes, and
+    ``Event.set()`` takes the lock ``Event.wait()`` holds for a moment, so a signal arriving in that
+    moment deadlocked the process for good (issue 11 newcomer: a ``gateway worker`` that ignored every
+    SIGTERM after a stop).  The C-level handler writes the signal to a pipe instead
+    (``signal.set_wakeup_fd``) and a thread that waits on it sets the event.
+    """
+    stop = threading.Event()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)  # a Python handler must exist for the wakeup byte to be written
+
+    def watch() -> None:
+        while True:
+            received = os.read(read_end, 16)
+            if {signal.SIGTERM.value, signal.SIGINT.value} & set(received):
+                stop.set()
+                return
+
+    threading.Thread(target=watch, name="stop-on-signals", daemon=True).start()
+    return stop

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, stop_on_signals
 from gateway.json_input import parse_json
 from gateway.policy import Refusal
 
@@ -228,8 +228,6 @@ def audit_signer() -> None:
     web servers run elsewhere or with `gateway serve --no-signer`.
     """
     import logging
-    import signal
-    import threading
 
     from gateway.audit.signer import CheckpointSigner
 
@@ -237,9 +235,7 @@ def audit_signer() -> None:
     config = load_config()
     if not config.signs_checkpoints:
         fail("GATEWAY_SIGNS_CHECKPOINTS is false here: the signer is the process that signs; unset it for this one")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     with cli_services() as svc:
         signer = CheckpointSigner(svc)
         click.echo(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
 import click
 import sqlalchemy as sa
 
-from gateway.cli_support import cli_services, emit, fail, json_option, table
+from gateway.cli_support import cli_services, emit, fail, json_option, stop_on_signals, table
 from gateway.delivery.queue import DEAD, PUSH_STATES
 from gateway.store.tables import routes
 
@@ -28,9 +26,7 @@ def worker(batch: int, idle: float) -> None:
     Run as many as you like, on as many hosts as share the database: they never take the same route.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     with cli_services() as svc:
         delivery_worker = svc.delivery_worker(batch=batch, idle_seconds=idle)
         wake = "Redis" if svc.config.redis_url else f"polling every {idle:g} s"

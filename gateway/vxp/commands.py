@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config, table
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, stop_on_signals, table
 from gateway.config import Config
 
 if TYPE_CHECKING:
@@ -62,9 +60,7 @@ def vxp_receive(once: bool, interval: float | None) -> None:
 
     config = load_config()
     client = axis_client(config)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     with cli_services() as svc:
         receiver = AxisReceiver(svc, client)
         every = interval or float(config.vxp_poll_seconds)
