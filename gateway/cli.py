@@ -23,7 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.audit.commands import audit
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, read_download
 from gateway.config import Config
 from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
@@ -735,7 +735,7 @@ def verify(
         from gateway.trust.evidence_report import render
 
         report = verify_package(
-            evidence.read_bytes(),
+            read_download(evidence, "an evidence package"),
             anchors=anchors,
             gateway_certs=pinned,
             vkey=vkey,
@@ -748,9 +748,9 @@ def verify(
     else:
         assert file is not None
         report = verify_offline(
-            file.read_bytes(),
+            read_download(file, "an edXML document"),
             anchors,
-            seal=seal.read_bytes() if seal else None,
+            seal=read_download(seal, "a seal") if seal else None,
             sender_certs=_certificates(sender_cert) if sender_cert else None,
             gateway_certs=pinned or None,
         )

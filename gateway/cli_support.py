@@ -9,7 +9,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -18,7 +19,7 @@ from gateway.config import Config, ConfigError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -96,3 +97,24 @@ def stop_on_signals() -> threading.Event:
 
     threading.Thread(target=watch, name="stop-on-signals", daemon=True).start()
     return stop
+
+
+def read_download(path: Path, what: str, *, head_only: bool = False) -> bytes:
+    """A file fetched from the gateway; an error answer saved in its place fails with what it said.
+
+    A receipt saved with an expired token used to verify as "invalid: not a receipt", which reads
+    like tampering (issue 11 newcomer)."""
+    from gateway.json_input import saved_problem
+
+    try:
+        with path.open("rb") as f:
+            data = f.read(64 * 1024 if head_only else -1)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    said = saved_problem(data)
+    if said is not None:
+        fail(
+            f"{path} holds the gateway's error answer, not {what} ({said}); fetch it again "
+            "(a 401 invalid-token: take a fresh token, they last 5 minutes) with curl --fail-with-body"
+        )
+    return data

@@ -63,3 +63,17 @@ def read_body(raw: bytes, *, declared_json: bool) -> Any:
         return parse_json(raw)
     except JsonInputError as exc:
         return Unreadable(str(exc))
+
+
+def saved_problem(data: bytes) -> str | None:
+    """``"code: detail"`` when ``data`` is an error answer (RFC 9457 problem+json) saved where a file was
+    expected (``curl -o`` without ``--fail``); None for anything else."""
+    if data.lstrip()[:1] != b"{":
+        return None
+    try:
+        found = parse_json(data)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("code"), str) or not {"status", "detail"} & set(found):
+        return None
+    return f"{found['code']}: {found.get('detail', '')}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config, stop_on_signals
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, read_download, stop_on_signals
 from gateway.json_input import parse_json
 from gateway.policy import Refusal
 
@@ -104,8 +104,8 @@ def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], policy_path: Pat
 
     verifier, policy = _trust(vkeys, policy_path)
     try:
-        data = parse_json(receipt.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = parse_json(read_download(receipt, "a receipt"))
+    except ValueError as exc:
         fail(f"{receipt} is not a JSON receipt: {exc}")
     report = verify_receipt(data, verifier, policy)
     emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
@@ -172,6 +172,7 @@ def audit_verify(bundle: Path, vkeys: tuple[str, ...], policy_path: Path | None,
         click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries", nl=False, err=True)
 
     verifier, policy = _trust(vkeys, policy_path)
+    read_download(bundle, "an audit export", head_only=True)
     verdict = verify_bundle(bundle, verifier, progress if sys.stderr.isatty() else None, policy)
     if sys.stderr.isatty():
         click.echo("", err=True)

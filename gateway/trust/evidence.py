@@ -40,7 +40,7 @@ from gateway.documents.verification import (
     find_signature,
     signature_value,
 )
-from gateway.json_input import parse_json
+from gateway.json_input import parse_json, saved_problem
 from gateway.policy import Refusal
 from gateway.trust import crl, ocsp
 from gateway.trust.chain import TrustStore
@@ -148,11 +148,7 @@ def _open(data: bytes) -> tuple[dict[str, bytes], dict[str, Any]]:
     if len(data) > MAX_PACKAGE_BYTES:
         raise Refusal("evidence-malformed", f"the package is larger than {MAX_PACKAGE_BYTES} bytes")
     if data[:1] == b"{":  # a problem+json answer saved where the package should be (curl -o)
-        try:
-            problem = parse_json(data)
-            said = f"{problem.get('code')}: {problem.get('detail')}"
-        except (ValueError, AttributeError):
-            said = "JSON"
+        said = saved_problem(data) or "JSON"
         raise Refusal("evidence-malformed", f"this is an error answer from the gateway, not a package ({said})")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
