@@ -284,6 +284,31 @@ def test_the_root_points_browsers_and_scripts_to_the_right_places(app):
     assert page.mimetype == "text/html" and 'href="/audit/"' in page.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    ("path", "vietnamese", "english"),
+    [
+        ("/audit/entries/abc", "Không có trang nào ở địa chỉ này", "nothing is at this address"),
+        ("/audit/nothing-here", "Không có trang nào ở địa chỉ này", "nothing is at this address"),
+        ("/audit/entries/999999", "Nhật ký không có mục số 999999", "the log has no entry 999999"),
+        ("/audit/search?from=2026-12-05&to=2026-12-01", "hãy đổi chỗ hai ngày", "swap them"),
+        ("/audit/search?page=abc", "Số trang phải là số nguyên", "page must be a whole number"),
+        ("/audit/?period=someday", "Kỳ phải là một trong", "period must be one of"),
+        ("/audit/search?from=23/11/2026", "không phải là ngày", "is not a date"),
+    ],
+)
+def test_a_refused_page_speaks_the_workbenchs_language(city, path, vietnamese, english):
+    """Issue 11 newcomer: error pages in Vietnamese mode said "Not found" and Werkzeug's English advice."""
+    workbench = city["workbench"]
+    page = workbench.get(path, headers=BROWSER).get_data(as_text=True)
+    assert vietnamese in page and english not in page and "The requested URL" not in page
+    assert "Not found" not in page and "Invalid request" not in page  # the title is translated too
+    workbench.post("/audit/lang", data={"lang": "en", "next": "/audit/", "csrf": workbench.csrf})
+    page = workbench.get(path, headers=BROWSER).get_data(as_text=True)
+    assert english in page and vietnamese not in page
+    scripted = workbench.get(path, headers={"Accept": "application/json"}).get_json()
+    assert english in scripted["detail"]  # scripts keep the English detail
+
+
 def test_a_workbench_404_is_a_page_inside_the_frame_with_a_way_back(city):
     response = city["workbench"].get("/audit/no-such-page", headers=BROWSER)
     text = response.get_data(as_text=True)

@@ -6,6 +6,7 @@ The table below is the only place a refusal code meets an HTTP status; domain co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -126,14 +127,31 @@ OAUTH_ERRORS = {
 }
 
 
-def problem(code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+# Werkzeug's own descriptions ("The requested URL was not found on the server. If you entered the URL
+# manually please check your spelling and try again.") replaced by ours, which the workbench translates.
+HTTP_DETAILS = {
+    "not-found": "nothing is at this address: check it, or start again from the links on the page",
+    "method-not-allowed": "this address does not take that method",
+}
+
+
+def problem(
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    worded: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """The problem+json answer; a page for people where one is registered for the path (``worded``: the
+    detail in each of its languages, when the refusal has them)."""
     status, title = CODES.get(code, (400, code.replace("-", " ").capitalize()))
     # Pages for people (the workbench under /audit/) show the same code and detail as an HTML page.
     negotiated = False
     for prefix, render in current_app.extensions.get("gateway.error_pages", {}).items():
         if request.path.startswith(prefix):
             negotiated = True
-            page = render(code, title, detail, status)
+            page = render(code, title, detail, status, worded=worded)
             if page is not None:
                 for name, value in (headers or {}).items():
                     page.headers[name] = value
@@ -179,7 +197,7 @@ def register_error_handlers(app: Flask) -> None:
     def _refusal(exc: Refusal) -> Response:
         if isinstance(exc, RateLimited):
             return problem(exc.code, exc.reason, headers={"Retry-After": str(max(1, exc.retry_after))})
-        return problem(exc.code, exc.reason)
+        return problem(exc.code, exc.reason, worded=getattr(exc, "worded", None))
 
     @app.errorhandler(DatabaseUnavailable)
     def _database(_exc: DatabaseUnavailable) -> Response:
@@ -203,7 +221,8 @@ def register_error_handlers(app: Flask) -> None:
         code = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type"}.get(
             exc.code or 400, "invalid-request"
         )
-        response = problem(code, exc.description or exc.name)
+        default = exc.description == type(exc).description
+        response = problem(code, HTTP_DETAILS.get(code, exc.name) if default else exc.description or exc.name)
         response.status_code = exc.code or 400
         for name, value in exc.get_headers():  # e.g. Allow on a 405 (RFC 9110 §15.5.6)
             if name.lower() != "content-type":

@@ -198,6 +198,13 @@ def fold_text(text: str | None) -> str | None:
     return unicodedata.normalize("NFC", text).lower() if text is not None else None
 
 
+def without_marks(text: str) -> str:
+    """Folded text without its tone and vowel marks (``Quận`` → ``quan``, ``Đ`` → ``d``), for people who
+    type Vietnamese without them; matching in Python only (no database we run on strips marks alike)."""
+    decomposed = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
 def fold_sql(conn: Connection, column: Any) -> Any:
     """The database's folding of ``column``, the same as :func:`fold_text`.
 

@@ -9,7 +9,7 @@ language, export) are POSTs carrying a CSRF token.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,13 +19,16 @@ from flask import Blueprint, Response, g, make_response, redirect, render_templa
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.api.auditors import Auditor
+from gateway.api.problems import HTTP_DETAILS
 from gateway.audit.log import AuditEvent
 from gateway.citizen.dossier import LOCAL
 from gateway.identity.personal_id import hashed
 from gateway.identity.workbench_sessions import WORKBENCH_COOKIE, WorkbenchSession
 from gateway.policy import Refusal
 from gateway.services import services
+from gateway.web import reasons
 from gateway.web.i18n import TEXT, Words
+from gateway.web.reasons import HTTP_REASONS, PageRefusal
 
 bp = Blueprint("web", __name__, url_prefix="/audit", template_folder="templates")
 P = ParamSpec("P")
@@ -107,12 +110,12 @@ def check_csrf() -> None:
     origin = request.headers.get("Origin")
     public = urlsplit(services().config.public_url)
     if origin is not None and origin != f"{public.scheme}://{public.netloc}":
-        raise Refusal("csrf-failed", "the form was posted from another site")
+        raise PageRefusal("csrf-failed", "csrf-foreign")
     sent = request.form.get("csrf", "")
     found = current_session()
     expected = found.csrf if found is not None else session.get("csrf")
     if not isinstance(expected, str) or not same_text(sent, expected):
-        raise Refusal("csrf-failed", "the form is stale or did not come from this workbench; reload the page")
+        raise PageRefusal("csrf-failed", "csrf-stale")
 
 
 def page(template: str, **values: Any) -> str:
@@ -150,12 +153,26 @@ def _way_back() -> str:
     return referrer.path + ("?" + referrer.query if referrer.query else "") if own else url_for("web.overview")
 
 
-def error_page(code: str, title: str, detail: str, status: int) -> Response | None:
-    """The error inside the workbench's frame, with its stable code and a way back; None for scripts."""
+def error_page(
+    code: str, title: str, detail: str, status: int, *, worded: Mapping[str, str] | None = None
+) -> Response | None:
+    """The error inside the workbench's frame, in its language, with its stable code and a way back;
+    None for scripts.  ``title`` is the English one scripts get: the page shows its translation."""
     if not _wants_html():
         return None
+    if worded is None and code in HTTP_REASONS and detail == HTTP_DETAILS[code]:
+        worded = reasons.worded(HTTP_REASONS[code])
+    lang = language()
+    shown = worded.get(lang, detail) if worded else detail
     try:
-        body = page("error.html", code=code, title=title, detail=detail, status=status, back=_way_back())
+        body = page(
+            "error.html",
+            code=code,
+            title=Words(lang).refusal(code) or title,
+            detail=shown,
+            status=status,
+            back=_way_back(),
+        )
     except Exception:  # the session store may be what failed: the caller answers problem+json instead
         return None
     response = make_response(body, status)

@@ -35,6 +35,7 @@ from gateway.services import services
 from gateway.store.helpers import as_utc
 from gateway.store.tables import audit_entries, audit_search, blobs, documents, routes, statuses
 from gateway.web.blueprint import auditor_page, bp, page, wants_json
+from gateway.web.reasons import PageRefusal
 from gateway.working_days import working_days_between
 
 
@@ -138,7 +139,7 @@ def timeline(auditor: Auditor, doc_id: str) -> str | tuple[str, int]:
         if doc is None and not found:
             record_read(auditor, "auditor.timeline", f"workbench document {doc_id[:100]} (not found)")
             if wants_json():  # as every other workbench 404 answers a script
-                raise Refusal("not-found", "no document with this gateway id; search at /audit/search")
+                raise PageRefusal("not-found", "no-such-document")
             return page("not_found.html", doc_id=doc_id), 404
         names = agency_names(conn)
         tree = StoredTree(conn)
@@ -182,10 +183,10 @@ def evidence_download(auditor: Auditor, doc_id: str) -> Response:
 
 def _entry(conn: Connection, index: int) -> bytes:
     if index > MAX_CURSOR:  # beyond the databases' BIGINT: no such entry, and no query about it
-        raise Refusal("not-found", f"the log has no entry {index}")
+        raise PageRefusal("not-found", "no-such-entry", index=index)
     body = conn.execute(sa.select(audit_entries.c.body).where(audit_entries.c.idx == index)).scalar_one_or_none()
     if body is None:
-        raise Refusal("not-found", f"the log has no entry {index}")
+        raise PageRefusal("not-found", "no-such-entry", index=index)
     return bytes(body)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from flask import request
 
 from gateway.audit.periods import LOCAL, PRESETS, local_day_bounds, preset_days
-from gateway.policy import Refusal
+from gateway.web.reasons import PageRefusal
 
 EARLIEST_DAY, LATEST_DAY = date(1970, 1, 2), date(9998, 12, 31)
 MAX_REPORT_DAYS = 3700  # a report over ten years; one mistyped year must not cost a 35 MB page
@@ -48,7 +48,7 @@ def _day(name: str) -> date | None:
     except ValueError:
         day = None
     if day is None or len(text) != 10 or not EARLIEST_DAY <= day <= LATEST_DAY:
-        raise Refusal("invalid-request", f"“{text[:40]}” is not a date: pick one or type it as 2026-11-23")
+        raise PageRefusal("invalid-request", "not-a-date", text=text[:40])
     return day
 
 
@@ -56,9 +56,9 @@ def report_period() -> ChosenPeriod:
     """The period of a report (the overview, its files): never the whole log, at most ten years."""
     period = chosen_period("month")
     if period is None:
-        raise Refusal("invalid-request", f"a report is for a period: one of {', '.join(PRESETS)}, or two dates")
+        raise PageRefusal("invalid-request", "report-needs-period", presets=", ".join(PRESETS))
     if (period.last - period.first).days >= MAX_REPORT_DAYS:
-        raise Refusal("invalid-request", "a report covers at most ten years: choose a shorter period")
+        raise PageRefusal("invalid-request", "report-too-long")
     return period
 
 
@@ -68,11 +68,11 @@ def chosen_period(default: str | None = "month") -> ChosenPeriod | None:
     if first is not None or last is not None:
         first, last = first or EARLIEST_DAY, last or today()
         if first > last:
-            raise Refusal("invalid-request", "the first day comes after the last one: swap them")
+            raise PageRefusal("invalid-request", "days-swapped")
         return ChosenPeriod(None, first, last)
     preset = request.args.get("period") or default
     if preset is None or preset == "all":
         return None
     if preset not in PRESETS:
-        raise Refusal("invalid-request", f"period must be one of {', '.join(PRESETS)}")
+        raise PageRefusal("invalid-request", "unknown-period", presets=", ".join(PRESETS))
     return ChosenPeriod(preset, *preset_days(preset, today()))

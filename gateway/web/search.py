@@ -20,13 +20,13 @@ from sqlalchemy.engine import Connection
 from gateway.api.auditors import Auditor, record_read
 from gateway.audit.involving import involving
 from gateway.audit.periods import PRESETS
-from gateway.policy import Refusal
 from gateway.services import services
-from gateway.store.db import fold_sql, fold_text
+from gateway.store.db import fold_sql, fold_text, without_marks
 from gateway.store.tables import agencies, audit_entries, audit_search, documents
 from gateway.web.blueprint import auditor_page, bp, page
 from gateway.web.i18n import CATEGORIES, EVENT_NAMES
 from gateway.web.periods import chosen_period
+from gateway.web.reasons import PageRefusal
 
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
@@ -61,13 +61,15 @@ def _matching_agencies(conn: Connection, text: str) -> list[str]:
     if any(c.code == text for c in choices):
         return [text]
     wanted = fold_text(text) or ""
+    if wanted == without_marks(wanted):  # typed without marks ("quan 4"): compare names without theirs
+        return [c.code for c in choices if wanted in without_marks(c.name) or wanted in without_marks(c.code)]
     return [c.code for c in choices if wanted in (fold_text(c.name) or "") or wanted in (fold_text(c.code) or "")]
 
 
 def _text(name: str) -> str:
     value = request.args.get(name, "").strip()
     if len(value) > MAX_TEXT:
-        raise Refusal("invalid-request", f"{name} is longer than {MAX_TEXT} characters")
+        raise PageRefusal("invalid-request", "text-too-long", name=name, limit=MAX_TEXT)
     return value
 
 
@@ -110,7 +112,7 @@ def _filters(conn: Connection) -> tuple[list[Any], dict[str, Any]]:
     category = request.args.get("category", "")
     if category:
         if category not in CATEGORIES:
-            raise Refusal("invalid-request", f"category must be one of {', '.join(CATEGORIES)}")
+            raise PageRefusal("invalid-request", "unknown-category", choices=", ".join(CATEGORIES))
         if category == "refusals":
             where.append(audit_search.c.outcome == "refused")
         else:
@@ -120,7 +122,7 @@ def _filters(conn: Connection) -> tuple[list[Any], dict[str, Any]]:
     outcome = request.args.get("outcome", "")
     if outcome:
         if outcome not in OUTCOMES:
-            raise Refusal("invalid-request", f"outcome must be one of {', '.join(OUTCOMES)}")
+            raise PageRefusal("invalid-request", "unknown-outcome", choices=", ".join(OUTCOMES))
         where.append(audit_search.c.outcome == outcome)
     if request.args.get("reads") != "1" and not event and category != "auditors":
         where.append(audit_search.c.event.not_in(READS))
@@ -134,9 +136,9 @@ def _page_number(pages: int) -> int:
     try:
         number = int(wanted)
     except ValueError:
-        raise Refusal("invalid-request", "page must be a whole number") from None
+        raise PageRefusal("invalid-request", "page-not-number") from None
     if not 1 <= number <= MAX_PAGE:
-        raise Refusal("invalid-request", f"page must be between 1 and {MAX_PAGE}")
+        raise PageRefusal("invalid-request", "page-out-of-range", limit=MAX_PAGE)
     return min(number, pages)
 
 
