@@ -327,8 +327,12 @@ def _raw_answer(server, raw: bytes) -> tuple[bytes, bytes]:
             "malformed-request",
         ),
         (b"GET /audit/ HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * 20000 + b"\r\n\r\n", 431, "headers-too-large"),
+        (b"GET //audit/?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri-too-long"),
+        (b"GET /%61udit/?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri-too-long"),
+        (b"GET /audit?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri-too-long"),
+        (b"GET http://x/audit/?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri-too-long"),
     ],
-    ids=["pasted-search", "raw-bytes", "large-cookie"],
+    ids=["pasted-search", "raw-bytes", "large-cookie", "double-slash", "percent-encoded", "no-slash", "absolute-form"],
 )
 def test_a_browser_refused_by_the_front_on_a_workbench_page_gets_the_workbench_error_page(server, raw, status, code):
     """Issue 11 review: a search pasted into the workbench came back as raw problem+json (414)."""
@@ -338,6 +342,29 @@ def test_a_browser_refused_by_the_front_on_a_workbench_page_gets_the_workbench_e
     assert b"content-security-policy: default-src 'none'; style-src 'unsafe-inline'" in head.lower()
     page = body.decode()
     assert code in page and 'href="/audit/' in page and "<form" in page  # the frame, the code, a way back
+    assert 'lang="vi"' in page and "hãy" in page  # worded in the workbench's language, saying what to do
+
+
+def test_a_refused_head_request_gets_the_headers_and_no_body(server):
+    head, body = _raw_answer(server, b"HEAD /audit/?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414") and b"content-length: " in head.lower() and body == b""
+
+
+def test_the_fronts_error_pages_are_rendered_once_not_per_refusal(app):
+    """Issue 11 review: rendering per refusal queued a flood of 414s in the app's threads ahead of /healthz."""
+    from gateway.serving.refusals import FrontRefusal
+    from gateway.serving.worker import refusal_page
+
+    lookup = refusal_page(app)
+
+    def fails(*_args, **_kwargs):
+        raise AssertionError("rendered at refusal time")
+
+    app.extensions["gateway.error_pages"]["/audit/"] = fails
+    refusal = FrontRefusal("uri-too-long", "the request target is longer than 8192 bytes")
+    first = lookup(refusal, "GET", "/audit/search")
+    assert first is not None and lookup(refusal, "GET", "/audit/search") is first
+    assert lookup(refusal, "POST", "/audit/search") is None and lookup(refusal, "GET", "/v1/documents") is None
 
 
 def test_a_script_refused_by_the_front_outside_the_workbench_still_gets_problem_json(server):

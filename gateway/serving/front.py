@@ -199,11 +199,13 @@ class Front:
         *,
         retry_after: bool = False,
     ) -> None:
-        page = None if retry_after else await self._page_for(refusal, method, path)
+        page = None if retry_after else self._page_for(refusal, method, path)
         body = problem_body(refusal, path or "/") if page is None else page.body
         head = b"HTTP/1.1 %d %s\r\n" % (refusal.status, _title(refusal).encode())
         head += _REFUSAL_HEADERS if page is None else _page_headers(page)
         head += b"Date: " + self.date() + b"\r\nContent-Length: %d\r\n" % len(body)
+        if method == "HEAD":  # the length a GET would get, and no body (RFC 9110 §9.3.2)
+            body = b""
         if retry_after:
             head += b"Retry-After: 5\r\n"
         with contextlib.suppress(Exception):
@@ -213,14 +215,14 @@ class Front:
         self._log_access(address, method, path, refusal.status, len(body), 0.0)
         self._report(RefusedRequest(refusal, method, path, address))
 
-    async def _page_for(self, refusal: FrontRefusal, method: str | None, path: str | None) -> RefusalPage | None:
-        """The app's HTML page for this refusal, rendered on a thread; None (problem+json) when it has none."""
+    def _page_for(self, refusal: FrontRefusal, method: str | None, path: str | None) -> RefusalPage | None:
+        """The app's HTML page for this refusal (rendered beforehand: a lookup); None means problem+json."""
         if self.refusal_page is None:
             return None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self.refusal_page, refusal, method, path)
+            return self.refusal_page(refusal, method, path)
         except Exception:
-            log.exception("rendering the error page for a refused request failed")
+            log.exception("looking up the error page for a refused request failed")
             return None
 
     def _report(self, refused: RefusedRequest) -> None:

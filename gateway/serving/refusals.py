@@ -25,6 +25,9 @@ class FrontRefusal(Exception):
         return CODES[self.code][0]
 
 
+# What the front answers a request with before the app sees it: a browser may meet these on a page.
+PAGE_CODES = ("malformed-request", "uri-too-long", "headers-too-large", "request-timeout", "too-large")
+
 # h11's status hints for what it refuses while parsing, mapped to our codes.
 _BY_STATUS = {400: "malformed-request", 413: "too-large", 414: "uri-too-long", 431: "headers-too-large"}
 

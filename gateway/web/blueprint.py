@@ -28,7 +28,7 @@ from gateway.policy import Refusal
 from gateway.services import services
 from gateway.web import reasons
 from gateway.web.i18n import TEXT, Words
-from gateway.web.reasons import HTTP_REASONS, PageRefusal
+from gateway.web.reasons import FRONT_REASONS, HTTP_REASONS, PageRefusal
 
 bp = Blueprint("web", __name__, url_prefix="/audit", template_folder="templates")
 P = ParamSpec("P")
@@ -162,6 +162,8 @@ def error_page(
         return None
     if worded is None and code in HTTP_REASONS and detail == HTTP_DETAILS[code]:
         worded = reasons.worded(HTTP_REASONS[code])
+    elif worded is None and code in FRONT_REASONS:
+        worded = reasons.worded(FRONT_REASONS[code])
     lang = language()
     shown = worded.get(lang, detail) if worded else detail
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gateway.api.problems import HTTP_DETAILS
 from gateway.policy import Refusal
+from gateway.serving.refusals import PAGE_CODES
 
 REASONS: dict[str, dict[str, str]] = {
     "vi": {
@@ -29,6 +30,11 @@ REASONS: dict[str, dict[str, str]] = {
         "csrf-stale": "Biểu mẫu đã cũ hoặc không đến từ bàn làm việc này: hãy tải lại trang",
         "no-such-page": "Không có trang nào ở địa chỉ này: hãy kiểm tra địa chỉ, hoặc bắt đầu lại từ các liên kết",
         "method-not-allowed": "Địa chỉ này không nhận thao tác đó",
+        "front-malformed-request": "Máy chủ không đọc được yêu cầu trình duyệt gửi: hãy tải lại trang",
+        "front-uri-too-long": "Địa chỉ quá dài (tối đa 8 KiB): hãy rút ngắn nội dung tìm kiếm",
+        "front-headers-too-large": "Yêu cầu mang quá nhiều cookie: hãy xóa cookie của trang này rồi đăng nhập lại",
+        "front-request-timeout": "Yêu cầu đến quá chậm: hãy thử lại",
+        "front-too-large": "Nội dung gửi lên quá lớn",
     },
     "en": {
         "not-a-date": "“{text}” is not a date: pick one or type it as 2026-11-23",
@@ -47,12 +53,19 @@ REASONS: dict[str, dict[str, str]] = {
         "csrf-stale": "the form is stale or did not come from this workbench; reload the page",
         "no-such-page": HTTP_DETAILS["not-found"],
         "method-not-allowed": HTTP_DETAILS["method-not-allowed"],
+        "front-malformed-request": "the server cannot read the request the browser sent: reload the page",
+        "front-uri-too-long": "the address is too long (at most 8 KiB): shorten what you searched for",
+        "front-headers-too-large": "the request carries too many cookies: clear this site's cookies and log in again",
+        "front-request-timeout": "the request arrived too slowly: try again",
+        "front-too-large": "what was sent is too large",
     },
 }
 
 
 # The generic HTTP refusals (gateway.api.problems.HTTP_DETAILS) by their code.
 HTTP_REASONS = {"not-found": "no-such-page", "method-not-allowed": "method-not-allowed"}
+# What the HTTP front refuses before the app sees the request (gateway.serving.worker), by code.
+FRONT_REASONS = {code: "front-" + code for code in PAGE_CODES}
 
 
 def worded(key: str, **values: object) -> dict[str, str]:
