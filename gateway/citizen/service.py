@@ -125,7 +125,8 @@ class DossierService:
 
     def submit(self, citizen: CitizenIdentity, request: Any) -> dict[str, Any]:
         code = request.get("procedure") if isinstance(request, dict) else None
-        with self._refusals_audited(citizen, code if isinstance(code, str) else None):
+        # Named in the refusal's audit entry only as far as a procedure code goes (text, 64 characters).
+        with self._refusals_audited(citizen, code[:64] if isinstance(code, str) else None):
             expected = "send a JSON object with procedure, fields and attachments"
             if isinstance(request, Unreadable):
                 raise Refusal("dossier-invalid", request.explained(expected))
@@ -133,7 +134,7 @@ class DossierService:
                 raise Refusal("dossier-invalid", expected)
             if self._portal is None:
                 raise Refusal("dossiers-unavailable", "no citizen portal agency is configured (GATEWAY_PORTAL_AGENCY)")
-            procedure = self._catalog.get(str(code))
+            procedure = self._catalog.get(code) if isinstance(code, str) else None
             if procedure is None:
                 raise Refusal("unknown-procedure", f"procedure {code!r} is not in the catalog; see GET /v1/procedures")
             if citizen.level < procedure.level:

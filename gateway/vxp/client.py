@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import unicodedata
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from gateway.fetch import Bounds, FetchError, exchange
+from gateway.json_input import parse_json
 from gateway.vxp.protocol import SERVICE_TYPE, sdk_timestamp, sign_call
 
 log = logging.getLogger("gateway.vxp")
@@ -107,7 +107,7 @@ class AxisClient:
         if answer.status in RETRYABLE_STATUS:
             raise AxisUnavailable(f"{method}: the axis answered HTTP {answer.status}")
         try:
-            found = json.loads(answer.body)
+            found = parse_json(answer.body)
             status = found["status"]
         except (ValueError, KeyError, TypeError):
             raise AxisUnavailable(f"{method}: HTTP {answer.status} without the axis's JSON") from None
