@@ -343,8 +343,17 @@ def test_text_that_looks_like_a_formula_stays_text_in_the_xlsx_and_csv(app, dev_
 
 @pytest.mark.parametrize(
     "name",
-    ['Sở X;=cmd|" /C calc"!A0;', " =1+1", "\uff1d1+1", "\u3000@SUM(A1)", "Sở Y,\t=1"],
-    ids=["after-semicolon", "leading-space", "full-width", "ideographic-space", "tab"],
+    [
+        'Sở X;=cmd|" /C calc"!A0;',
+        " =1+1",
+        "\uff1d1+1",
+        "\u3000@SUM(A1)",
+        "Sở Y,\t=1",
+        "Sở A\n=1+1",
+        "Sở B\r\n=HYPERLINK(1)",
+        "Sở C;- +cmd|' /C calc'!A0",
+    ],
+    ids=["after-semicolon", "leading-space", "full-width", "ideographic-space", "tab", "lf", "crlf", "minus-space"],
 )
 def test_a_name_a_spreadsheet_could_still_read_as_a_formula_is_quoted_and_neutralised(app, dev_pki, name):
     """Issue 11 review: only the first character was checked, and fields were quoted only for commas and quotes,
@@ -360,13 +369,42 @@ def test_a_name_a_spreadsheet_could_still_read_as_a_formula_is_quoted_and_neutra
     sign_in_workbench(workbench, svc)
     raw = workbench.get("/audit/overview.csv").get_data()
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel shows Vietnamese names, not mojibake
-    line = next(line for line in raw.decode("utf-8-sig").splitlines() if Q4 in line)
-    for separator in (",", ";", "\t"):  # however a spreadsheet splits the line, no cell starts a formula
-        [cells] = list(csv.reader([line], delimiter=separator))
-        started = [c for c in cells if c.lstrip('" \u3000\u00a0')[:1] in ("=", "+", "@", "\uff1d", "\t")]
-        assert not started, (separator, cells)
+    for line in raw.decode("utf-8-sig").splitlines():  # every physical line: a break in a name may end a row
+        for separator in (",", ";", "\t"):  # however a spreadsheet splits it, no cell starts a formula
+            [cells] = list(csv.reader([line], delimiter=separator)) or [[]]
+            started = [c for c in cells if c.lstrip('" \u3000\u00a0')[:1] in ("=", "+", "-", "@", "\uff1d", "\t")]
+            assert not started, (separator, cells)
     shown = next(r for r in _csv_rows(workbench, "/audit/overview.csv") if r["agency"] == Q4)["name"]
-    assert shown.replace("'", "") == name  # the name itself is all there, defused with apostrophes only
+    assert shown.replace("'", "") == name.replace("'", "")  # the name is all there, defused with apostrophes only
+
+
+@pytest.mark.parametrize(
+    "name", ["\x01=1+1", "Sở A\nTầng 2", "Sở \u202eB", "Sở\u200bC", "   "], ids=["c0", "lf", "bidi", "zwsp", "blank"]
+)
+def test_an_agency_name_that_is_not_one_line_of_visible_text_is_refused_at_registration(svc, dev_pki, name):
+    """Issue 11 review, round 2: `gateway agency add` took a name with U+0001, and the city's XLSX failed (500)."""
+    from gateway.policy import Refusal
+    from gateway.routing.registry import NewAgency
+
+    keys = dev_pki.agencies[Q4]
+    with pytest.raises(Refusal) as refused, svc.db.write() as conn:
+        svc.registry.add(
+            conn,
+            NewAgency(code="000.00.73.H29", name=name, client_public_key_pem="", certificates=[keys.signing.cert]),
+            svc.keys.trust,
+        )
+    assert refused.value.code == "invalid-request" and "name" in refused.value.reason
+
+
+def test_a_control_character_already_in_a_name_does_not_break_the_citys_xlsx(city):
+    svc = city["svc"]
+    with svc.db.write() as conn:
+        conn.execute(sa.update(agencies).where(agencies.c.code == Q4).values(name="\x01Quận\x0b 4"))
+    xlsx = city["workbench"].get("/audit/overview.xlsx?period=month")
+    assert xlsx.status_code == 200, xlsx.get_data(as_text=True)[:300]
+    book = load_workbook(io.BytesIO(xlsx.data))
+    names = [row[0] for row in book.worksheets[1].iter_rows(values_only=True)]
+    assert "Quận 4" in names
 
 
 def test_the_city_counts_each_rating_once_however_many_agencies_finished_the_dossier(city):

@@ -24,9 +24,9 @@ from typing import Any
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _SPACES = " \u3000\u00a0"
-# A separator some spreadsheet may split on, then what would start a formula in the next cell
-# ("-" only before a non-space: "Quận 4, - phường" is no formula and stays as written).
-_SEPARATED_FORMULA = re.compile(r"([,;\t|][ \u3000\u00a0]*)(?=[=+@\uff1d\uff0b\uff20]|[-\uff0d]\S)")
+# A separator some spreadsheet may split on (a line break too: where quotes are ordinary characters
+# it ends the row), then what would start a formula in the next cell, spaces between.
+_SEPARATED_FORMULA = re.compile(r"([,;\t|\r\n\u2028\u2029][ \u3000\u00a0]*)(?=[=+@\-\uff1d\uff0b\uff20\uff0d])")
 BOM = "\ufeff"
 
 

@@ -15,6 +15,7 @@ from adapters import AdapterSettingsError, Deployment, UnknownAdapter, get_adapt
 from gateway.audit import AuditEvent, AuditLog
 from gateway.documents.identifiers import agency_code_form
 from gateway.policy import Refusal
+from gateway.routing.names import name_problem
 from gateway.store.helpers import as_utc
 from gateway.store.tables import agencies, agency_certificates, registry_generation
 from gateway.trust import pki
@@ -104,6 +105,8 @@ class AgencyRegistry:
                 f"{new.code!r} is neither the QCVN 102:2016 form (000.00.00.H29) nor the "
                 "Decision 20/2020 form (H55.242)",
             )
+        if (problem := name_problem(new.name)) is not None:
+            raise Refusal("invalid-request", f"{problem} (agency {new.code})")
         if self.get(conn, new.code) is not None:
             raise Refusal("agency-exists", f"agency {new.code} is already registered; use `gateway agency show`")
         signers, intermediates = split_chain(new.certificates)

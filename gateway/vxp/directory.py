@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.routing.names import printable_name
 from gateway.store.tables import vxp_directory
 from gateway.vxp.client import AxisClient
 
@@ -57,7 +58,7 @@ def fetch(client: AxisClient) -> dict[str, AxisAgency]:
             found = merged.setdefault(code, {"code": code})
             for key, field in (("name", "name"), ("code102", "code102"), ("pid", "parent"), ("mail", "mail")):
                 if item.get(key) not in (None, ""):
-                    found[field] = str(item[key])
+                    found[field] = printable_name(str(item[key])) if key == "name" else str(item[key])
             if item.get("version") is not None:
                 found["version"] = int(item["version"])
             if item.get("modifyDate"):

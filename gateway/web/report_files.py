@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 
 from gateway.audit.spreadsheet import csv_table
@@ -56,17 +57,22 @@ def _figure_row(figures: AgencyFigures, t: dict[str, str]) -> list[Any]:
     return [figures.name or t["city"], figures.agency or "*", *(_value(figures, a) for a, _ in FIGURE_COLUMNS)]
 
 
+def _add(sheet: Any, values: list[Any]) -> None:
+    """One row; characters a worksheet cannot hold (C0 controls) dropped, not failing the city's report."""
+    sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in values])
+
+
 def as_xlsx(report: Overview, lang: str) -> bytes:
     t, words = TEXT[lang], Words(lang)
     book = Workbook()
     bold = Font(bold=True)
     book.remove(book.worksheets[0])
     summary = book.create_sheet(t["overview"][:31])
-    summary.append([t["title"]])
-    summary.append([t["period"], report.start.isoformat(), report.end.isoformat()])
-    summary.append([t["generated"], _generated(report)])
-    summary.append([t["as_of_note"]])
-    summary.append([])
+    _add(summary, [t["title"]])
+    _add(summary, [t["period"], report.start.isoformat(), report.end.isoformat()])
+    _add(summary, [t["generated"], _generated(report)])
+    _add(summary, [t["as_of_note"]])
+    _add(summary, [])
     city = report.city
     for label, value in (
         (t["received"], city.received),
@@ -87,25 +93,25 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
         (t["refused_sent"], city.refused_sent),  # the per-agency sheet's column adds up to this
         (t["refused_citizens"], report.refused_citizens),
     ):
-        summary.append([label, value])
+        _add(summary, [label, value])
     summary.column_dimensions["A"].width = 44
     agencies = book.create_sheet(t["per_agency"][:31])
-    agencies.append([t["agency"], t["code"], *(_header(a, label, t) for a, label in FIGURE_COLUMNS)])
+    _add(agencies, [t["agency"], t["code"], *(_header(a, label, t) for a, label in FIGURE_COLUMNS)])
     for figures in [*report.agencies, report.city]:
-        agencies.append(_figure_row(figures, t))
+        _add(agencies, _figure_row(figures, t))
     agencies.column_dimensions["A"].width = 48
     refusals = book.create_sheet(t["refusals"][:31])
-    refusals.append([t["code"], t["reason"], t["count"], t["example"]])
+    _add(refusals, [t["code"], t["reason"], t["count"], t["example"]])
     for r in report.refusals:
-        refusals.append([r.code, words.refusal(r.code), r.count, r.example])
+        _add(refusals, [r.code, words.refusal(r.code), r.count, r.example])
     trend = book.create_sheet(t["trend"][:31])
-    trend.append([t["time"], t["received"], t["on_time"], t["late"]])
+    _add(trend, [t["time"], t["received"], t["on_time"], t["late"]])
     for p in report.trend:
-        trend.append([p.start.isoformat(), p.received, p.on_time, p.late])
+        _add(trend, [p.start.isoformat(), p.received, p.on_time, p.late])
     overdue = book.create_sheet(t["most_overdue"][:31])
-    overdue.append([t["document_id"], t["subject"], t["agency"], t["code"], t["due_date"], t["days_overdue"]])
+    _add(overdue, [t["document_id"], t["subject"], t["agency"], t["code"], t["due_date"], t["days_overdue"]])
     for d in report.overdue:
-        overdue.append([d.document_id, d.subject, d.agency_name, d.agency, d.due_date, d.days_overdue])
+        _add(overdue, [d.document_id, d.subject, d.agency_name, d.agency, d.due_date, d.days_overdue])
     for sheet in book.worksheets:
         for cell in sheet[1]:
             cell.font = bold
