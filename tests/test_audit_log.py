@@ -107,6 +107,10 @@ def test_receipt_verifies_offline_and_catches_tampering(agency, svc, tmp_path, m
     entry["sender"] = "000.00.04.H29"
     forged["entries"][0]["entry"] = base64.b64encode(json.dumps(entry).encode()).decode()
     assert verify_receipt(forged, verifier)["verdict"] == "invalid"
+    for index in ("0", 0.9, float("inf"), True):  # issue 11 review, round 2: "15" and 15.9 passed as 15, 1e999 raised
+        odd = json.loads(json.dumps(receipt))
+        odd["entries"][0]["index"] = index
+        assert verify_receipt(odd, verifier)["code"] == "receipt-invalid"
     assert agency(TAX).get(f"/v1/documents/{doc_id}/receipt").status_code == 404
 
     from gateway.cli import main

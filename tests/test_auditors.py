@@ -109,6 +109,43 @@ def test_exported_bundle_verifies_offline_from_the_start_and_from_the_middle(aud
     assert "signature" in verify_bundle(tmp_path / "all.zip", other).detail
 
 
+@pytest.mark.parametrize(
+    "doctor",
+    ["manifest-list", "from-infinite", "entry-list", "bad-deflate"],
+)
+def test_a_doctored_bundle_is_an_invalid_verdict_not_a_traceback(audited_app, dev_pki, tmp_path, doctor):
+    """Issue 11 review, round 2: a list for the manifest, 1e999 for an index or a broken deflate stream raised."""
+    import zipfile
+
+    _send_documents(audited_app, dev_pki, 1)
+    svc = audited_app.extensions["gateway"]
+    with svc.db.read() as conn:
+        original = export_bundle(conn, svc.checkpoints, 0, 3)
+    (tmp_path / "good.zip").write_bytes(original)
+    doctored = tmp_path / "doctored.zip"
+    with zipfile.ZipFile(tmp_path / "good.zip") as good, zipfile.ZipFile(doctored, "w", zipfile.ZIP_DEFLATED) as bad:
+        for info in good.infolist():
+            data = good.read(info)
+            if info.filename == "manifest.json" and doctor == "manifest-list":
+                data = b"[1]"
+            elif info.filename == "manifest.json" and doctor == "from-infinite":
+                data = data.replace(b'"from_index": 0', b'"from_index": 1e999').replace(
+                    b'"from_index":0', b'"from_index":1e999'
+                )
+            elif info.filename.startswith("entries") and doctor == "entry-list":
+                data = b"[1, 2]\n" + data
+            bad.writestr(info.filename, data)
+    if doctor == "bad-deflate":
+        raw = bytearray((tmp_path / "good.zip").read_bytes())
+        start = raw.find(b"entries")
+        raw[start + 60 : start + 90] = b"\xff" * 30
+        doctored.write_bytes(bytes(raw))
+    verdict = verify_bundle(doctored, NoteVerifier.parse(svc.checkpoints.vkey))
+    assert not verdict.valid and verdict.detail
+    result = CliRunner().invoke(main, ["audit", "verify", str(doctored), "--vkey", svc.checkpoints.vkey])
+    assert result.exit_code == 1 and "Traceback" not in result.output and result.output.startswith("INVALID")
+
+
 @contextmanager
 def triggers_bypassed(db: Database):  # type: ignore[no-untyped-def]
     """What an operator with database access could do: switch the append-only triggers off."""

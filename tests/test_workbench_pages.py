@@ -262,6 +262,16 @@ def test_an_entry_has_one_address_in_ascii_digits_only(city, spelling):
     assert city["workbench"].get(f"/audit/entries/{spelling}.json", headers=BROWSER).status_code == 404
 
 
+@pytest.mark.parametrize("spelling", ["\u0661", "1_0", " 1", "+1", "\uff11"])
+def test_numbers_in_a_query_are_ascii_digits_only(city, app, spelling):
+    """Issue 11 review, round 2: int() took ١, 1_9 and " 3 " in page, index, size, after and limit."""
+    assert city["workbench"].get("/audit/search", query_string={"page": spelling}, headers=BROWSER).status_code == 400
+    client = app.test_client()
+    proof = client.get("/v1/audit/proof/inclusion", query_string={"index": spelling, "size": "2"})
+    assert proof.status_code == 400 and proof.get_json()["code"] == "invalid-request"
+    assert client.get("/v1/audit/proof/inclusion", query_string={"index": "1", "size": "2"}).status_code == 200
+
+
 def test_an_entry_opens_with_its_fields_and_proof_and_downloads_as_a_receipt_that_verifies(city):
     workbench, svc = city["workbench"], city["svc"]
     refused = workbench.get("/audit/search?category=refusals").get_data(as_text=True)

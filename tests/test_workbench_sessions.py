@@ -110,6 +110,8 @@ def test_a_visitor_switches_language_before_login_with_a_token_of_their_own(app)
         "/audit/\n",
         "/audit/\t",
         "/audit/" + "a" * 600,
+        "/audit/../dev-idp/authorize?x",  # issue 11 review, round 2: the browser resolved it out of /audit/
+        "/audit/%2e%2e/dev-idp/authorize",
     ],
 )
 def test_the_language_switch_only_returns_to_workbench_pages(app, target):

@@ -11,6 +11,7 @@ import base64
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 
+from gateway.api.paging import whole_number
 from gateway.audit.witnessing import cosigned_note
 from gateway.policy import Refusal
 from gateway.services import services
@@ -22,7 +23,7 @@ bp = Blueprint("audit", __name__)
 
 def _int_arg(name: str) -> int:
     try:
-        value = int(request.args.get(name, ""))
+        value = whole_number(request.args.get(name, ""))
     except ValueError:
         raise Refusal("invalid-request", f"{name} must be a whole number") from None
     if not 0 <= value < 2**63:

@@ -280,6 +280,9 @@ def verify_bundle(
     except (BundleBroken, zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         verdict.detail = str(exc)
         return verdict
+    except Exception as exc:  # a hostile file's surprise (a list for an object, 1e999 for an index, bad deflate)
+        verdict.detail = f"the bundle cannot be read ({type(exc).__name__}): it is not one the gateway exported"
+        return verdict
     witnessed = f"; cosigned by {', '.join(cosigned)}" if cosigned else ""
     if policy is None:
         witnessed = "; no witness policy given, so no witness vouches for it (pass --policy)"

@@ -88,14 +88,23 @@ def verify_receipt(
         events = []
         for n, item in enumerate(entries):
             try:
-                index, body = int(item["index"]), base64.b64decode(item["entry"], validate=True)
+                index, body = item["index"], base64.b64decode(item["entry"], validate=True)
                 proof = [base64.b64decode(p, validate=True) for p in item["proof"]]
             except (KeyError, TypeError, ValueError, binascii.Error):
                 raise Refusal("receipt-invalid", f"entry #{n} is malformed") from None
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:  # not "15", 15.9 or 1e999
+                raise Refusal("receipt-invalid", f"entry #{n}'s index is not a whole number")
             if not verify_inclusion(index, checkpoint.size, hash_leaf(body), proof, checkpoint.root):
                 raise Refusal("receipt-invalid", f"entry at index {index} is not in the signed log")
-            entry = parse_json(body)
-            if entry.get("index") != index or entry.get("document") != receipt.get("document"):
+            try:
+                entry = parse_json(body)
+            except ValueError:
+                raise Refusal("receipt-invalid", f"entry at index {index} is not JSON") from None
+            if (
+                not isinstance(entry, dict)
+                or entry.get("index") != index
+                or entry.get("document") != receipt.get("document")
+            ):
                 raise Refusal("receipt-invalid", f"entry at index {index} is about another index or document")
             events.append(f"{index} {entry.get('time')} {entry.get('event')} {entry.get('outcome')}")
     except Refusal as refusal:

@@ -220,6 +220,8 @@ def entry(auditor: Auditor, index: int) -> str:
 @auditor_page
 def entry_json(auditor: Auditor, index: int) -> Response:
     """The entry as a one-entry receipt: ``gateway audit verify-receipt`` checks it offline."""
+    with services().db.read() as conn:
+        _entry(conn, index)  # no such entry: a 404 at once, not after waiting for a checkpoint
     signed, _checkpoint = latest_checkpoint(force=True)  # the entry is covered, even if it is this second's
     with services().db.read() as conn:
         body = _entry(conn, index)

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import requests
 from flask import current_app, make_response, redirect, request, session, url_for
@@ -199,7 +199,8 @@ def choose_language() -> WerkzeugResponse:
     check_csrf()
     wanted = request.form.get("lang", "")
     back = request.form.get("next", "")
-    if not _OWN_PAGE.fullmatch(back) or "//" in back:  # our own pages only: no open redirect, no header breaks
+    # Our own pages only: no open redirect, no header breaks, no "/audit/../" out of the workbench.
+    if not _OWN_PAGE.fullmatch(back) or "//" in back or ".." in unquote(back.split("?", 1)[0]):
         back = url_for("web.overview")
     response = redirect(back)
     if wanted in TEXT:

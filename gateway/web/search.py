@@ -18,6 +18,7 @@ from flask import request
 from sqlalchemy.engine import Connection
 
 from gateway.api.auditors import Auditor, record_read
+from gateway.api.paging import whole_number
 from gateway.audit.involving import involving
 from gateway.audit.periods import PRESETS
 from gateway.services import services
@@ -134,7 +135,7 @@ def _page_number(pages: int) -> int:
     if wanted == "last":
         return pages
     try:
-        number = int(wanted)
+        number = whole_number(wanted)
     except ValueError:
         raise PageRefusal("invalid-request", "page-not-number") from None
     if not 1 <= number <= MAX_PAGE:
