@@ -23,7 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.audit.commands import audit
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config, read_download
+from gateway.cli_support import cli_services, emit, fail, json_option, load_config, read_download, report_text
 from gateway.config import Config
 from gateway.delivery.commands import deliveries, worker
 from gateway.policy import Refusal
@@ -754,7 +754,7 @@ def verify(
             sender_certs=_certificates(sender_cert) if sender_cert else None,
             gateway_certs=pinned or None,
         )
-        emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+        emit(report, as_json, report_text)
     if report["verdict"] != "valid":
         sys.exit(3 if report["verdict"] == "indeterminate" else 1)
 

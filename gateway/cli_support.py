@@ -49,8 +49,12 @@ def cli_services() -> Iterator[Any]:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, datetime):  # stored as UTC (SQLite: without a zone); shown on Vietnam's clock, zone named
+        from zoneinfo import ZoneInfo
+
+        from gateway.store.helpers import as_utc
+
+        return as_utc(value).astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).isoformat(sep=" ", timespec="seconds")
     return str(value)
 
 
@@ -118,3 +122,21 @@ def read_download(path: Path, what: str, *, head_only: bool = False) -> bytes:
             "(a 401 invalid-token: take a fresh token, they last 5 minutes) with curl --fail-with-body"
         )
     return data
+
+
+def report_text(report: dict[str, Any], indent: str = "") -> str:
+    """A verifier's report as people read it: ``key: value`` lines, lists one item a line, nested
+    objects indented; never Python's ``['…']`` or ``{'…': …}`` (issue 11 newcomer)."""
+    lines: list[str] = []
+    for key, value in report.items():
+        if value is None:
+            lines.append(f"{indent}{key}: —")
+        elif isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(report_text(value, indent + "  "))
+        elif isinstance(value, list | tuple):
+            lines.append(f"{indent}{key}:" + ("" if value else " —"))
+            lines += [f"{indent}  - {item}" for item in value]
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(lines)

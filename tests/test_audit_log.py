@@ -119,6 +119,7 @@ def test_receipt_verifies_offline_and_catches_tampering(agency, svc, tmp_path, m
     path.write_text(json.dumps(receipt))
     ok = CliRunner().invoke(main, ["audit", "verify-receipt", str(path), "--vkey", svc.checkpoints.vkey])
     assert ok.exit_code == 0 and "verdict: valid" in ok.output
+    assert "['" not in ok.output and "\n  - " in ok.output  # entries one a line, not a Python list
     path.write_text(json.dumps(forged))
     bad = CliRunner().invoke(main, ["audit", "verify-receipt", str(path), "--vkey", svc.checkpoints.vkey])
     assert bad.exit_code == 1 and "not in the signed log" in bad.output

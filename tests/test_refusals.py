@@ -97,6 +97,9 @@ def test_signature_by_an_unregistered_certificate_is_refused(agency, svc, dev_pk
     other = dev_pki.agencies[Q4].signing  # valid CA chain, but registered to another agency
     signed = sign_edxml(sample("cong-van.edxml"), other.key, [other.cert])
     assert_refused(svc, lambda: sender.submit(signed), 422, "certificate-not-registered")
+    detail = sender.submit(signed).get_json()["detail"]  # issue 11 newcomer: whose it is, and what to do
+    assert "not registered to 000.00.00.H29" in detail and "gateway agency cert add 000.00.00.H29" in detail
+    assert "CN=" in detail
 
 
 def test_tampered_content_is_refused(agency, svc):

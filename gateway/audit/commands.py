@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from gateway.cli_support import cli_services, emit, fail, json_option, load_config, read_download, stop_on_signals
+from gateway.cli_support import (
+    cli_services,
+    emit,
+    fail,
+    json_option,
+    load_config,
+    read_download,
+    report_text,
+    stop_on_signals,
+)
 from gateway.json_input import parse_json
 from gateway.policy import Refusal
 
@@ -108,7 +117,7 @@ def audit_verify_receipt(receipt: Path, vkeys: tuple[str, ...], policy_path: Pat
     except ValueError as exc:
         fail(f"{receipt} is not a JSON receipt: {exc}")
     report = verify_receipt(data, verifier, policy)
-    emit(report, as_json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    emit(report, as_json, report_text)
     if report["verdict"] != "valid":
         sys.exit(1)
 

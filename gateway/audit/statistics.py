@@ -198,7 +198,8 @@ class Overview:
 
     @property
     def slowest(self) -> list[AgencyFigures]:
-        timed = [a for a in self.agencies if a.average_days is not None]
+        # Agencies that took time: a list of agencies at 0.0 days read as a contradiction (issue 11 newcomer).
+        timed = [a for a in self.agencies if a.average_days]
         return sorted(timed, key=lambda a: (-(a.average_days or 0), a.agency))[:LISTED]
 
 

@@ -263,8 +263,14 @@ class SubmissionService:
             return
         with self._db.read() as conn:
             row = self._registry.certificate_record(conn, caller, fingerprint(embedded[0]))
-        if row is None:
-            return
+        if row is None:  # issue 11 newcomer: say whose certificate it is and what to do
+            subject = embedded[0].subject.rfc4514_string()[:120]
+            raise Refusal(
+                "certificate-not-registered",
+                f"the document is signed with the certificate of {subject!r} (sha256 {fingerprint(embedded[0])}), "
+                f"which is not registered to {caller}: sign it with {caller}'s own signing key and certificate, "
+                f"or have the operator register this one (`gateway agency cert add {caller} --cert CERT.pem`)",
+            )
         now = datetime.now(UTC)
         if row.removed_at is not None:
             raise Refusal(

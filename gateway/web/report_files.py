@@ -109,7 +109,7 @@ def as_xlsx(report: Overview, lang: str) -> bytes:
     for p in report.trend:
         _add(trend, [p.start.isoformat(), p.received, p.on_time, p.late])
     overdue = book.create_sheet(t["most_overdue"][:31])
-    _add(overdue, [t["document_id"], t["subject"], t["agency"], t["code"], t["due_date"], t["days_overdue"]])
+    _add(overdue, [words.field("document_id"), t["subject"], t["agency"], t["code"], t["due_date"], t["days_overdue"]])
     for d in report.overdue:
         _add(overdue, [d.document_id, d.subject, d.agency_name, d.agency, d.due_date, d.days_overdue])
     for sheet in book.worksheets:
@@ -129,7 +129,7 @@ def as_csv(report: Overview) -> str:
     stamp = {
         "period_start": report.start.isoformat(),
         "period_end": report.end.isoformat(),
-        "generated_at": report.generated_at.isoformat(timespec="seconds"),
+        "generated_at": report.generated_at.astimezone(LOCAL).isoformat(timespec="seconds"),  # +07:00, as the XLSX says
     }
     rows = [{**row.as_dict(), **stamp} for row in report.agencies]
     rows.append({**report.city.as_dict(), "agency": "*", "name": "*", **stamp})
