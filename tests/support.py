@@ -86,6 +86,19 @@ class Pki:
 COUNTERS = frozenset({"rate_limits"})
 
 
+def audit_entries_of(svc: Any, event: str) -> list[dict[str, Any]]:
+    """The log's entries of one event, oldest first, as JSON."""
+    import json
+
+    from gateway.store.tables import audit_entries
+
+    with svc.db.read() as conn:
+        rows = conn.execute(
+            sa.select(audit_entries.c.body).where(audit_entries.c.event == event).order_by(audit_entries.c.idx)
+        ).scalars()
+        return [json.loads(bytes(b)) for b in rows]
+
+
 def summarise_refusals(svc: Any) -> int:
     """Write the unauthenticated refusals counted so far as their summary entries (the background tick's job)."""
     return int(svc.refusals.flush(svc.db, svc.audit))

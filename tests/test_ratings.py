@@ -10,17 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.services import DEMO_PORTAL
-from gateway.store.tables import audit_entries, dossier_ratings
-from tests.support import Q11, TAX, status_message
+from gateway.store.tables import dossier_ratings
+from tests.support import Q11, TAX, audit_entries_of, status_message
 from tests.test_citizen_flow import BINH, HOUSEHOLD_BUSINESS, bearer, login
-
-
-def _entries(svc: Any, event: str) -> list[dict[str, Any]]:
-    with svc.db.read() as conn:
-        rows = conn.execute(
-            sa.select(audit_entries.c.body).where(audit_entries.c.event == event).order_by(audit_entries.c.idx)
-        ).scalars()
-        return [json.loads(bytes(b)) for b in rows]
 
 
 def _finish(agency: Any, document_id: str, *codes: str) -> None:
@@ -54,14 +46,14 @@ def test_a_finished_dossier_is_rated_once_and_the_entry_holds_the_score_not_the_
     assert view["rating"]["score"] == 4
     again = client.post(url, json={"score": 1}, headers=bearer(tokens))
     assert again.status_code == 409 and again.get_json()["code"] == "rating-exists"
-    [entry] = _entries(svc, "dossier.rated")
+    [entry] = audit_entries_of(svc, "dossier.rated")
     assert (
         entry["rating"] == 4 and entry["reason"] == f"dossier {dossier['id']}" and entry["actor"].startswith("citizen:")
     )
     assert "Nhanh" not in json.dumps(entry, ensure_ascii=False) and len(entry["comment_hash"]) == 64
     assert "document" not in entry  # not in the document's receipts: the agencies rated do not see the score
     assert "079203001234" not in json.dumps(entry)
-    refused = _entries(svc, "dossier.rating-refused")
+    refused = audit_entries_of(svc, "dossier.rating-refused")
     assert [e["code"] for e in refused] == ["dossier-not-finished", "dossier-not-finished", "rating-exists"]
 
 
@@ -87,7 +79,7 @@ def test_a_malformed_rating_is_a_clear_problem_audited_and_stores_nothing(filed,
     answer = client.post(f"/v1/dossiers/{dossier['id']}/rating", json=body, headers=bearer(tokens))
     assert answer.status_code == 422 and answer.get_json()["code"] == "rating-invalid"
     assert answer.content_type.startswith("application/problem+json")
-    assert [e["code"] for e in _entries(svc, "dossier.rating-refused")] == ["rating-invalid"]
+    assert [e["code"] for e in audit_entries_of(svc, "dossier.rating-refused")] == ["rating-invalid"]
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 0
 
@@ -128,7 +120,7 @@ def test_two_ratings_at_once_store_one_and_refuse_the_other_clearly(filed, agenc
     assert {a.get_json()["code"] for a in answers if a.status_code == 409} == {"rating-exists"}
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 1
-    assert len(_entries(svc, "dossier.rated")) == 1
+    assert len(audit_entries_of(svc, "dossier.rated")) == 1
 
 
 def test_the_agencies_rated_do_not_see_the_score_in_their_receipts(filed, agency):
@@ -172,7 +164,7 @@ def test_a_body_parsers_would_read_differently_is_refused_not_guessed(filed, age
     )
     assert answer.status_code == 422 and answer.get_json()["code"] == "rating-invalid", answer.get_json()
     assert "not JSON we accept" in answer.get_json()["detail"]
-    [refused] = _entries(svc, "dossier.rating-refused")
+    [refused] = audit_entries_of(svc, "dossier.rating-refused")
     assert refused["code"] == "rating-invalid"
     with svc.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dossier_ratings)).scalar() == 0
@@ -189,7 +181,7 @@ def test_every_refused_rating_names_the_dossier_it_aimed_at(filed, agency, app, 
     client.post(url, json={"score": 5}, headers=bearer(tokens))
     client.post(url, json={"score": 4}, headers=bearer(tokens))  # rating-exists
     client.post("/v1/dossiers/not-a-dossier/rating", json={"score": 5}, headers=bearer(tokens))
-    refused = _entries(svc, "dossier.rating-refused")
+    refused = audit_entries_of(svc, "dossier.rating-refused")
     assert [e["code"] for e in refused] == [
         "dossier-not-finished",
         "rating-invalid",
@@ -198,5 +190,5 @@ def test_every_refused_rating_names_the_dossier_it_aimed_at(filed, agency, app, 
         "dossier-not-found",
     ]
     assert [e.get("dossier") for e in refused] == [dossier["id"]] * 4 + [None]  # made-up text is not recorded
-    [rated] = _entries(svc, "dossier.rated")
+    [rated] = audit_entries_of(svc, "dossier.rated")
     assert rated["dossier"] == dossier["id"] and "document" not in rated

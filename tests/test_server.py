@@ -290,13 +290,7 @@ def test_requests_gunicorn_answered_with_html_are_problem_json(server, raw, stat
     """Issue 10, finding 9: these came back as gunicorn's HTML error pages."""
     import json
 
-    port = int(server[0].rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(raw)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, body = _raw_answer(server, raw)
     assert head.startswith(b"HTTP/1.1 %d" % status), head
     assert b"content-type: application/problem+json" in head.lower()
     assert json.loads(body)["code"] == code

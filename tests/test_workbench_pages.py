@@ -17,7 +17,17 @@ from gateway.audit.receipt import verify_receipt
 from gateway.services import DEMO_PORTAL
 from gateway.store.tables import agencies, documents
 from tests.conftest import register_agencies
-from tests.support import HCM, Q4, Q11, TAX, GatewayClient, sample, sign_in_workbench, status_message
+from tests.support import (
+    HCM,
+    Q4,
+    Q11,
+    TAX,
+    GatewayClient,
+    audit_entries_of,
+    sample,
+    sign_in_workbench,
+    status_message,
+)
 from tests.test_citizen_flow import HOUSEHOLD_BUSINESS, bearer, login
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -55,16 +65,6 @@ def city(app, dev_pki) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     workbench = app.test_client()
     workbench.csrf = sign_in_workbench(workbench, svc)  # type: ignore[attr-defined]
     return {"ids": ids, "dossier": dossier, "workbench": workbench, "svc": svc}
-
-
-def _entries(svc: Any, event: str) -> list[dict[str, Any]]:
-    from gateway.store.tables import audit_entries
-
-    with svc.db.read() as conn:
-        rows = conn.execute(
-            sa.select(audit_entries.c.body).where(audit_entries.c.event == event).order_by(audit_entries.c.idx)
-        ).scalars()
-        return [json.loads(bytes(b)) for b in rows]
 
 
 def _csv_rows(client, path: str) -> list[dict[str, str]]:
@@ -172,7 +172,7 @@ def test_a_refused_document_is_found_by_the_number_it_claimed_with_its_code_and_
     text = city["workbench"].get("/audit/search", query_string={"document": typed}).get_data(as_text=True)
     assert "signature-missing" in text and "1031/UBND-VX" in text and "chưa xác minh" in text
     assert ",1024/UBND-VX" not in text  # (the placeholder shows 1024/UBND-VX as an example)
-    entry = next(e for e in _entries(city["svc"], "document.refused") if e.get("code") == "signature-missing")
+    entry = next(e for e in audit_entries_of(city["svc"], "document.refused") if e.get("code") == "signature-missing")
     assert entry["claimed_document_id"].endswith(",1031/UBND-VX") and "document_id" not in entry
 
 
