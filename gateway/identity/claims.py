@@ -29,35 +29,28 @@ class Unverified:
 
 
 def peek(token: str, code: str) -> Unverified:
-    """Header and claims without verification: only to find which key to verify with."""
-    if len(token) > MAX_TOKEN_BYTES:
-        raise Refusal(code, f"token is longer than {MAX_TOKEN_BYTES} bytes")
-    _read_segments_strictly(token, code)
-    try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise Refusal(code, f"not a well-formed JWT: {exc}") from None
-    except RecursionError:  # PyJWT's json.loads on a deeply nested segment (gateway.json_input)
-        raise Refusal(code, "not a well-formed JWT: a segment is nested too deeply") from None
-    if header.get("crit"):
-        raise Refusal(code, "critical header parameters are not supported")
-    return Unverified(header, claims)
+    """Header and claims without verification: only to find which key to verify with.
 
-
-def _read_segments_strictly(token: str, code: str) -> None:
-    """Header and claims as :mod:`gateway.json_input` reads JSON, before PyJWT reads them its own way.
-
-    PyJWT's ``json.loads`` keeps the last of a member given twice: ``{"iss": "000.00.04.H29", …,
+    Read as :mod:`gateway.json_input` reads JSON, once, instead of by PyJWT's unverified decode:
+    its ``json.loads`` keeps the last of a member given twice, so ``{"iss": "000.00.04.H29", …,
     "iss": "000.00.00.H29"}`` was one agency to a log that keeps the first and another to us, and
     two ``jti`` hid one from the replay check (issue 11 review, round 2)."""
     from gateway.identity.jws import b64url_decode, strict_json_object
 
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Refusal(code, f"token is longer than {MAX_TOKEN_BYTES} bytes")
     parts = token.split(".")
     if len(parts) != 3:
         raise Refusal(code, "not a well-formed JWT: it must have three dot-separated parts")
-    for segment, what in zip(parts[:2], ("header", "claims"), strict=True):
+    header, claims = (
         strict_json_object(b64url_decode(segment, code, what), code, what)
+        for segment, what in zip(parts[:2], ("header", "claims"), strict=True)
+    )
+    if not isinstance(header.get("kid", ""), str):  # as PyJWT checks it: a kid is looked up by value
+        raise Refusal(code, "not a well-formed JWT: the header's kid must be a string")
+    if header.get("crit"):
+        raise Refusal(code, "critical header parameters are not supported")
+    return Unverified(header, claims)
 
 
 def algorithms_for(key: PublicKey) -> frozenset[str]:
